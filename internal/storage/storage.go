@@ -1,0 +1,271 @@
+// Package storage owns the database handle: opening SQLite or PostgreSQL,
+// the numbered migration set, transactions and the dialect differences.
+//
+// Domain packages write each query once, with $1-style placeholders and
+// portable SQL (ON CONFLICT upserts, RETURNING); storage rewrites what the
+// engine needs. SQLite gets a single-connection writer pool beside a reader
+// pool, so writes never fight over the database lock. Stream positions and
+// numeric IDs come from the counters table (see NextID), which works the same
+// on both engines.
+//
+// storage imports no other Myelin package.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
+	_ "modernc.org/sqlite"             // embedded SQLite driver
+)
+
+// Dialect names a database engine.
+type Dialect int
+
+const (
+	// SQLite is the embedded default.
+	SQLite Dialect = iota
+	// Postgres is PostgreSQL through pgx.
+	Postgres
+)
+
+func (d Dialect) String() string {
+	if d == Postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// DB is the database handle shared by every store.
+type DB struct {
+	dialect Dialect
+	read    *sql.DB
+	write   *sql.DB
+	// writeMu serialises write transactions in this process so that stream
+	// positions commit in the order they were allocated: a reader that sees
+	// position N has seen everything below N.
+	writeMu sync.Mutex
+	log     *slog.Logger
+}
+
+// Open connects to the database named by dsn. An empty dsn, or one starting
+// with "sqlite:" or "file:", opens an SQLite file (in dataDir when empty);
+// "postgres://" or "postgresql://" opens PostgreSQL. It retries for up to
+// wait while the database is not yet reachable.
+func Open(ctx context.Context, dsn, dataDir string, wait time.Duration, log *slog.Logger) (*DB, error) {
+	db := &DB{log: log}
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		db.dialect = Postgres
+		db.read, err = sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("opening postgres: %w", err)
+		}
+		db.read.SetMaxOpenConns(32)
+		db.read.SetMaxIdleConns(16)
+		db.write = db.read
+	default:
+		db.dialect = SQLite
+		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+		if path == "" {
+			path = filepath.Join(dataDir, "myelin.db")
+		}
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("creating database directory: %w", err)
+			}
+		}
+		pragmas := "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+		u := "file:" + (&url.URL{Path: path}).EscapedPath()
+		db.write, err = sql.Open("sqlite", u+"?"+pragmas+"&_txlock=immediate")
+		if err != nil {
+			return nil, fmt.Errorf("opening sqlite: %w", err)
+		}
+		db.write.SetMaxOpenConns(1)
+		db.read, err = sql.Open("sqlite", u+"?"+pragmas+"&_pragma=query_only(1)")
+		if err != nil {
+			return nil, fmt.Errorf("opening sqlite: %w", err)
+		}
+		db.read.SetMaxOpenConns(8)
+		db.read.SetMaxIdleConns(8)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = db.write.PingContext(ctx)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		log.Warn("database not reachable yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to %s database: %w", db.dialect, err)
+	}
+	return db, nil
+}
+
+// Dialect reports the engine behind db.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Close closes every pool.
+func (db *DB) Close() error {
+	var errs []error
+	if db.write != nil && db.write != db.read {
+		errs = append(errs, db.write.Close())
+	}
+	if db.read != nil {
+		errs = append(errs, db.read.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks that the database answers; /health uses it.
+func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
+
+// Querier runs queries; both *DB and *Tx implement it.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var placeholder = regexp.MustCompile(`\$(\d+)`)
+
+func (db *DB) rebind(q string) string {
+	if db.dialect == SQLite {
+		return placeholder.ReplaceAllString(q, "?$1")
+	}
+	return q
+}
+
+// ExecContext runs a statement outside a transaction, on the writer.
+func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	return db.write.ExecContext(ctx, db.rebind(q), args...)
+}
+
+// QueryContext runs a read query.
+func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return db.read.QueryContext(ctx, db.rebind(q), args...)
+}
+
+// QueryRowContext runs a read query returning at most one row.
+func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return db.read.QueryRowContext(ctx, db.rebind(q), args...)
+}
+
+// Tx is a write transaction.
+type Tx struct {
+	tx *sql.Tx
+	db *DB
+	// afterCommit runs once the transaction is durable.
+	afterCommit []func()
+}
+
+// ExecContext runs a statement in the transaction.
+func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.db.rebind(q), args...)
+}
+
+// QueryContext runs a query in the transaction.
+func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.db.rebind(q), args...)
+}
+
+// QueryRowContext runs a single-row query in the transaction.
+func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.db.rebind(q), args...)
+}
+
+// AfterCommit registers f to run after the transaction commits, still inside
+// the process-wide write order (so notifications go out in stream order).
+func (t *Tx) AfterCommit(f func()) { t.afterCommit = append(t.afterCommit, f) }
+
+// WriteTx runs fn in a write transaction and commits it when fn returns nil.
+// Write transactions are serialised within the process.
+func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	sqltx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	tx := &Tx{tx: sqltx, db: db}
+	if err := fn(tx); err != nil {
+		_ = sqltx.Rollback()
+		return err
+	}
+	if err := sqltx.Commit(); err != nil {
+		return fmt.Errorf("committing transaction: %w", err)
+	}
+	for _, f := range tx.afterCommit {
+		f()
+	}
+	return nil
+}
+
+// NextID allocates n consecutive values from the named counter and returns
+// the last one. Counters back stream positions and numeric IDs.
+func NextID(ctx context.Context, tx *Tx, counter string, n int64) (int64, error) {
+	var v int64
+	err := tx.QueryRowContext(ctx,
+		`UPDATE counters SET value = value + $2 WHERE name = $1 RETURNING value`, counter, n).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ($1, $2)`, counter, n); err != nil {
+			return 0, fmt.Errorf("creating counter %s: %w", counter, err)
+		}
+		return n, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("allocating from counter %s: %w", counter, err)
+	}
+	return v, nil
+}
+
+// CurrentID returns the counter's current value (0 if it was never used).
+func (db *DB) CurrentID(ctx context.Context, counter string) (int64, error) {
+	var v int64
+	err := db.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = $1`, counter).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading counter %s: %w", counter, err)
+	}
+	return v, nil
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint failure on
+// either engine.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505") ||
+		strings.Contains(s, "duplicate key value")
+}
+
+// Bool converts a Go bool to the 0/1 integer both schemas store.
+func Bool(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
