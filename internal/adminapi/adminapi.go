@@ -1,0 +1,31 @@
+// Package adminapi serves the Synapse-compatible admin endpoints under
+// /_synapse/admin, starting with shared-secret registration.
+//
+// It calls users for accounts; it is imported only by homeserver.
+package adminapi
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/users"
+)
+
+// API holds the admin handlers' dependencies.
+type API struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	users *users.Service
+	http  *httpx.Adapter
+}
+
+// New returns the admin API.
+func New(cfg *config.Config, log *slog.Logger, u *users.Service) *API {
+	return &API{cfg: cfg, log: log, users: u, http: &httpx.Adapter{Log: log}}
+}
+
+// Register adds the admin routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+}

@@ -1,0 +1,127 @@
+// Package clientapi serves the Matrix client-server API: every C-S route is
+// registered in routes.go, and each handler lives in the file named after
+// the spec's OpenAPI file (room_send.yaml → room_send.go), named after its
+// operationId.
+//
+// Handlers decode and validate requests, then call the domain packages
+// (users, room, clientsync); they hold no state of their own beyond the
+// rate limiter and UIA sessions. clientapi is imported only by homeserver.
+package clientapi
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/clientsync"
+	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/ratelimit"
+	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/users"
+)
+
+// API holds the dependencies of the client-server handlers.
+type API struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	users   *users.Service
+	rooms   *room.Service
+	syncer  *clientsync.Service
+	limiter *ratelimit.Limiter
+	uia     *uiaSessions
+	http    *httpx.Adapter
+}
+
+// New returns the client API.
+func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service) *API {
+	var lim *ratelimit.Limiter
+	if cfg.RateLimit.Enabled {
+		lim = ratelimit.New(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)
+	}
+	return &API{
+		cfg: cfg, log: log, users: u, rooms: r, syncer: s, limiter: lim,
+		uia:  newUIASessions(),
+		http: &httpx.Adapter{Log: log},
+	}
+}
+
+type ctxKey int
+
+const sessionKey ctxKey = 0
+
+// session returns the authenticated session of a request that passed through
+// authed.
+func session(r *http.Request) users.Session {
+	s, _ := r.Context().Value(sessionKey).(users.Session)
+	return s
+}
+
+// accessToken reads the token from the Authorization header, or from the
+// deprecated access_token query parameter.
+func accessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// authed requires a valid access token and applies the per-user rate limit.
+func (a *API) authed(h httpx.HandlerFunc) httpx.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		sess, err := a.users.Authenticate(r.Context(), accessToken(r))
+		if err != nil {
+			return err
+		}
+		if err := a.rateLimit(r, sess.UserID.String()); err != nil {
+			return err
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), sessionKey, sess)))
+	}
+}
+
+// limited applies the per-IP rate limit to unauthenticated endpoints that
+// cost real work (login, registration).
+func (a *API) limited(h httpx.HandlerFunc) httpx.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := a.rateLimit(r, "ip:"+clientIP(r)); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
+
+func (a *API) rateLimit(r *http.Request, key string) error {
+	if a.limiter == nil {
+		return nil
+	}
+	if ok, retry := a.limiter.Allow(key); !ok {
+		return mxerr.LimitExceeded.With("too many requests").WithField("retry_after_ms", retry.Milliseconds())
+	}
+	return nil
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// pathRoomID parses the {roomId} path parameter.
+func pathRoomID(r *http.Request) (id.RoomID, error) {
+	v := r.PathValue("roomId")
+	if !strings.HasPrefix(v, "!") || !strings.Contains(v, ":") && len(v) < 2 {
+		return "", mxerr.InvalidParam.With("invalid room ID %q", v)
+	}
+	return id.RoomID(v), nil
+}

@@ -1,0 +1,117 @@
+package clientapi
+
+import (
+	"net/http"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
+)
+
+// route is one entry of the route table.
+type route struct {
+	method, path string
+	// versions are the path prefixes the route is served under; most
+	// endpoints are served on v3 and on r0, which several clients still call.
+	versions []string
+	h        httpx.HandlerFunc
+}
+
+var (
+	v3r0 = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
+	v1   = []string{"/_matrix/client/v1"}
+	none = []string{""}
+)
+
+// Register adds every client-server route to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	routes := []route{
+		// versions.yaml, wellknown.yaml, capabilities.yaml
+		{"GET", "/_matrix/client/versions", none, a.getVersions},
+		{"GET", "/.well-known/matrix/client", none, a.getWellknown},
+		{"GET", "/capabilities", v3r0, a.authed(a.getCapabilities)},
+
+		// registration.yaml, registration_tokens.yaml
+		{"POST", "/register", v3r0, a.limited(a.register)},
+		{"GET", "/register/available", v3r0, a.limited(a.checkUsernameAvailability)},
+		{"GET", "/register/m.login.registration_token/validity", v1, a.limited(a.registrationTokenValidity)},
+
+		// login.yaml, logout.yaml, whoami.yaml
+		{"GET", "/login", v3r0, a.getLoginFlows},
+		{"POST", "/login", v3r0, a.limited(a.login)},
+		{"POST", "/logout", v3r0, a.authed(a.logout)},
+		{"POST", "/logout/all", v3r0, a.authed(a.logoutAll)},
+		{"GET", "/account/whoami", v3r0, a.authed(a.getTokenOwner)},
+
+		// password_management.yaml, account_deactivation.yaml
+		{"POST", "/account/password", v3r0, a.authed(a.changePassword)},
+		{"POST", "/account/deactivate", v3r0, a.authed(a.deactivateAccount)},
+
+		// device_management.yaml
+		{"GET", "/devices", v3r0, a.authed(a.getDevices)},
+		{"GET", "/devices/{deviceId}", v3r0, a.authed(a.getDevice)},
+		{"PUT", "/devices/{deviceId}", v3r0, a.authed(a.updateDevice)},
+		{"DELETE", "/devices/{deviceId}", v3r0, a.authed(a.deleteDevice)},
+		{"POST", "/delete_devices", v3r0, a.authed(a.deleteDevices)},
+
+		// profile.yaml
+		{"GET", "/profile/{userId}", v3r0, a.getUserProfile},
+		{"GET", "/profile/{userId}/{keyName}", v3r0, a.getProfileField},
+		{"PUT", "/profile/{userId}/{keyName}", v3r0, a.authed(a.setProfileField)},
+
+		// create_room.yaml
+		{"POST", "/createRoom", v3r0, a.authed(a.createRoom)},
+
+		// joining.yaml, inviting.yaml, leaving.yaml, kicking.yaml, banning.yaml
+		{"POST", "/join/{roomIdOrAlias}", v3r0, a.authed(a.joinRoom)},
+		{"POST", "/rooms/{roomId}/join", v3r0, a.authed(a.joinRoomById)},
+		{"POST", "/rooms/{roomId}/invite", v3r0, a.authed(a.inviteUser)},
+		{"POST", "/rooms/{roomId}/leave", v3r0, a.authed(a.leaveRoom)},
+		{"POST", "/rooms/{roomId}/forget", v3r0, a.authed(a.forgetRoom)},
+		{"POST", "/rooms/{roomId}/kick", v3r0, a.authed(a.kick)},
+		{"POST", "/rooms/{roomId}/ban", v3r0, a.authed(a.ban)},
+		{"POST", "/rooms/{roomId}/unban", v3r0, a.authed(a.unban)},
+
+		// directory.yaml
+		{"GET", "/directory/room/{roomAlias}", v3r0, a.getRoomIdByAlias},
+		{"PUT", "/directory/room/{roomAlias}", v3r0, a.authed(a.setRoomAlias)},
+		{"DELETE", "/directory/room/{roomAlias}", v3r0, a.authed(a.deleteRoomAlias)},
+		{"GET", "/rooms/{roomId}/aliases", v3r0, a.authed(a.getLocalAliases)},
+
+		// list_joined_rooms.yaml, rooms.yaml
+		{"GET", "/joined_rooms", v3r0, a.authed(a.getJoinedRooms)},
+		{"GET", "/rooms/{roomId}/joined_members", v3r0, a.authed(a.getJoinedMembersByRoom)},
+		{"GET", "/rooms/{roomId}/members", v3r0, a.authed(a.getMembersByRoom)},
+		{"GET", "/rooms/{roomId}/state", v3r0, a.authed(a.getRoomState)},
+		{"GET", "/rooms/{roomId}/state/{eventType}", v3r0, a.authed(a.getRoomStateWithKey)},
+		{"GET", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.authed(a.getRoomStateWithKey)},
+		{"GET", "/rooms/{roomId}/event/{eventId}", v3r0, a.authed(a.getOneRoomEvent)},
+
+		// room_state.yaml, room_send.yaml, redaction.yaml
+		{"PUT", "/rooms/{roomId}/state/{eventType}", v3r0, a.authed(a.setRoomStateWithKey)},
+		{"PUT", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.authed(a.setRoomStateWithKey)},
+		{"PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", v3r0, a.authed(a.sendMessage)},
+		{"PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", v3r0, a.authed(a.redactEvent)},
+
+		// message_pagination.yaml, sync.yaml, filter.yaml
+		{"GET", "/rooms/{roomId}/messages", v3r0, a.authed(a.getRoomEvents)},
+		{"GET", "/sync", v3r0, a.authed(a.sync)},
+		{"POST", "/user/{userId}/filter", v3r0, a.authed(a.defineFilter)},
+		{"GET", "/user/{userId}/filter/{filterId}", v3r0, a.authed(a.getFilter)},
+
+		// account-data.yaml
+		{"GET", "/user/{userId}/account_data/{type}", v3r0, a.authed(a.getAccountData)},
+		{"PUT", "/user/{userId}/account_data/{type}", v3r0, a.authed(a.setAccountData)},
+		{"GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.getAccountDataPerRoom)},
+		{"PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.setAccountDataPerRoom)},
+
+		// typing.yaml, receipts.yaml, read_markers.yaml
+		{"PUT", "/rooms/{roomId}/typing/{userId}", v3r0, a.authed(a.setTyping)},
+		{"POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", v3r0, a.authed(a.postReceipt)},
+		{"POST", "/rooms/{roomId}/read_markers", v3r0, a.authed(a.setReadMarker)},
+	}
+	for _, rt := range routes {
+		h := a.http.Wrap(rt.h)
+		for _, prefix := range rt.versions {
+			mux.Handle(rt.method+" "+prefix+rt.path, h)
+		}
+	}
+}

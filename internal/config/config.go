@@ -1,0 +1,253 @@
+// Package config defines Myelin's settings, loads them from a YAML file and
+// MYELIN_* environment variables, and writes a fresh file with generated
+// secrets on first start.
+//
+// Field comments are the operator reference. This package imports no other
+// Myelin package.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// Config is the whole server configuration.
+type Config struct {
+	// ServerName is the name in user IDs and room aliases (example.org). It
+	// cannot change once users exist. Env: MYELIN_SERVER_NAME.
+	ServerName string `yaml:"server_name"`
+	// DataDir holds the SQLite database, the signing key and the generated
+	// config. Env: MYELIN_DATA_DIR. Default ./data.
+	DataDir string `yaml:"data_dir"`
+	// DatabaseURL selects the database: empty for an SQLite file in DataDir,
+	// postgres://user:pass@host/db for PostgreSQL. Env: MYELIN_DATABASE_URL.
+	DatabaseURL string `yaml:"database_url"`
+	// Listen is the address of the client (and proxied federation) HTTP
+	// listener. Env: MYELIN_LISTEN. Default 0.0.0.0:8008.
+	Listen string `yaml:"listen"`
+	// PublicBaseURL is the URL clients reach this server at
+	// (https://matrix.example.org/). Env: MYELIN_PUBLIC_BASEURL.
+	PublicBaseURL string `yaml:"public_baseurl"`
+	// EnableRegistration opens /register to anyone (m.login.dummy), or to
+	// holders of a registration token when RegistrationRequiresToken is set.
+	// Env: MYELIN_ENABLE_REGISTRATION. Default false.
+	EnableRegistration bool `yaml:"enable_registration"`
+	// RegistrationRequiresToken makes open registration require an
+	// m.login.registration_token stage. Env: MYELIN_REGISTRATION_REQUIRES_TOKEN.
+	RegistrationRequiresToken bool `yaml:"registration_requires_token"`
+	// RegistrationSharedSecret enables Synapse-compatible shared-secret
+	// registration at /_synapse/admin/v1/register, used by
+	// `myelin register-user`. Generated on first start.
+	// Env: MYELIN_REGISTRATION_SHARED_SECRET.
+	RegistrationSharedSecret string `yaml:"registration_shared_secret"`
+	// SigningKeyPath is the ed25519 signing key in Synapse's format
+	// ("ed25519 <key id> <base64 seed>"). Default <data dir>/signing.key;
+	// generated when missing. Env: MYELIN_SIGNING_KEY_PATH.
+	SigningKeyPath string `yaml:"signing_key_path"`
+	// MaxRequestBytes caps request bodies; larger ones get 413 M_TOO_LARGE.
+	// Default 1 MiB (media uploads have their own limit). Env: MYELIN_MAX_REQUEST_BYTES.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// BcryptCost is the password hashing cost. Default 12; tests lower it.
+	// Env: MYELIN_BCRYPT_COST.
+	BcryptCost int `yaml:"bcrypt_cost"`
+	// DefaultRoomVersion is used by createRoom when none is asked for.
+	// Default "12". Env: MYELIN_DEFAULT_ROOM_VERSION.
+	DefaultRoomVersion string `yaml:"default_room_version"`
+	// RateLimit throttles clients per user (or per IP before login).
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// LogLevel is debug, info, warn or error. Env: MYELIN_LOG_LEVEL.
+	LogLevel string `yaml:"log_level"`
+}
+
+// RateLimit is a token bucket per requester.
+type RateLimit struct {
+	// Enabled turns rate limiting on. Env: MYELIN_RATE_LIMIT (true/false).
+	Enabled bool `yaml:"enabled"`
+	// PerSecond is the sustained request rate. Default 50.
+	// Env: MYELIN_RATE_LIMIT_PER_SECOND.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is how many requests may arrive at once. Default 200.
+	// Env: MYELIN_RATE_LIMIT_BURST.
+	Burst int `yaml:"burst"`
+}
+
+// Defaults returns a Config with every default filled in.
+func Defaults() Config {
+	return Config{
+		DataDir:            "./data",
+		Listen:             "0.0.0.0:8008",
+		MaxRequestBytes:    1 << 20,
+		BcryptCost:         12,
+		DefaultRoomVersion: "12",
+		RateLimit:          RateLimit{Enabled: true, PerSecond: 50, Burst: 200},
+		LogLevel:           "info",
+	}
+}
+
+// Load reads the config file at path (when it exists), then applies MYELIN_*
+// environment overrides from env, then fills generated secrets. When the file
+// does not exist and generate is true, a new one with fresh secrets is written.
+// The boolean result reports whether a new file was written.
+func Load(path string, env func(string) (string, bool), generate bool) (Config, bool, error) {
+	cfg := Defaults()
+	if v, ok := env("MYELIN_DATA_DIR"); ok && v != "" {
+		cfg.DataDir = v
+	}
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, "homeserver.yaml")
+	}
+	raw, err := os.ReadFile(path)
+	exists := err == nil
+	switch {
+	case exists:
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, false, fmt.Errorf("config %s: %w", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if !generate {
+			return cfg, false, fmt.Errorf("config %s does not exist", path)
+		}
+	default:
+		return cfg, false, fmt.Errorf("reading config %s: %w", path, err)
+	}
+	if err := applyEnv(&cfg, env); err != nil {
+		return cfg, false, err
+	}
+	if cfg.SigningKeyPath == "" {
+		cfg.SigningKeyPath = filepath.Join(cfg.DataDir, "signing.key")
+	}
+	wrote := false
+	if !exists {
+		if cfg.RegistrationSharedSecret == "" {
+			cfg.RegistrationSharedSecret = randomSecret()
+		}
+		if err := write(path, cfg); err != nil {
+			return cfg, false, err
+		}
+		wrote = true
+	}
+	return cfg, wrote, cfg.Validate()
+}
+
+// Validate checks that the settings are usable, naming the key at fault.
+func (c *Config) Validate() error {
+	if c.ServerName == "" {
+		return errors.New("server_name (MYELIN_SERVER_NAME) must be set, e.g. example.org")
+	}
+	if strings.ContainsAny(c.ServerName, "/@:!# ") && !validHostPort(c.ServerName) {
+		return fmt.Errorf("server_name %q is not a valid server name (host or host:port)", c.ServerName)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q must be host:port: %w", c.Listen, err)
+	}
+	if c.BcryptCost < 4 || c.BcryptCost > 31 {
+		return fmt.Errorf("bcrypt_cost %d must be between 4 and 31", c.BcryptCost)
+	}
+	if c.MaxRequestBytes <= 0 {
+		return fmt.Errorf("max_request_bytes must be positive")
+	}
+	if c.RateLimit.Enabled && (c.RateLimit.PerSecond <= 0 || c.RateLimit.Burst <= 0) {
+		return fmt.Errorf("rate_limit.per_second and rate_limit.burst must be positive when rate limiting is enabled")
+	}
+	return nil
+}
+
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return false
+	}
+	_, err = strconv.ParseUint(port, 10, 16)
+	return err == nil
+}
+
+func applyEnv(c *Config, env func(string) (string, bool)) error {
+	str := func(key string, dst *string) {
+		if v, ok := env(key); ok {
+			*dst = v
+		}
+	}
+	boolean := func(key string, dst *bool) error {
+		if v, ok := env(key); ok && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want true or false", key, v)
+			}
+			*dst = b
+		}
+		return nil
+	}
+	integer := func(key string, dst *int) error {
+		if v, ok := env(key); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want an integer", key, v)
+			}
+			*dst = n
+		}
+		return nil
+	}
+	str("MYELIN_SERVER_NAME", &c.ServerName)
+	str("MYELIN_DATABASE_URL", &c.DatabaseURL)
+	str("MYELIN_LISTEN", &c.Listen)
+	str("MYELIN_PUBLIC_BASEURL", &c.PublicBaseURL)
+	str("MYELIN_REGISTRATION_SHARED_SECRET", &c.RegistrationSharedSecret)
+	str("MYELIN_SIGNING_KEY_PATH", &c.SigningKeyPath)
+	str("MYELIN_DEFAULT_ROOM_VERSION", &c.DefaultRoomVersion)
+	str("MYELIN_LOG_LEVEL", &c.LogLevel)
+	if v, ok := env("MYELIN_MAX_REQUEST_BYTES"); ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("MYELIN_MAX_REQUEST_BYTES=%q: want an integer", v)
+		}
+		c.MaxRequestBytes = n
+	}
+	if v, ok := env("MYELIN_RATE_LIMIT_PER_SECOND"); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("MYELIN_RATE_LIMIT_PER_SECOND=%q: want a number", v)
+		}
+		c.RateLimit.PerSecond = f
+	}
+	return errors.Join(
+		boolean("MYELIN_ENABLE_REGISTRATION", &c.EnableRegistration),
+		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),
+		boolean("MYELIN_RATE_LIMIT", &c.RateLimit.Enabled),
+		integer("MYELIN_RATE_LIMIT_BURST", &c.RateLimit.Burst),
+		integer("MYELIN_BCRYPT_COST", &c.BcryptCost),
+	)
+}
+
+func write(path string, c Config) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("creating config directory: %w", err)
+	}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encoding config: %w", err)
+	}
+	header := "# Myelin configuration, generated on first start. Every key can be\n# overridden by a MYELIN_* environment variable; see README.md.\n"
+	if err := os.WriteFile(path, append([]byte(header), out...), 0o600); err != nil {
+		return fmt.Errorf("writing config %s: %w", path, err)
+	}
+	return nil
+}
+
+func randomSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,128 @@
+// Package homeserver builds every subsystem from the config and owns their
+// start and stop. It is the one wiring point: only cmd/ and the test harness
+// import it.
+package homeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/myelin-chat/myelin/internal/adminapi"
+	"github.com/myelin-chat/myelin/internal/clientapi"
+	"github.com/myelin-chat/myelin/internal/clientsync"
+	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/keys"
+	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/storage"
+	"github.com/myelin-chat/myelin/internal/users"
+)
+
+// Server is a running (or ready to run) homeserver.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	db       *storage.DB
+	Users    *users.Service
+	Rooms    *room.Service
+	Sync     *clientsync.Service
+	notifier *notifier.Notifier
+	handler  http.Handler
+
+	httpSrv  *http.Server
+	listener net.Listener
+	served   chan error
+}
+
+// New opens the database, applies migrations, loads the signing key and
+// builds the services. It does not listen yet.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	db, err := storage.Open(ctx, cfg.DatabaseURL, cfg.DataDir, 60*time.Second, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	key, err := keys.LoadOrGenerate(cfg.SigningKeyPath)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	n := notifier.New()
+	s := &Server{cfg: cfg, log: log, db: db, notifier: n}
+	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
+	s.Rooms = room.New(db, cfg.ServerName, key, n, log)
+	s.Sync = clientsync.New(db, s.Rooms, n, log)
+
+	mux := http.NewServeMux()
+	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync)
+	client.Register(mux)
+	adminapi.New(&s.cfg, log, s.Users).Register(mux)
+	mux.HandleFunc("GET /health", s.health)
+	s.handler = httpx.CORS(httpx.LimitBody(cfg.MaxRequestBytes, httpx.Fallback(mux)))
+	return s, nil
+}
+
+// Handler returns the HTTP handler serving every API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// DB returns the database handle (for tests and admin commands).
+func (s *Server) DB() *storage.DB { return s.db }
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.db.Ping(ctx); err != nil {
+		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("OK"))
+}
+
+// Start listens on the configured address and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	s.listener = ln
+	s.httpSrv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.served = make(chan error, 1)
+	go func() { s.served <- s.httpSrv.Serve(ln) }()
+	s.log.Info("listening", "addr", ln.Addr().String(), "server_name", s.cfg.ServerName, "database", s.db.Dialect().String())
+	return nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Shutdown stops accepting requests, lets those in flight finish (until ctx
+// ends), then closes the database.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if s.httpSrv != nil {
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping HTTP server: %w", err))
+		}
+		if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing database: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,195 @@
+// Package httpx is the HTTP plumbing shared by the client, federation and
+// admin APIs: the one adapter that writes Matrix errors, JSON request
+// decoding with the spec's errcodes, body limits, CORS, panic recovery and
+// the 404/405 M_UNRECOGNIZED fallbacks.
+//
+// httpx imports only mxerr from Myelin.
+package httpx
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+)
+
+// HandlerFunc is a handler that reports failure by returning an error; the
+// adapter turns it into the Matrix error response.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Adapter converts HandlerFuncs into http.Handlers that write errors in one
+// place.
+type Adapter struct {
+	Log *slog.Logger
+}
+
+// Wrap returns h as an http.Handler.
+func (a *Adapter) Wrap(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				a.WriteError(w, r, mxerr.Unknown.Wrap(errors.New("panic")).With("internal error"))
+				a.Log.Error("handler panicked", "path", r.URL.Path, "panic", p)
+			}
+		}()
+		if err := h(w, r); err != nil {
+			a.WriteError(w, r, err)
+		}
+	})
+}
+
+// WriteError writes err as a Matrix error. Errors that are not *mxerr.Error
+// become M_UNKNOWN/500 with a request ID; their text goes only to the log.
+func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		err = mxerr.TooLarge.With("request body too large")
+	}
+	e, ok := mxerr.From(err)
+	if !ok || e.Status >= 500 {
+		reqID := newReqID()
+		a.Log.Error("request failed", "req_id", reqID, "method", r.Method, "path", r.URL.Path, "err", err)
+		if !ok {
+			e = mxerr.Unknown.With("internal server error (request %s)", reqID)
+		}
+	} else if e.Cause != nil {
+		a.Log.Debug("request rejected", "path", r.URL.Path, "err", err)
+	}
+	if e.Status == http.StatusTooManyRequests {
+		if ms, ok := e.Extra["retry_after_ms"].(int64); ok {
+			w.Header().Set("Retry-After", itoa((ms+999)/1000))
+		}
+	}
+	_ = JSON(w, e.Status, e)
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func newReqID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// JSON writes v as a JSON response with the given status.
+func JSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// OK writes v with status 200.
+func OK(w http.ResponseWriter, v any) error { return JSON(w, http.StatusOK, v) }
+
+// Empty is the {} body many endpoints answer with.
+var Empty = struct{}{}
+
+// DecodeJSON reads the request body into v. Syntax errors give 400
+// M_NOT_JSON; type mismatches give 400 M_BAD_JSON; bodies over the limit
+// set by LimitBody give 413 M_TOO_LARGE. An empty body decodes as {}.
+func DecodeJSON(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return mxerr.TooLarge.With("request body too large")
+		}
+		return mxerr.BadJSON.With("reading body: %v", err)
+	}
+	return Unmarshal(body, v)
+}
+
+// Unmarshal decodes body into v with the errcodes of DecodeJSON.
+func Unmarshal(body []byte, v any) error {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		return mxerr.NotJSON.With("request body is not valid JSON")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			if typeErr.Field != "" {
+				return mxerr.BadJSON.With("field %q has the wrong type (want %s)", typeErr.Field, typeErr.Type)
+			}
+			return mxerr.BadJSON.With("request body must be a JSON %s", typeErr.Type)
+		}
+		return mxerr.BadJSON.With("bad JSON: %v", err)
+	}
+	return nil
+}
+
+// LimitBody caps request bodies at n bytes.
+func LimitBody(n int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			_ = JSON(w, http.StatusRequestEntityTooLarge, mxerr.TooLarge.With("request body too large"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// CORS adds the headers the client-server spec asks for and answers
+// preflight requests.
+func CORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Fallback wraps mux so that unknown paths get 404 M_UNRECOGNIZED and known
+// paths with the wrong method get 405 M_UNRECOGNIZED, instead of the
+// standard library's plain-text replies.
+func Fallback(mux *http.ServeMux) http.Handler {
+	methods := []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		for _, m := range methods {
+			if m == r.Method {
+				continue
+			}
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "" {
+				_ = JSON(w, http.StatusMethodNotAllowed, mxerr.MethodNotAllowed.With("method %s not allowed", r.Method))
+				return
+			}
+		}
+		_ = JSON(w, http.StatusNotFound, mxerr.Unrecognized.With("unrecognized request"))
+	})
+}

@@ -1,0 +1,49 @@
+package notifier
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestWaitReturnsOnNotify(t *testing.T) {
+	n := New()
+	gen := n.Generation("@a:x")
+	done := make(chan bool)
+	go func() { done <- n.Wait(context.Background(), "@a:x", gen) }()
+	n.Notify("@b:x")
+	select {
+	case <-done:
+		t.Fatal("woken by another user's notification")
+	case <-time.After(20 * time.Millisecond):
+	}
+	n.Notify("@a:x")
+	select {
+	case woke := <-done:
+		if !woke {
+			t.Fatal("Wait reported no wake-up")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return after Notify")
+	}
+}
+
+func TestNotifyBeforeWaitIsNotLost(t *testing.T) {
+	n := New()
+	gen := n.Generation("@a:x")
+	n.Notify("@a:x")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if !n.Wait(ctx, "@a:x", gen) {
+		t.Fatal("a notification between Generation and Wait was lost")
+	}
+}
+
+func TestWaitHonoursContext(t *testing.T) {
+	n := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n.Wait(ctx, "@a:x", n.Generation("@a:x")) {
+		t.Fatal("Wait reported a wake-up on a cancelled context")
+	}
+}

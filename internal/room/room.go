@@ -1,0 +1,261 @@
+// Package room is the one path every event takes into a room: build (for
+// local events), sign, authorize against the auth rules of the room version,
+// persist with its state snapshot, update current state and forward
+// extremities, then wake the notifier.
+//
+// Writers to one room are serialised by that room's mutex (held in its
+// in-memory info); different rooms proceed in parallel up to the storage
+// write order. Current state is cached per room as (type, state_key) →
+// event reference; event bodies come from an LRU.
+//
+// room imports pdu, storage, notifier and mxerr. Client and federation APIs
+// call into it; it never calls them.
+package room
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/keys"
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// Service owns room state and event persistence.
+type Service struct {
+	db         *storage.DB
+	log        *slog.Logger
+	serverName string
+	key        keys.SigningKey
+	notifier   *notifier.Notifier
+	now        func() time.Time
+
+	mu    sync.Mutex
+	rooms map[id.RoomID]*info
+
+	events    *lru.Cache[id.EventID, *Stored]
+	snapshots *lru.Cache[int64, State]
+}
+
+// New returns a room Service.
+func New(db *storage.DB, serverName string, key keys.SigningKey, n *notifier.Notifier, log *slog.Logger) *Service {
+	events, _ := lru.New[id.EventID, *Stored](50000)
+	snaps, _ := lru.New[int64, State](2000)
+	return &Service{
+		db: db, log: log, serverName: serverName, key: key, notifier: n, now: time.Now,
+		rooms: make(map[id.RoomID]*info), events: events, snapshots: snaps,
+	}
+}
+
+// ServerName returns this server's name.
+func (s *Service) ServerName() string { return s.serverName }
+
+// Ref points at a stored event.
+type Ref struct {
+	NID int64
+	ID  id.EventID
+}
+
+// State maps state keys to events. Values are shared and must not be mutated.
+type State map[pdu.StateKey]Ref
+
+// Stored is a persisted event with its storage metadata.
+type Stored struct {
+	*pdu.Event
+	NID        int64
+	StreamPos  int64
+	Snapshot   int64 // state before the event
+	Rejected   bool
+	SoftFailed bool
+	RedactedBy id.EventID
+	TxnDevice  id.DeviceID
+	TxnID      string
+}
+
+// info is the in-memory view of one room. mu serialises writers.
+type info struct {
+	mu          sync.Mutex
+	loaded      bool
+	exists      bool
+	roomID      id.RoomID
+	version     id.RoomVersion
+	state       State
+	snapshot    int64
+	chainLen    int64
+	extremities []id.EventID
+	depth       int64
+	localJoined map[id.UserID]struct{}
+}
+
+func (s *Service) info(roomID id.RoomID) *info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.rooms[roomID]
+	if in == nil {
+		in = &info{roomID: roomID}
+		s.rooms[roomID] = in
+	}
+	return in
+}
+
+// lockedInfo returns the room's info with its mutex held and its state
+// loaded. The caller must unlock in.mu.
+func (s *Service) lockedInfo(ctx context.Context, roomID id.RoomID) (*info, error) {
+	in := s.info(roomID)
+	in.mu.Lock()
+	if !in.loaded {
+		if err := s.load(ctx, in); err != nil {
+			in.mu.Unlock()
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+func (s *Service) load(ctx context.Context, in *info) error {
+	var version string
+	err := s.db.QueryRowContext(ctx, `SELECT room_version, current_snapshot FROM rooms WHERE room_id = $1`, in.roomID.String()).
+		Scan(&version, &in.snapshot)
+	if errors.Is(err, sql.ErrNoRows) {
+		in.exists = false
+		in.loaded = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading room %s: %w", in.roomID, err)
+	}
+	in.version = id.RoomVersion(version)
+	in.exists = true
+	st, chain, err := s.loadSnapshot(ctx, in.snapshot)
+	if err != nil {
+		return err
+	}
+	in.state, in.chainLen = st, chain
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT f.event_id, e.depth FROM forward_extremities f JOIN events e ON e.event_id = f.event_id WHERE f.room_id = $1`, in.roomID.String())
+	if err != nil {
+		return fmt.Errorf("loading extremities of %s: %w", in.roomID, err)
+	}
+	defer rows.Close()
+	in.extremities = nil
+	for rows.Next() {
+		var e string
+		var d int64
+		if err := rows.Scan(&e, &d); err != nil {
+			return fmt.Errorf("scanning extremity: %w", err)
+		}
+		in.extremities = append(in.extremities, id.EventID(e))
+		in.depth = max(in.depth, d)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	in.localJoined = map[id.UserID]struct{}{}
+	mrows, err := s.db.QueryContext(ctx,
+		`SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'`, in.roomID.String())
+	if err != nil {
+		return fmt.Errorf("loading members of %s: %w", in.roomID, err)
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var u string
+		if err := mrows.Scan(&u); err != nil {
+			return err
+		}
+		if id.UserID(u).Homeserver() == s.serverName {
+			in.localJoined[id.UserID(u)] = struct{}{}
+		}
+	}
+	in.loaded = true
+	return mrows.Err()
+}
+
+// Version returns the room version, or M_NOT_FOUND for unknown rooms.
+func (s *Service) Version(ctx context.Context, roomID id.RoomID) (id.RoomVersion, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return "", mxerr.NotFound.With("unknown room")
+	}
+	return in.version, nil
+}
+
+// Exists reports whether the server knows the room.
+func (s *Service) Exists(ctx context.Context, roomID id.RoomID) (bool, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	defer in.mu.Unlock()
+	return in.exists, nil
+}
+
+// CurrentState returns a copy of the room's current state references.
+func (s *Service) CurrentState(ctx context.Context, roomID id.RoomID) (State, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return nil, mxerr.NotFound.With("unknown room")
+	}
+	return in.state, nil // copy-on-write: persist replaces the map, never mutates it
+}
+
+// LocalJoined returns the local users joined to the room.
+func (s *Service) LocalJoined(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	out := make([]id.UserID, 0, len(in.localJoined))
+	for u := range in.localJoined {
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// CurrentStateEvent returns one current state event, or nil.
+func (s *Service) CurrentStateEvent(ctx context.Context, roomID id.RoomID, evType, stateKey string) (*Stored, error) {
+	st, err := s.CurrentState(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	ref, ok := st[pdu.StateKey{Type: evType, StateKey: stateKey}]
+	if !ok {
+		return nil, nil
+	}
+	return s.Event(ctx, ref.ID)
+}
+
+// Membership returns the user's current membership in the room ("" if none).
+func (s *Service) Membership(ctx context.Context, roomID id.RoomID, user id.UserID) (string, error) {
+	ev, err := s.CurrentStateEvent(ctx, roomID, "m.room.member", user.String())
+	if err != nil || ev == nil {
+		return "", err
+	}
+	return ev.Membership(), nil
+}
+
+func newRoomID(server string) id.RoomID {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return id.RoomID("!" + base64.RawURLEncoding.EncodeToString(b[:]) + ":" + server)
+}

@@ -1,0 +1,364 @@
+package room
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"maunium.net/go/mautrix/federation/eventauth"
+	mpdu "maunium.net/go/mautrix/federation/pdu"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// Txn identifies a client transaction for idempotent sends.
+type Txn struct {
+	Device id.DeviceID
+	ID     string
+}
+
+// maxPDUSize is the spec's limit on the size of an event.
+const maxPDUSize = 65536
+
+// Send builds a local event from p in an existing room, authorizes it
+// against the current state and persists it. A repeated transaction returns
+// the event of the first one.
+func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, error) {
+	if txn != nil {
+		if ev, err := s.txnEvent(ctx, p.Sender, txn); err != nil || ev != nil {
+			return ev, err
+		}
+	}
+	in, err := s.lockedInfo(ctx, p.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return nil, mxerr.NotFound.With("unknown room")
+	}
+	work := in.clone()
+	var stored *Stored
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if txn != nil {
+			// Checked again under the room lock and in the transaction, so
+			// two concurrent retries cannot both send.
+			var evID string
+			err := tx.QueryRowContext(ctx, `SELECT event_id FROM transaction_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,
+				p.Sender.String(), txn.Device.String(), txn.ID).Scan(&evID)
+			if err == nil {
+				stored = &Stored{Event: &pdu.Event{ID: id.EventID(evID)}}
+				return errTxnDone
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("checking transaction: %w", err)
+			}
+		}
+		ev, err := s.buildLocal(ctx, work, p)
+		if err != nil {
+			return err
+		}
+		stored, err = s.persist(ctx, tx, work, ev, txn)
+		return err
+	})
+	if errors.Is(err, errTxnDone) {
+		return s.Event(ctx, stored.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.commit(in, work, []*Stored{stored})
+	return stored, nil
+}
+
+var errTxnDone = errors.New("transaction already sent")
+
+func (s *Service) txnEvent(ctx context.Context, sender id.UserID, txn *Txn) (*Stored, error) {
+	var evID string
+	err := s.db.QueryRowContext(ctx, `SELECT event_id FROM transaction_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,
+		sender.String(), txn.Device.String(), txn.ID).Scan(&evID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checking transaction %s: %w", txn.ID, err)
+	}
+	return s.Event(ctx, id.EventID(evID))
+}
+
+func (in *info) clone() *info {
+	return &info{
+		loaded: true, exists: in.exists, roomID: in.roomID, version: in.version,
+		state: in.state, snapshot: in.snapshot, chainLen: in.chainLen,
+		extremities: in.extremities, depth: in.depth, localJoined: in.localJoined,
+	}
+}
+
+// buildLocal fills the DAG fields of a local event from the working room
+// view, signs it and checks it against the auth rules.
+func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu.Event, error) {
+	if p.Type == "m.room.create" && work.version.RoomIDIsCreateEventID() {
+		p.RoomID = ""
+	} else {
+		p.RoomID = work.roomID
+	}
+	draft := &mpdu.PDU{Type: p.Type, StateKey: p.StateKey, Sender: p.Sender, Content: []byte(p.Content)}
+	var authIDs []id.EventID
+	var authEvents []*mpdu.PDU
+	for _, k := range draft.AuthEventSelection(work.version) {
+		if ref, ok := work.state[k]; ok {
+			ev, err := s.Event(ctx, ref.ID)
+			if err != nil {
+				return nil, fmt.Errorf("loading auth event %s: %w", ref.ID, err)
+			}
+			authIDs = append(authIDs, ref.ID)
+			authEvents = append(authEvents, ev.PDU)
+		}
+	}
+	ev, err := pdu.Build(p, pdu.BuildArgs{
+		Version: work.version, AuthEvents: authIDs, PrevEvents: work.extremities,
+		Depth: work.depth + 1, Timestamp: s.now().UnixMilli(),
+		ServerName: s.serverName, KeyID: s.key.ID, Key: s.key.Priv,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(ev.JSON()) > maxPDUSize {
+		return nil, mxerr.TooLarge.With("event is larger than 65536 bytes").WithStatus(413)
+	}
+	if err := s.authorize(ctx, ev, authEvents); err != nil {
+		return nil, err
+	}
+	if p.Type == "m.room.redaction" {
+		if err := s.checkRedaction(ctx, work, ev); err != nil {
+			return nil, err
+		}
+	}
+	return ev, nil
+}
+
+// authorize applies the auth rules of the room version.
+func (s *Service) authorize(ctx context.Context, ev *pdu.Event, authEvents []*mpdu.PDU) error {
+	getEvents := func(ids []id.EventID) ([]*mpdu.PDU, error) {
+		evs, err := s.Events(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*mpdu.PDU, len(evs))
+		for i, e := range evs {
+			out[i] = e.PDU
+		}
+		return out, nil
+	}
+	getKey := func(string, id.KeyID, time.Time) (id.SigningKey, time.Time, error) {
+		return "", time.Time{}, errors.New("third-party invite signatures are not supported yet")
+	}
+	if err := eventauth.Authorize(ev.Version, ev.PDU, authEvents, getEvents, getKey); err != nil {
+		var afe eventauth.AuthFailError
+		if errors.As(err, &afe) {
+			return mxerr.Forbidden.With("event not allowed by auth rule %s: %s", afe.Index, afe.Error()).Wrap(err)
+		}
+		return mxerr.Forbidden.With("event not allowed: %v", err).Wrap(err)
+	}
+	return nil
+}
+
+// checkRedaction enforces the client-side redaction rule the auth rules
+// leave to the server: only the original sender, or someone with the
+// redact power level, may redact.
+func (s *Service) checkRedaction(ctx context.Context, work *info, ev *pdu.Event) error {
+	target := redactsOf(ev)
+	if target == "" {
+		return mxerr.BadJSON.With("redaction without a target")
+	}
+	orig, err := s.Event(ctx, target)
+	if err != nil {
+		return err // M_NOT_FOUND for unknown targets
+	}
+	if orig.RoomID() != work.roomID {
+		return mxerr.NotFound.With("event not found in this room")
+	}
+	if orig.Sender == ev.Sender {
+		return nil
+	}
+	pl, err := s.powerLevels(ctx, work)
+	if err != nil {
+		return err
+	}
+	if pl.GetUserLevel(ev.Sender) < pl.Redact() {
+		return mxerr.Forbidden.With("you may not redact other users' events")
+	}
+	return nil
+}
+
+func redactsOf(ev *pdu.Event) id.EventID {
+	if ev.Redacts != nil && *ev.Redacts != "" {
+		return *ev.Redacts
+	}
+	return id.EventID(gjson.GetBytes(ev.Content, "redacts").Str)
+}
+
+// persist writes ev with everything that follows from it, updating work.
+func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *pdu.Event, txn *Txn) (*Stored, error) {
+	nid, err := storage.NextID(ctx, tx, "event_nid", 1)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	if err != nil {
+		return nil, err
+	}
+	roomID := ev.RoomID()
+	if work.roomID == "" {
+		work.roomID = roomID
+	}
+	st := &Stored{Event: ev, NID: nid, StreamPos: pos, Snapshot: work.snapshot}
+	var txnDev, txnID any
+	if txn != nil {
+		st.TxnDevice, st.TxnID = txn.Device, txn.ID
+		txnDev, txnID = txn.Device.String(), txn.ID
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
+		origin_server_ts, stream_pos, snapshot_nid, txn_device, txn_id, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		nid, ev.ID.String(), roomID.String(), ev.Type, ev.StateKey, ev.Sender.String(), ev.Depth,
+		ev.OriginServerTS, pos, work.snapshot, txnDev, txnID, string(ev.JSON())); err != nil {
+		return nil, fmt.Errorf("storing event %s: %w", ev.ID, err)
+	}
+	for _, prev := range ev.PrevEvents {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev.String()); err != nil {
+			return nil, fmt.Errorf("storing edge: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2`, roomID.String(), prev.String()); err != nil {
+			return nil, fmt.Errorf("updating extremities: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)`, roomID.String(), ev.ID.String()); err != nil {
+		return nil, fmt.Errorf("updating extremities: %w", err)
+	}
+	work.extremities = []id.EventID{ev.ID}
+	work.depth = max(work.depth, ev.Depth)
+	if txn != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO transaction_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
+			ev.Sender.String(), txn.Device.String(), txn.ID, ev.ID.String(), s.now().UnixMilli()); err != nil {
+			return nil, fmt.Errorf("recording transaction: %w", err)
+		}
+	}
+	if ev.Type == "m.room.redaction" {
+		if err := s.applyRedaction(ctx, tx, ev); err != nil {
+			return nil, err
+		}
+	}
+	if ev.IsState() {
+		if err := s.applyState(ctx, tx, work, st); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// applyState moves the room's current state past a state event.
+func (s *Service) applyState(ctx context.Context, tx *storage.Tx, work *info, st *Stored) error {
+	key := st.Key()
+	next := maps.Clone(work.state)
+	if next == nil {
+		next = State{}
+	}
+	next[key] = Ref{NID: st.NID, ID: st.ID}
+	snap, chain, err := s.writeSnapshot(ctx, tx, work.roomID, work.snapshot, work.chainLen, work.state, next)
+	if err != nil {
+		return err
+	}
+	var membership any
+	if st.Type == "m.room.member" {
+		membership = st.Membership()
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_nid, event_id, membership)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, type, state_key)
+		DO UPDATE SET event_nid = excluded.event_nid, event_id = excluded.event_id, membership = excluded.membership`,
+		work.roomID.String(), key.Type, key.StateKey, st.NID, st.ID.String(), membership); err != nil {
+		return fmt.Errorf("updating current state: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE rooms SET current_snapshot = $2 WHERE room_id = $1`, work.roomID.String(), snap); err != nil {
+		return fmt.Errorf("updating room snapshot: %w", err)
+	}
+	if st.Type == "m.room.member" {
+		target := id.UserID(key.StateKey)
+		if target.Homeserver() == s.serverName {
+			m := st.Membership()
+			if _, err := tx.ExecContext(ctx, `INSERT INTO local_memberships (user_id, room_id, membership, event_id, stream_pos, forgotten)
+				VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (user_id, room_id)
+				DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
+				target.String(), work.roomID.String(), m, st.ID.String(), st.StreamPos); err != nil {
+				return fmt.Errorf("updating local membership: %w", err)
+			}
+			joined := maps.Clone(work.localJoined)
+			if joined == nil {
+				joined = map[id.UserID]struct{}{}
+			}
+			if m == "join" {
+				joined[target] = struct{}{}
+			} else {
+				delete(joined, target)
+			}
+			work.localJoined = joined
+		}
+	}
+	work.state, work.snapshot, work.chainLen = next, snap, chain
+	s.snapshots.Add(snap, next)
+	return nil
+}
+
+// applyRedaction replaces the stored copy of the redacted event with its
+// redacted form. Clients then only ever see the redacted content.
+func (s *Service) applyRedaction(ctx context.Context, tx *storage.Tx, ev *pdu.Event) error {
+	target := redactsOf(ev)
+	orig, err := s.Event(ctx, target)
+	if errors.Is(err, mxerr.NotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	red := orig.Redacted()
+	if _, err := tx.ExecContext(ctx, `UPDATE events SET redacted_by = $2, json = $3 WHERE event_id = $1`,
+		target.String(), ev.ID.String(), string(red.JSON())); err != nil {
+		return fmt.Errorf("redacting %s: %w", target, err)
+	}
+	tx.AfterCommit(func() { s.events.Remove(target) })
+	return nil
+}
+
+// commit publishes the working view after the transaction is durable and
+// wakes local users who can see the new events.
+func (s *Service) commit(in, work *info, evs []*Stored) {
+	before := in.localJoined
+	in.exists, in.version, in.roomID = true, work.version, work.roomID
+	in.state, in.snapshot, in.chainLen = work.state, work.snapshot, work.chainLen
+	in.extremities, in.depth, in.localJoined = work.extremities, work.depth, work.localJoined
+	wake := make(map[id.UserID]struct{}, len(in.localJoined)+len(before))
+	for u := range in.localJoined {
+		wake[u] = struct{}{}
+	}
+	for u := range before {
+		wake[u] = struct{}{}
+	}
+	for _, ev := range evs {
+		s.events.Add(ev.ID, ev)
+		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			if u := id.UserID(*ev.StateKey); u.Homeserver() == s.serverName {
+				wake[u] = struct{}{}
+			}
+		}
+	}
+	users := make([]id.UserID, 0, len(wake))
+	for u := range wake {
+		users = append(users, u)
+	}
+	s.notifier.Notify(users...)
+}

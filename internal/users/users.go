@@ -1,0 +1,410 @@
+// Package users owns local accounts, devices and access tokens: creating
+// accounts with bcrypt password hashes, logging in, resolving an access token
+// to a session, and deactivation.
+//
+// Access tokens are random strings stored only as SHA-256 hashes, so a
+// database leak does not leak usable tokens. users imports storage and mxerr;
+// it knows nothing about rooms.
+package users
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// Session is the authenticated requester behind an access token.
+type Session struct {
+	UserID   id.UserID
+	DeviceID id.DeviceID
+	IsAdmin  bool
+}
+
+// Account is a local user account.
+type Account struct {
+	UserID      id.UserID
+	IsAdmin     bool
+	Deactivated bool
+	DisplayName string
+	AvatarURL   string
+}
+
+// Device is one of a user's logged-in devices.
+type Device struct {
+	DeviceID    id.DeviceID `json:"device_id"`
+	DisplayName *string     `json:"display_name,omitempty"`
+	LastSeenTS  *int64      `json:"last_seen_ts,omitempty"`
+	LastSeenIP  *string     `json:"last_seen_ip,omitempty"`
+}
+
+// Service manages accounts and sessions.
+type Service struct {
+	db         *storage.DB
+	serverName string
+	bcryptCost int
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+// New returns a Service for the server named serverName.
+func New(db *storage.DB, serverName string, bcryptCost int, log *slog.Logger) *Service {
+	return &Service{db: db, serverName: serverName, bcryptCost: bcryptCost, log: log, now: time.Now}
+}
+
+// ServerName returns the server name of local users.
+func (s *Service) ServerName() string { return s.serverName }
+
+var localpartRE = regexp.MustCompile(`^[a-z0-9._=/+-]+$`)
+
+// ValidateLocalpart checks a requested localpart against the spec's grammar
+// for new user IDs.
+func (s *Service) ValidateLocalpart(localpart string) error {
+	if localpart == "" || !localpartRE.MatchString(localpart) {
+		return mxerr.InvalidUsername.With("user ID may contain only a-z, 0-9, ., _, =, -, / and +")
+	}
+	if len("@"+localpart+":"+s.serverName) > 255 {
+		return mxerr.InvalidUsername.With("user ID is too long")
+	}
+	return nil
+}
+
+// UserID returns the full user ID for a localpart.
+func (s *Service) UserID(localpart string) id.UserID {
+	return id.NewUserID(localpart, s.serverName)
+}
+
+// IsLocal reports whether userID belongs to this server.
+func (s *Service) IsLocal(userID id.UserID) bool {
+	return userID.Homeserver() == s.serverName
+}
+
+// HashPassword returns the bcrypt hash of password.
+func (s *Service) HashPassword(password string) (string, error) {
+	if len(password) > 72 {
+		// bcrypt only reads 72 bytes; pre-hash longer passwords so the whole
+		// password counts.
+		sum := sha256.Sum256([]byte(password))
+		password = base64.StdEncoding.EncodeToString(sum[:])
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
+	if err != nil {
+		return "", fmt.Errorf("hashing password: %w", err)
+	}
+	return string(h), nil
+}
+
+func checkPassword(hash, password string) bool {
+	if hash == "" {
+		return false
+	}
+	if len(password) > 72 {
+		sum := sha256.Sum256([]byte(password))
+		password = base64.StdEncoding.EncodeToString(sum[:])
+	}
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
+}
+
+// Create makes a new account. password may be empty for accounts that cannot
+// log in with a password.
+func (s *Service) Create(ctx context.Context, localpart, password string, admin bool) (id.UserID, error) {
+	if err := s.ValidateLocalpart(localpart); err != nil {
+		return "", err
+	}
+	hash := ""
+	if password != "" {
+		var err error
+		if hash, err = s.HashPassword(password); err != nil {
+			return "", err
+		}
+	}
+	userID := s.UserID(localpart)
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO accounts (user_id, localpart, password_hash, is_admin, displayname, created_ts) VALUES ($1, $2, $3, $4, $5, $6)`,
+		userID.String(), localpart, hash, storage.Bool(admin), localpart, s.now().UnixMilli())
+	if storage.IsUniqueViolation(err) {
+		return "", mxerr.UserInUse.With("user ID already taken")
+	}
+	if err != nil {
+		return "", fmt.Errorf("creating account %s: %w", userID, err)
+	}
+	s.log.Info("account created", "user_id", userID, "admin", admin)
+	return userID, nil
+}
+
+// Available reports whether localpart is free.
+func (s *Service) Available(ctx context.Context, localpart string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE localpart = $1`, localpart).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("checking localpart %s: %w", localpart, err)
+	}
+	return n == 0, nil
+}
+
+// Get returns a local account.
+func (s *Service) Get(ctx context.Context, userID id.UserID) (Account, error) {
+	var a Account
+	var admin, deact int64
+	var dn, av sql.NullString
+	err := s.db.QueryRowContext(ctx,
+		`SELECT is_admin, deactivated, displayname, avatar_url FROM accounts WHERE user_id = $1`, userID.String()).
+		Scan(&admin, &deact, &dn, &av)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, mxerr.NotFound.With("user not found")
+	}
+	if err != nil {
+		return a, fmt.Errorf("loading account %s: %w", userID, err)
+	}
+	return Account{UserID: userID, IsAdmin: admin != 0, Deactivated: deact != 0, DisplayName: dn.String, AvatarURL: av.String}, nil
+}
+
+// SetProfile updates the stored display name and avatar (nil leaves a field
+// unchanged, "" clears it).
+func (s *Service) SetProfile(ctx context.Context, userID id.UserID, displayName, avatarURL *string) error {
+	if displayName != nil {
+		if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET displayname = $2 WHERE user_id = $1`, userID.String(), nullIfEmpty(*displayName)); err != nil {
+			return fmt.Errorf("setting displayname of %s: %w", userID, err)
+		}
+	}
+	if avatarURL != nil {
+		if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET avatar_url = $2 WHERE user_id = $1`, userID.String(), nullIfEmpty(*avatarURL)); err != nil {
+			return fmt.Errorf("setting avatar of %s: %w", userID, err)
+		}
+	}
+	return nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// CheckPassword verifies the password of a local user. Unknown users and
+// wrong passwords give the same M_FORBIDDEN.
+func (s *Service) CheckPassword(ctx context.Context, userID id.UserID, password string) error {
+	var hash string
+	var deact int64
+	err := s.db.QueryRowContext(ctx, `SELECT password_hash, deactivated FROM accounts WHERE user_id = $1`, userID.String()).Scan(&hash, &deact)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Spend the same time as a real check so timing does not reveal
+		// which user IDs exist.
+		checkPassword("$2a$10$0000000000000000000000000000000000000000000000000000.", password)
+		return mxerr.Forbidden.With("invalid username or password")
+	}
+	if err != nil {
+		return fmt.Errorf("loading password of %s: %w", userID, err)
+	}
+	if !checkPassword(hash, password) {
+		return mxerr.Forbidden.With("invalid username or password")
+	}
+	if deact != 0 {
+		return mxerr.UserDeactivated.With("this account has been deactivated")
+	}
+	return nil
+}
+
+// SetPassword replaces a user's password hash.
+func (s *Service) SetPassword(ctx context.Context, userID id.UserID, password string) error {
+	hash, err := s.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET password_hash = $2 WHERE user_id = $1`, userID.String(), hash); err != nil {
+		return fmt.Errorf("setting password of %s: %w", userID, err)
+	}
+	return nil
+}
+
+// NewDeviceID returns a fresh random device ID.
+func NewDeviceID() id.DeviceID {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return id.DeviceID(strings.ToUpper(hex.EncodeToString(b[:])[:10]))
+}
+
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Login creates (or reuses) a device and issues a new access token for it.
+func (s *Service) Login(ctx context.Context, userID id.UserID, deviceID id.DeviceID, displayName *string) (token string, dev id.DeviceID, err error) {
+	if deviceID == "" {
+		deviceID = NewDeviceID()
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	token = "myl_" + base64.RawURLEncoding.EncodeToString(b[:])
+	now := s.now().UnixMilli()
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES ($1, $2, $3, $4)
+			 ON CONFLICT (user_id, device_id) DO NOTHING`,
+			userID.String(), deviceID.String(), displayName, now); err != nil {
+			return fmt.Errorf("creating device: %w", err)
+		}
+		// A login with an existing device ID replaces that device's token.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`, userID.String(), deviceID.String()); err != nil {
+			return fmt.Errorf("revoking old token: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)`,
+			hashToken(token), userID.String(), deviceID.String(), now); err != nil {
+			return fmt.Errorf("storing token: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("logging in %s: %w", userID, err)
+	}
+	return token, deviceID, nil
+}
+
+// Authenticate resolves an access token. The lookup is by hash, so the
+// comparison never touches the secret itself.
+func (s *Service) Authenticate(ctx context.Context, token string) (Session, error) {
+	if token == "" {
+		return Session{}, mxerr.MissingToken.With("missing access token")
+	}
+	var sess Session
+	var user, dev string
+	var admin, deact int64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT t.user_id, t.device_id, a.is_admin, a.deactivated FROM access_tokens t
+		 JOIN accounts a ON a.user_id = t.user_id WHERE t.token_hash = $1`, hashToken(token)).
+		Scan(&user, &dev, &admin, &deact)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && deact != 0) {
+		return sess, mxerr.UnknownToken.With("unknown access token").WithField("soft_logout", false)
+	}
+	if err != nil {
+		return sess, fmt.Errorf("looking up access token: %w", err)
+	}
+	return Session{UserID: id.UserID(user), DeviceID: id.DeviceID(dev), IsAdmin: admin != 0}, nil
+}
+
+// Logout deletes a device and its tokens.
+func (s *Service) Logout(ctx context.Context, userID id.UserID, deviceID id.DeviceID) error {
+	return s.DeleteDevices(ctx, userID, []id.DeviceID{deviceID})
+}
+
+// LogoutAll deletes every device and token of a user.
+func (s *Service) LogoutAll(ctx context.Context, userID id.UserID) error {
+	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1`, userID.String()); err != nil {
+			return fmt.Errorf("deleting tokens of %s: %w", userID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1`, userID.String()); err != nil {
+			return fmt.Errorf("deleting devices of %s: %w", userID, err)
+		}
+		return nil
+	})
+}
+
+// DeleteDevices removes devices and their tokens.
+func (s *Service) DeleteDevices(ctx context.Context, userID id.UserID, devices []id.DeviceID) error {
+	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		for _, d := range devices {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`, userID.String(), d.String()); err != nil {
+				return fmt.Errorf("deleting tokens of device %s: %w", d, err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID.String(), d.String()); err != nil {
+				return fmt.Errorf("deleting device %s: %w", d, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Devices lists a user's devices.
+func (s *Service) Devices(ctx context.Context, userID id.UserID) ([]Device, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 ORDER BY created_ts`, userID.String())
+	if err != nil {
+		return nil, fmt.Errorf("listing devices of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	out := []Device{}
+	for rows.Next() {
+		var d Device
+		var name, ip sql.NullString
+		var seen sql.NullInt64
+		if err := rows.Scan(&d.DeviceID, &name, &seen, &ip); err != nil {
+			return nil, fmt.Errorf("scanning device: %w", err)
+		}
+		if name.Valid {
+			d.DisplayName = &name.String
+		}
+		if seen.Valid {
+			d.LastSeenTS = &seen.Int64
+		}
+		if ip.Valid {
+			d.LastSeenIP = &ip.String
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Device returns one device, or M_NOT_FOUND.
+func (s *Service) Device(ctx context.Context, userID id.UserID, deviceID id.DeviceID) (Device, error) {
+	devs, err := s.Devices(ctx, userID)
+	if err != nil {
+		return Device{}, err
+	}
+	for _, d := range devs {
+		if d.DeviceID == deviceID {
+			return d, nil
+		}
+	}
+	return Device{}, mxerr.NotFound.With("unknown device")
+}
+
+// RenameDevice sets a device's display name.
+func (s *Service) RenameDevice(ctx context.Context, userID id.UserID, deviceID id.DeviceID, name string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2`, userID.String(), deviceID.String(), name)
+	if err != nil {
+		return fmt.Errorf("renaming device %s: %w", deviceID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return mxerr.NotFound.With("unknown device")
+	}
+	return nil
+}
+
+// TouchDevice records when and from where a device was last seen.
+func (s *Service) TouchDevice(ctx context.Context, sess Session, ip string) {
+	_, _ = s.db.ExecContext(ctx, `UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4 WHERE user_id = $1 AND device_id = $2`,
+		sess.UserID.String(), sess.DeviceID.String(), s.now().UnixMilli(), ip)
+}
+
+// Deactivate marks an account deactivated, removes its password and logs out
+// every device. Leaving rooms is the caller's job.
+func (s *Service) Deactivate(ctx context.Context, userID id.UserID) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET deactivated = 1, password_hash = '' WHERE user_id = $1`, userID.String()); err != nil {
+		return fmt.Errorf("deactivating %s: %w", userID, err)
+	}
+	return s.LogoutAll(ctx, userID)
+}
+
+// SecretEqual compares two secrets in constant time.
+func SecretEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
