@@ -6,7 +6,7 @@ export GOTOOLCHAIN := go1.27.3
 
 ## run: start the server on the embedded SQLite database in ./data
 run:
-	go run ./cmd/myelin serve
+	MYELIN_SERVER_NAME="$${MYELIN_SERVER_NAME:-localhost}" go run ./cmd/myelin serve
 
 ## build: build both binaries into ./bin
 build:
