@@ -125,3 +125,9 @@ func pathRoomID(r *http.Request) (id.RoomID, error) {
 	}
 	return id.RoomID(v), nil
 }
+
+// parseStreamToken reads the stream position of a sync or pagination token.
+func parseStreamToken(s string) (int64, error) {
+	t, err := clientsync.ParseToken(s)
+	return t.Pos, err
+}

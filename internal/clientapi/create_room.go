@@ -1,12 +1,198 @@
 package clientapi
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
 
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/pdu"
 )
 
-// createRoom is not implemented yet.
+type stateEventReq struct {
+	Type     string          `json:"type"`
+	StateKey string          `json:"state_key"`
+	Content  json.RawMessage `json:"content"`
+}
+
+type createRoomReq struct {
+	Visibility                string                     `json:"visibility"`
+	RoomAliasName             string                     `json:"room_alias_name"`
+	Name                      *string                    `json:"name"`
+	Topic                     *string                    `json:"topic"`
+	Invite                    []id.UserID                `json:"invite"`
+	RoomVersion               id.RoomVersion             `json:"room_version"`
+	CreationContent           map[string]json.RawMessage `json:"creation_content"`
+	InitialState              []stateEventReq            `json:"initial_state"`
+	Preset                    string                     `json:"preset"`
+	IsDirect                  bool                       `json:"is_direct"`
+	PowerLevelContentOverride map[string]json.RawMessage `json:"power_level_content_override"`
+}
+
+// createRoom serves POST /_matrix/client/v3/createRoom (create_room.yaml).
+// The initial events follow the order the spec gives: create, the creator's
+// join, power levels, canonical alias, preset events, initial_state, name,
+// topic, then invites.
 func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	sess := session(r)
+	var req createRoomReq
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	version := req.RoomVersion
+	if version == "" {
+		version = id.RoomVersion(a.cfg.DefaultRoomVersion)
+	}
+	if !pdu.IsSupported(version) {
+		return mxerr.UnsupportedRoomVer.With("room version %q is not supported", version)
+	}
+	preset := req.Preset
+	if preset == "" {
+		preset = "private_chat"
+		if req.Visibility == "public" {
+			preset = "public_chat"
+		}
+	}
+	if preset != "private_chat" && preset != "public_chat" && preset != "trusted_private_chat" {
+		return mxerr.BadJSON.With("unknown preset %q", preset)
+	}
+	for _, inv := range req.Invite {
+		if _, _, err := inv.Parse(); err != nil {
+			return mxerr.BadJSON.With("invalid user ID %q in invite", inv)
+		}
+		if !a.users.IsLocal(inv) {
+			return mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
+		}
+	}
+	var alias id.RoomAlias
+	if req.RoomAliasName != "" {
+		if strings.ContainsAny(req.RoomAliasName, ":# \t\n") {
+			return mxerr.InvalidParam.With("room_alias_name may not contain ':', '#' or whitespace").WithStatus(400)
+		}
+		alias = id.NewRoomAlias(req.RoomAliasName, a.cfg.ServerName)
+		if _, _, err := a.rooms.ResolveAlias(r.Context(), alias); err == nil {
+			return mxerr.RoomInUse.With("room alias %s already exists", alias)
+		}
+	}
+
+	creator := sess.UserID
+	state := func(typ, key string, content any) pdu.Proto {
+		raw, _ := json.Marshal(content)
+		k := key
+		return pdu.Proto{Type: typ, StateKey: &k, Sender: creator, Content: raw}
+	}
+
+	create := map[string]any{"room_version": version}
+	if version.CreatorInContent() {
+		// v11 dropped the creator field; older versions need it.
+		create["creator"] = creator
+	}
+	for k, v := range req.CreationContent {
+		if k == "room_version" || (k == "creator" && version.CreatorInContent()) {
+			continue
+		}
+		create[k] = v
+	}
+	protos := []pdu.Proto{state("m.room.create", "", create)}
+
+	joinContent := map[string]any{"membership": "join"}
+	if acct, err := a.users.Get(r.Context(), creator); err == nil {
+		if acct.DisplayName != "" {
+			joinContent["displayname"] = acct.DisplayName
+		}
+		if acct.AvatarURL != "" {
+			joinContent["avatar_url"] = acct.AvatarURL
+		}
+	}
+	if req.IsDirect {
+		joinContent["is_direct"] = true
+	}
+	protos = append(protos, state("m.room.member", creator.String(), joinContent))
+
+	pl := map[string]any{
+		"users_default": 0, "events_default": 0, "state_default": 50,
+		"ban": 50, "kick": 50, "redact": 50, "invite": 0,
+		"events": map[string]int{
+			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+			"m.room.server_acl": 100, "m.room.encryption": 100,
+		},
+		"notifications": map[string]int{"room": 50},
+	}
+	users := map[string]int{}
+	if !version.PrivilegedRoomCreators() {
+		users[creator.String()] = 100
+	}
+	if preset == "trusted_private_chat" {
+		for _, inv := range req.Invite {
+			users[inv.String()] = 100
+		}
+	}
+	pl["users"] = users
+	for k, v := range req.PowerLevelContentOverride {
+		pl[k] = v
+	}
+	protos = append(protos, state("m.room.power_levels", "", pl))
+
+	if alias != "" {
+		protos = append(protos, state("m.room.canonical_alias", "", map[string]any{"alias": alias}))
+	}
+	joinRule, guest := "invite", "can_join"
+	if preset == "public_chat" {
+		joinRule, guest = "public", "forbidden"
+	}
+	protos = append(protos,
+		state("m.room.join_rules", "", map[string]string{"join_rule": joinRule}),
+		state("m.room.history_visibility", "", map[string]string{"history_visibility": "shared"}),
+		state("m.room.guest_access", "", map[string]string{"guest_access": guest}),
+	)
+	for _, ev := range req.InitialState {
+		if ev.Type == "" {
+			return mxerr.BadJSON.With("initial_state events need a type")
+		}
+		if ev.Type == "m.room.create" || ev.Type == "m.room.member" {
+			continue
+		}
+		k := ev.StateKey
+		content := ev.Content
+		if len(content) == 0 {
+			content = json.RawMessage("{}")
+		}
+		protos = append(protos, pdu.Proto{Type: ev.Type, StateKey: &k, Sender: creator, Content: content})
+	}
+	if req.Name != nil {
+		protos = append(protos, state("m.room.name", "", map[string]string{"name": *req.Name}))
+	}
+	if req.Topic != nil {
+		protos = append(protos, state("m.room.topic", "", map[string]string{"topic": *req.Topic}))
+	}
+	for _, inv := range req.Invite {
+		c := map[string]any{"membership": "invite"}
+		if req.IsDirect {
+			c["is_direct"] = true
+		}
+		if acct, err := a.users.Get(r.Context(), inv); err == nil && acct.DisplayName != "" {
+			c["displayname"] = acct.DisplayName
+		}
+		protos = append(protos, state("m.room.member", inv.String(), c))
+	}
+
+	roomID, _, err := a.rooms.Create(r.Context(), version, protos)
+	if err != nil {
+		return err
+	}
+	if alias != "" {
+		if err := a.rooms.SetAlias(r.Context(), alias, roomID, creator); err != nil {
+			return err
+		}
+	}
+	if req.Visibility == "public" {
+		if err := a.rooms.SetVisibility(r.Context(), roomID, true); err != nil {
+			return err
+		}
+	}
+	return httpx.OK(w, map[string]any{"room_id": roomID})
 }

@@ -1,47 +1,221 @@
 package clientapi
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/room"
 )
 
-// joinRoom is not implemented yet.
+// sendMembership sends an m.room.member event from sender about target.
+// Join events carry the target's current profile.
+func (a *API) sendMembership(ctx context.Context, sender id.UserID, roomID id.RoomID, target id.UserID, membership, reason string, extra map[string]any) (*room.Stored, error) {
+	content := map[string]any{"membership": membership}
+	for k, v := range extra {
+		content[k] = v
+	}
+	if reason != "" {
+		content["reason"] = reason
+	}
+	if (membership == "join" || membership == "invite") && a.users.IsLocal(target) {
+		if acct, err := a.users.Get(ctx, target); err == nil {
+			if acct.DisplayName != "" {
+				content["displayname"] = acct.DisplayName
+			}
+			if acct.AvatarURL != "" {
+				content["avatar_url"] = acct.AvatarURL
+			}
+		}
+	}
+	raw, _ := json.Marshal(content)
+	sk := target.String()
+	return a.rooms.Send(ctx, pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: sender, Content: raw, RoomID: roomID}, nil)
+}
+
+type membershipReq struct {
+	UserID id.UserID `json:"user_id"`
+	Reason string    `json:"reason"`
+}
+
+// resolveRoom turns a room ID or a local alias into a room ID.
+func (a *API) resolveRoom(ctx context.Context, idOrAlias string) (id.RoomID, error) {
+	switch {
+	case strings.HasPrefix(idOrAlias, "!"):
+		return id.RoomID(idOrAlias), nil
+	case strings.HasPrefix(idOrAlias, "#"):
+		roomID, _, err := a.rooms.ResolveAlias(ctx, id.RoomAlias(idOrAlias))
+		return roomID, err
+	}
+	return "", mxerr.InvalidParam.With("%q is neither a room ID nor an alias", idOrAlias)
+}
+
+func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID) error {
+	sess := session(r)
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := httpx.DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	exists, err := a.rooms.Exists(r.Context(), roomID)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return mxerr.NotFound.With("room %s is unknown to this server", roomID)
+	}
+	if m, err := a.rooms.Membership(r.Context(), roomID, sess.UserID); err != nil {
+		return err
+	} else if m == "join" {
+		return httpx.OK(w, map[string]any{"room_id": roomID})
+	}
+	if _, err := a.sendMembership(r.Context(), sess.UserID, roomID, sess.UserID, "join", body.Reason, nil); err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"room_id": roomID})
+}
+
+// joinRoom serves POST /_matrix/client/v3/join/{roomIdOrAlias} (joining.yaml).
 func (a *API) joinRoom(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	roomID, err := a.resolveRoom(r.Context(), r.PathValue("roomIdOrAlias"))
+	if err != nil {
+		return err
+	}
+	return a.join(w, r, roomID)
 }
 
-// joinRoomById is not implemented yet.
+// joinRoomById serves POST /_matrix/client/v3/rooms/{roomId}/join (joining.yaml).
 func (a *API) joinRoomById(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	return a.join(w, r, roomID)
 }
 
-// inviteUser is not implemented yet.
+// membershipChange handles the endpoints where the sender changes another
+// user's membership: invite, kick, ban and unban.
+func (a *API) membershipChange(w http.ResponseWriter, r *http.Request, membership string) error {
+	sess := session(r)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	var body membershipReq
+	if err := httpx.DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	if _, _, err := body.UserID.Parse(); err != nil || body.UserID == "" {
+		return mxerr.BadJSON.With("user_id must be a valid user ID")
+	}
+	if _, err := a.rooms.Version(r.Context(), roomID); err != nil {
+		return err
+	}
+	if membership == "invite" && !a.users.IsLocal(body.UserID) {
+		return mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
+	}
+	if membership == "invite" {
+		if _, err := a.users.Get(r.Context(), body.UserID); err != nil {
+			if errors.Is(err, mxerr.NotFound) {
+				return mxerr.NotFound.With("user %s does not exist", body.UserID)
+			}
+			return err
+		}
+	}
+	current, err := a.rooms.Membership(r.Context(), roomID, body.UserID)
+	if err != nil {
+		return err
+	}
+	switch membership {
+	case "kick":
+		if current != "join" && current != "invite" && current != "knock" {
+			return mxerr.Forbidden.With("the user is not in the room")
+		}
+		membership = "leave"
+	case "unban":
+		if current != "ban" {
+			return mxerr.Forbidden.With("the user is not banned")
+		}
+		membership = "leave"
+	case "invite":
+		if current == "join" {
+			return mxerr.Forbidden.With("the user is already in the room")
+		}
+		if current == "invite" {
+			return httpx.OK(w, httpx.Empty)
+		}
+	}
+	if _, err := a.sendMembership(r.Context(), sess.UserID, roomID, body.UserID, membership, body.Reason, nil); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
+}
+
+// inviteUser serves POST /_matrix/client/v3/rooms/{roomId}/invite (inviting.yaml).
 func (a *API) inviteUser(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	return a.membershipChange(w, r, "invite")
 }
 
-// leaveRoom is not implemented yet.
-func (a *API) leaveRoom(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
-}
-
-// forgetRoom is not implemented yet.
-func (a *API) forgetRoom(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
-}
-
-// kick is not implemented yet.
+// kick serves POST /_matrix/client/v3/rooms/{roomId}/kick (kicking.yaml).
 func (a *API) kick(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	return a.membershipChange(w, r, "kick")
 }
 
-// ban is not implemented yet.
+// ban serves POST /_matrix/client/v3/rooms/{roomId}/ban (banning.yaml).
 func (a *API) ban(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	return a.membershipChange(w, r, "ban")
 }
 
-// unban is not implemented yet.
+// unban serves POST /_matrix/client/v3/rooms/{roomId}/unban (banning.yaml).
 func (a *API) unban(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	return a.membershipChange(w, r, "unban")
+}
+
+// leaveRoom serves POST /_matrix/client/v3/rooms/{roomId}/leave (leaving.yaml).
+func (a *API) leaveRoom(w http.ResponseWriter, r *http.Request) error {
+	sess := session(r)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := httpx.DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	m, err := a.rooms.Membership(r.Context(), roomID, sess.UserID)
+	if err != nil {
+		return err
+	}
+	switch m {
+	case "leave", "ban":
+		return httpx.OK(w, httpx.Empty)
+	case "":
+		return mxerr.NotFound.With("you are not in room %s", roomID)
+	}
+	if _, err := a.sendMembership(r.Context(), sess.UserID, roomID, sess.UserID, "leave", body.Reason, nil); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
+}
+
+// forgetRoom serves POST /_matrix/client/v3/rooms/{roomId}/forget (leaving.yaml).
+func (a *API) forgetRoom(w http.ResponseWriter, r *http.Request) error {
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	if err := a.rooms.Forget(r.Context(), session(r).UserID, roomID); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
 }

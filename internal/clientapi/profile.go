@@ -1,22 +1,114 @@
 package clientapi
 
 import (
+	"encoding/json"
 	"net/http"
 
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 )
 
-// getUserProfile is not implemented yet.
+func (a *API) profileOf(r *http.Request) (id.UserID, map[string]any, error) {
+	user := id.UserID(r.PathValue("userId"))
+	if _, _, err := user.Parse(); err != nil {
+		return "", nil, mxerr.InvalidParam.With("invalid user ID")
+	}
+	if !a.users.IsLocal(user) {
+		return "", nil, mxerr.NotFound.With("profile not found (federated profiles are not supported yet)")
+	}
+	acct, err := a.users.Get(r.Context(), user)
+	if err != nil {
+		return "", nil, err
+	}
+	p := map[string]any{}
+	if acct.DisplayName != "" {
+		p["displayname"] = acct.DisplayName
+	}
+	if acct.AvatarURL != "" {
+		p["avatar_url"] = acct.AvatarURL
+	}
+	return user, p, nil
+}
+
+// getUserProfile serves GET /_matrix/client/v3/profile/{userId} (profile.yaml).
 func (a *API) getUserProfile(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	_, p, err := a.profileOf(r)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, p)
 }
 
-// getProfileField is not implemented yet.
+// getProfileField serves GET /_matrix/client/v3/profile/{userId}/{keyName}.
 func (a *API) getProfileField(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	_, p, err := a.profileOf(r)
+	if err != nil {
+		return err
+	}
+	key := r.PathValue("keyName")
+	v, ok := p[key]
+	if !ok {
+		return mxerr.NotFound.With("profile field %s not set", key)
+	}
+	return httpx.OK(w, map[string]any{key: v})
 }
 
-// setProfileField is not implemented yet.
+// setProfileField serves PUT /_matrix/client/v3/profile/{userId}/{keyName}
+// for displayname and avatar_url, then updates the member event of every
+// room the user is joined to.
 func (a *API) setProfileField(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	sess := session(r)
+	if id.UserID(r.PathValue("userId")) != sess.UserID {
+		return mxerr.Forbidden.With("you may only change your own profile")
+	}
+	key := r.PathValue("keyName")
+	if key != "displayname" && key != "avatar_url" {
+		return mxerr.InvalidParam.With("profile field %s is not supported", key).WithStatus(400)
+	}
+	var body map[string]json.RawMessage
+	if err := httpx.DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	var value string
+	if raw, ok := body[key]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &value); err != nil {
+			return mxerr.BadJSON.With("%s must be a string", key)
+		}
+	}
+	if len(value) > 256 && key == "displayname" {
+		return mxerr.BadJSON.With("displayname is too long")
+	}
+	var dn, av *string
+	if key == "displayname" {
+		dn = &value
+	} else {
+		av = &value
+	}
+	if err := a.users.SetProfile(r.Context(), sess.UserID, dn, av); err != nil {
+		return err
+	}
+	if err := a.propagateProfile(r, sess.UserID); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
+}
+
+// propagateProfile sends a fresh join event carrying the new profile to
+// every room the user is joined to.
+func (a *API) propagateProfile(r *http.Request, user id.UserID) error {
+	ms, err := a.rooms.LocalMemberships(r.Context(), user, 0)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Membership != "join" {
+			continue
+		}
+		if _, err := a.sendMembership(r.Context(), user, m.RoomID, user, "join", "", nil); err != nil {
+			a.log.Warn("updating member event after profile change", "room_id", m.RoomID, "user_id", user, "err", err)
+		}
+	}
+	return nil
 }

@@ -1,12 +1,36 @@
 package clientapi
 
 import (
+	"encoding/json"
 	"net/http"
 
-	"github.com/myelin-chat/myelin/internal/mxerr"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/room"
 )
 
-// redactEvent is not implemented yet.
+// redactEvent serves PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId} (redaction.yaml).
 func (a *API) redactEvent(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	sess := session(r)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Reason string `json:"reason,omitempty"`
+	}
+	if err := httpx.DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	raw, _ := json.Marshal(body)
+	ev, err := a.rooms.Send(r.Context(), pdu.Proto{
+		Type: "m.room.redaction", Sender: sess.UserID, Content: raw, RoomID: roomID,
+		Redacts: id.EventID(r.PathValue("eventId")),
+	}, &room.Txn{Device: sess.DeviceID, ID: "redact:" + r.PathValue("txnId")})
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"event_id": ev.ID})
 }

@@ -259,3 +259,48 @@ func newRoomID(server string) id.RoomID {
 	_, _ = rand.Read(b[:])
 	return id.RoomID("!" + base64.RawURLEncoding.EncodeToString(b[:]) + ":" + server)
 }
+
+// StateKeyOf returns the state key tuple for a type and state key.
+func StateKeyOf(evType, stateKey string) pdu.StateKey {
+	return pdu.StateKey{Type: evType, StateKey: stateKey}
+}
+
+// StateAtPosition returns the room state as of a stream position: the state
+// after the newest event at or before pos.
+func (s *Service) StateAtPosition(ctx context.Context, roomID id.RoomID, pos int64) (State, error) {
+	evs, err := s.Timeline(ctx, roomID, Range{Before: pos + 1, Backwards: true, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(evs) == 0 {
+		return State{}, nil
+	}
+	return s.StateAt(ctx, evs[0], true)
+}
+
+// StateKeyT is the (type, state_key) tuple of a state entry.
+type StateKeyT = pdu.StateKey
+
+// MemberSummary counts the room's members by membership and picks up to n
+// heroes (other joined or invited members, in user ID order).
+func (s *Service) MemberSummary(ctx context.Context, roomID id.RoomID, user id.UserID, n int) (map[string]int, []id.UserID, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state_key, membership FROM current_state
+		WHERE room_id = $1 AND type = 'm.room.member' ORDER BY state_key`, roomID.String())
+	if err != nil {
+		return nil, nil, fmt.Errorf("summarising members of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	var heroes []id.UserID
+	for rows.Next() {
+		var u, m string
+		if err := rows.Scan(&u, &m); err != nil {
+			return nil, nil, err
+		}
+		counts[m]++
+		if (m == "join" || m == "invite") && id.UserID(u) != user && len(heroes) < n {
+			heroes = append(heroes, id.UserID(u))
+		}
+	}
+	return counts, heroes, rows.Err()
+}

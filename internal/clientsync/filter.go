@@ -1,0 +1,148 @@
+package clientsync
+
+import (
+	"encoding/json"
+	"path"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/room"
+)
+
+// EventFilter is the spec's EventFilter (filter.yaml): which events of a
+// section to return and how many.
+type EventFilter struct {
+	Limit      *int      `json:"limit,omitempty"`
+	Types      *[]string `json:"types,omitempty"`
+	NotTypes   []string  `json:"not_types,omitempty"`
+	Senders    *[]string `json:"senders,omitempty"`
+	NotSenders []string  `json:"not_senders,omitempty"`
+}
+
+// RoomEventFilter adds the room-event options to EventFilter.
+type RoomEventFilter struct {
+	EventFilter
+	Rooms                     *[]id.RoomID `json:"rooms,omitempty"`
+	NotRooms                  []id.RoomID  `json:"not_rooms,omitempty"`
+	LazyLoadMembers           bool         `json:"lazy_load_members,omitempty"`
+	IncludeRedundantMembers   bool         `json:"include_redundant_members,omitempty"`
+	ContainsURL               *bool        `json:"contains_url,omitempty"`
+	UnreadThreadNotifications bool         `json:"unread_thread_notifications,omitempty"`
+}
+
+// RoomFilter filters the rooms section of /sync.
+type RoomFilter struct {
+	Rooms        *[]id.RoomID    `json:"rooms,omitempty"`
+	NotRooms     []id.RoomID     `json:"not_rooms,omitempty"`
+	IncludeLeave bool            `json:"include_leave,omitempty"`
+	Timeline     RoomEventFilter `json:"timeline,omitempty"`
+	State        RoomEventFilter `json:"state,omitempty"`
+	Ephemeral    RoomEventFilter `json:"ephemeral,omitempty"`
+	AccountData  RoomEventFilter `json:"account_data,omitempty"`
+}
+
+// Filter is a whole sync filter (filter.yaml, Filter).
+type Filter struct {
+	EventFields []string    `json:"event_fields,omitempty"`
+	EventFormat string      `json:"event_format,omitempty"`
+	Presence    EventFilter `json:"presence,omitempty"`
+	AccountData EventFilter `json:"account_data,omitempty"`
+	Room        RoomFilter  `json:"room,omitempty"`
+}
+
+// ParseFilter decodes and validates a filter definition.
+func ParseFilter(raw []byte) (*Filter, error) {
+	var f Filter
+	if !json.Valid(raw) {
+		return nil, mxerr.NotJSON.With("filter is not valid JSON")
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, mxerr.BadJSON.With("invalid filter: %v", err)
+	}
+	if f.EventFormat != "" && f.EventFormat != "client" && f.EventFormat != "federation" {
+		return nil, mxerr.BadJSON.With("event_format must be client or federation")
+	}
+	for _, l := range []*int{f.Room.Timeline.Limit, f.Room.State.Limit, f.Presence.Limit, f.AccountData.Limit} {
+		if l != nil && *l < 0 {
+			return nil, mxerr.BadJSON.With("limits must not be negative")
+		}
+	}
+	return &f, nil
+}
+
+func globMatch(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok || p == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Match reports whether an event of the given type and sender passes f.
+func (f *EventFilter) Match(evType string, sender id.UserID) bool {
+	if f.Types != nil && !globMatch(*f.Types, evType) {
+		return false
+	}
+	if globMatch(f.NotTypes, evType) {
+		return false
+	}
+	if f.Senders != nil && !globMatch(*f.Senders, sender.String()) {
+		return false
+	}
+	return !globMatch(f.NotSenders, sender.String())
+}
+
+// MatchRoom reports whether the room passes the filter's room lists.
+func (f *RoomEventFilter) MatchRoom(roomID id.RoomID) bool {
+	if f.Rooms != nil && !containsRoom(*f.Rooms, roomID) {
+		return false
+	}
+	return !containsRoom(f.NotRooms, roomID)
+}
+
+// MatchEvent applies the event filter and contains_url.
+func (f *RoomEventFilter) MatchEvent(ev *room.Stored) bool {
+	if !f.Match(ev.Type, ev.Sender) {
+		return false
+	}
+	if f.ContainsURL != nil {
+		var c struct {
+			URL any `json:"url"`
+		}
+		_ = json.Unmarshal(ev.Content, &c)
+		if (c.URL != nil) != *f.ContainsURL {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchRoom reports whether the room passes the rooms section's lists.
+func (f *RoomFilter) MatchRoom(roomID id.RoomID) bool {
+	if f.Rooms != nil && !containsRoom(*f.Rooms, roomID) {
+		return false
+	}
+	return !containsRoom(f.NotRooms, roomID)
+}
+
+func containsRoom(list []id.RoomID, r id.RoomID) bool {
+	for _, x := range list {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// FilterEvents returns the events that pass f.
+func (f *RoomEventFilter) FilterEvents(evs []*room.Stored) []*room.Stored {
+	out := evs[:0:0]
+	for _, ev := range evs {
+		if f.MatchEvent(ev) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}

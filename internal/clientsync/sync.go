@@ -1,0 +1,398 @@
+package clientsync
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/room"
+)
+
+// Request is a parsed /sync request.
+type Request struct {
+	User      id.UserID
+	Device    id.DeviceID
+	Since     *Token
+	Timeout   time.Duration
+	FullState bool
+	Filter    *Filter
+}
+
+// defaultTimelineLimit is the timeline size when the filter sets none.
+const defaultTimelineLimit = 10
+
+// Sync answers a /sync request. With a since token and a timeout, it waits
+// on the notifier until something new arrives for the user or the timeout
+// passes.
+func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
+	if req.Filter == nil {
+		req.Filter = &Filter{}
+	}
+	var deadline <-chan time.Time
+	if req.Since != nil && !req.FullState && req.Timeout > 0 {
+		t := time.NewTimer(req.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		gen := s.notifier.Generation(req.User)
+		resp, err := s.build(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if deadline == nil || !resp.empty() {
+			return resp, nil
+		}
+		waitCtx, cancel := context.WithCancel(ctx)
+		woke := make(chan bool, 1)
+		go func() { woke <- s.notifier.Wait(waitCtx, req.User, gen) }()
+		select {
+		case <-woke:
+			cancel()
+			if ctx.Err() != nil {
+				return resp, nil
+			}
+		case <-deadline:
+			cancel()
+			return resp, nil
+		case <-ctx.Done():
+			cancel()
+			return resp, nil
+		}
+	}
+}
+
+// build assembles one response from the database as it is now.
+func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
+	now, err := s.db.CurrentID(ctx, "stream")
+	if err != nil {
+		return nil, err
+	}
+	resp := newResponse()
+	var since int64
+	if req.Since != nil {
+		since = req.Since.Pos
+		if since > now {
+			since = now // a token from the future (e.g. after a restore) is clamped
+		}
+	}
+	initial := req.Since == nil
+	typingSerial := s.typingSerial()
+	resp.NextBatch = Token{Pos: now, Typing: typingSerial}.String()
+
+	memberships, err := s.rooms.LocalMemberships(ctx, req.User, 0)
+	if err != nil {
+		return nil, err
+	}
+	var active map[id.RoomID]int64
+	if !initial {
+		if active, err = s.rooms.RoomsWithEventsSince(ctx, since); err != nil {
+			return nil, err
+		}
+	}
+	rf := &req.Filter.Room
+	for _, m := range memberships {
+		if m.StreamPos > now || !rf.MatchRoom(m.RoomID) {
+			continue
+		}
+		changed := !initial && m.StreamPos > since
+		switch m.Membership {
+		case "join":
+			_, hasEvents := active[m.RoomID]
+			full := initial || req.FullState || changed
+			if !full && !hasEvents && !s.hasRoomEphemeral(m.RoomID, req, since) {
+				continue
+			}
+			jr, err := s.joinedRoom(ctx, req, m, since, now, full, initial || changed)
+			if err != nil {
+				return nil, err
+			}
+			if jr != nil {
+				resp.Rooms.Join[m.RoomID] = jr
+			}
+		case "invite":
+			if initial || changed {
+				ir, err := s.invitedRoom(ctx, m)
+				if err != nil {
+					return nil, err
+				}
+				resp.Rooms.Invite[m.RoomID] = ir
+			}
+		case "leave", "ban":
+			if (initial && !rf.IncludeLeave) || (!initial && !changed) {
+				continue
+			}
+			lr, err := s.leftRoom(ctx, req, m, since)
+			if err != nil {
+				return nil, err
+			}
+			resp.Rooms.Leave[m.RoomID] = lr
+		}
+	}
+	if err := s.accountData(ctx, req, since, now, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// joinedRoom builds rooms.join[roomID]. full asks for the whole state at
+// the start of the timeline (initial sync, full_state, or a new join).
+func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership, since, now int64, full, fresh bool) (*JoinedRoom, error) {
+	tf := &req.Filter.Room.Timeline
+	limit := defaultTimelineLimit
+	if tf.Limit != nil {
+		limit = *tf.Limit
+	}
+	after := since
+	if fresh {
+		after = 0
+	}
+	evs, limited, err := s.timeline(ctx, m.RoomID, after, now, limit, tf)
+	if err != nil {
+		return nil, err
+	}
+	jr := &JoinedRoom{
+		Ephemeral:   EventList{Events: s.roomEphemeral(ctx, req, m.RoomID, since, now)},
+		AccountData: EventList{Events: s.roomAccountData(ctx, req, m.RoomID, since, now)},
+	}
+	v := room.Viewer{User: req.User, Device: req.Device}
+	jr.Timeline.Events = s.rooms.FormatAll(ctx, evs, v, false)
+	jr.Timeline.Limited = limited
+	timelineStart := now + 1
+	if len(evs) > 0 {
+		timelineStart = evs[0].StreamPos
+	}
+	jr.Timeline.PrevBatch = Token{Pos: timelineStart - 1}.String()
+
+	var stateEvs []*room.Stored
+	switch {
+	case full:
+		st, err := s.stateBefore(ctx, m.RoomID, evs, now)
+		if err != nil {
+			return nil, err
+		}
+		if stateEvs, err = s.rooms.StateEvents(ctx, st); err != nil {
+			return nil, err
+		}
+	case limited:
+		// State that changed in the gap between since and the timeline and
+		// still holds at the timeline's start.
+		st, err := s.stateBefore(ctx, m.RoomID, evs, now)
+		if err != nil {
+			return nil, err
+		}
+		changes, err := s.rooms.StateChangesBetween(ctx, m.RoomID, since, timelineStart)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range changes {
+			if ref, ok := st[ev.Key()]; ok && ref.ID == ev.ID {
+				stateEvs = append(stateEvs, ev)
+			}
+		}
+	}
+	sf := &req.Filter.Room.State
+	stateEvs = sf.FilterEvents(stateEvs)
+	if sf.LazyLoadMembers {
+		stateEvs, err = s.lazyMembers(ctx, m.RoomID, req.User, stateEvs, evs, full)
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Events already in the timeline are not repeated in state.
+	inTimeline := make(map[id.EventID]bool, len(evs))
+	for _, ev := range evs {
+		inTimeline[ev.ID] = true
+	}
+	stateEvs = slices.DeleteFunc(stateEvs, func(ev *room.Stored) bool { return inTimeline[ev.ID] })
+	jr.State.Events = s.rooms.FormatAll(ctx, stateEvs, v, false)
+	if full || sf.LazyLoadMembers || hasMemberEvent(evs) {
+		sum, err := s.summary(ctx, m.RoomID, req.User)
+		if err != nil {
+			return nil, err
+		}
+		jr.Summary = sum
+	}
+	return jr, nil
+}
+
+func hasMemberEvent(evs []*room.Stored) bool {
+	for _, ev := range evs {
+		if ev.Type == "m.room.member" {
+			return true
+		}
+	}
+	return false
+}
+
+// timeline returns up to limit events of the room in (after, upto], oldest
+// first, and whether older ones were left out.
+func (s *Service) timeline(ctx context.Context, roomID id.RoomID, after, upto int64, limit int, f *RoomEventFilter) ([]*room.Stored, bool, error) {
+	if limit == 0 {
+		return nil, true, nil
+	}
+	var out []*room.Stored
+	before := upto + 1
+	limited := false
+	// Fetch in pages until the filter has let limit events through.
+	for range 10 {
+		page, err := s.rooms.Timeline(ctx, roomID, room.Range{After: after, Before: before, Backwards: true, Limit: limit + 1})
+		if err != nil {
+			return nil, false, err
+		}
+		more := len(page) > limit
+		if more {
+			page = page[:limit]
+		}
+		for _, ev := range page {
+			if f.MatchEvent(ev) {
+				out = append(out, ev)
+			}
+			if len(out) > limit {
+				break
+			}
+		}
+		if len(out) > limit {
+			out = out[:limit]
+			limited = true
+			break
+		}
+		if !more {
+			break
+		}
+		before = page[len(page)-1].StreamPos
+		if len(out) == limit {
+			limited = true
+			break
+		}
+	}
+	slices.Reverse(out)
+	return out, limited, nil
+}
+
+// stateBefore returns the room state just before the first timeline event,
+// or the state as of now when the timeline is empty.
+func (s *Service) stateBefore(ctx context.Context, roomID id.RoomID, timeline []*room.Stored, now int64) (room.State, error) {
+	if len(timeline) > 0 {
+		return s.rooms.StateAt(ctx, timeline[0], false)
+	}
+	return s.rooms.StateAtPosition(ctx, roomID, now)
+}
+
+// lazyMembers keeps only the member events of the timeline's senders (and
+// the user's own), adding any that the state section lacks.
+func (s *Service) lazyMembers(ctx context.Context, roomID id.RoomID, user id.UserID, state, timeline []*room.Stored, full bool) ([]*room.Stored, error) {
+	need := map[string]bool{user.String(): true}
+	for _, ev := range timeline {
+		need[ev.Sender.String()] = true
+	}
+	out := state[:0:0]
+	have := map[string]bool{}
+	for _, ev := range state {
+		if ev.Type == "m.room.member" {
+			if !need[*ev.StateKey] {
+				continue
+			}
+			have[*ev.StateKey] = true
+		}
+		out = append(out, ev)
+	}
+	var st room.State
+	var err error
+	if len(timeline) > 0 {
+		st, err = s.rooms.StateAt(ctx, timeline[0], false)
+	} else {
+		st, err = s.rooms.CurrentState(ctx, roomID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var missing []id.EventID
+	for u := range need {
+		if have[u] {
+			continue
+		}
+		if !full && u == user.String() {
+			continue
+		}
+		if ref, ok := st[room.StateKeyOf("m.room.member", u)]; ok {
+			missing = append(missing, ref.ID)
+		}
+	}
+	extra, err := s.rooms.Events(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, extra...), nil
+}
+
+// summary computes heroes and member counts from current state.
+func (s *Service) summary(ctx context.Context, roomID id.RoomID, user id.UserID) (Summary, error) {
+	counts, heroes, err := s.rooms.MemberSummary(ctx, roomID, user, 5)
+	if err != nil {
+		return Summary{}, err
+	}
+	j, i := counts["join"], counts["invite"]
+	return Summary{Heroes: heroes, JoinedMemberCount: &j, InvitedMemberCount: &i}, nil
+}
+
+// invitedRoom builds rooms.invite[roomID] from stripped state.
+func (s *Service) invitedRoom(ctx context.Context, m room.Membership) (*InvitedRoom, error) {
+	ir := &InvitedRoom{}
+	ir.InviteState.Events = []StrippedEvent{}
+	inv, err := s.rooms.Event(ctx, m.EventID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.rooms.StateAt(ctx, inv, true)
+	if err != nil {
+		return nil, err
+	}
+	keys := []room.StateKeyT{
+		room.StateKeyOf("m.room.create", ""), room.StateKeyOf("m.room.join_rules", ""),
+		room.StateKeyOf("m.room.name", ""), room.StateKeyOf("m.room.avatar", ""),
+		room.StateKeyOf("m.room.canonical_alias", ""), room.StateKeyOf("m.room.encryption", ""),
+		room.StateKeyOf("m.room.topic", ""),
+		room.StateKeyOf("m.room.member", inv.Sender.String()), inv.Key(),
+	}
+	for _, k := range keys {
+		ref, ok := st[k]
+		if !ok {
+			continue
+		}
+		ev, err := s.rooms.Event(ctx, ref.ID)
+		if err != nil {
+			return nil, err
+		}
+		ir.InviteState.Events = append(ir.InviteState.Events, StrippedEvent{
+			Content: ev.Content, Sender: ev.Sender, StateKey: *ev.StateKey, Type: ev.Type,
+		})
+	}
+	return ir, nil
+}
+
+// leftRoom builds rooms.leave[roomID]: the timeline up to the departure.
+func (s *Service) leftRoom(ctx context.Context, req Request, m room.Membership, since int64) (*LeftRoom, error) {
+	tf := &req.Filter.Room.Timeline
+	limit := defaultTimelineLimit
+	if tf.Limit != nil {
+		limit = *tf.Limit
+	}
+	evs, limited, err := s.timeline(ctx, m.RoomID, since, m.StreamPos, limit, tf)
+	if err != nil {
+		return nil, err
+	}
+	v := room.Viewer{User: req.User, Device: req.Device}
+	lr := &LeftRoom{AccountData: EventList{Events: s.roomAccountData(ctx, req, m.RoomID, since, m.StreamPos)}}
+	lr.Timeline.Events = s.rooms.FormatAll(ctx, evs, v, false)
+	lr.Timeline.Limited = limited
+	start := m.StreamPos
+	if len(evs) > 0 {
+		start = evs[0].StreamPos
+	}
+	lr.Timeline.PrevBatch = Token{Pos: start - 1}.String()
+	lr.State.Events = []room.ClientEvent{}
+	return lr, nil
+}
