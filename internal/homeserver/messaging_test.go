@@ -25,7 +25,7 @@ func syncUntil(t *testing.T, cli *mautrix.Client, since string, roomID id.RoomID
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: got %d of %d messages via /sync", cli.UserID, len(bodies), want)
 		}
-		resp, err := cli.SyncRequest(ctx, 5000, since, "", false, "")
+		resp, err := cli.SyncRequest(ctx, 5000, since, `{"room":{"timeline":{"limit":500}}}`, false, "")
 		if err != nil {
 			t.Fatalf("sync: %v", err)
 		}

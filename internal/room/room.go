@@ -97,6 +97,9 @@ type info struct {
 	extremities []id.EventID
 	depth       int64
 	localJoined map[id.UserID]struct{}
+	// pending holds events written by the open transaction of a working
+	// copy, which the database cannot return until commit.
+	pending map[id.EventID]*Stored
 }
 
 func (s *Service) info(roomID id.RoomID) *info {

@@ -113,11 +113,15 @@ func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu
 	var authEvents []*mpdu.PDU
 	for _, k := range draft.AuthEventSelection(work.version) {
 		if ref, ok := work.state[k]; ok {
+			authIDs = append(authIDs, ref.ID)
+			if p, ok := work.pending[ref.ID]; ok {
+				authEvents = append(authEvents, p.PDU)
+				continue
+			}
 			ev, err := s.Event(ctx, ref.ID)
 			if err != nil {
 				return nil, fmt.Errorf("loading auth event %s: %w", ref.ID, err)
 			}
-			authIDs = append(authIDs, ref.ID)
 			authEvents = append(authEvents, ev.PDU)
 		}
 	}
@@ -132,7 +136,7 @@ func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu
 	if len(ev.JSON()) > maxPDUSize {
 		return nil, mxerr.TooLarge.With("event is larger than 65536 bytes").WithStatus(413)
 	}
-	if err := s.authorize(ctx, ev, authEvents); err != nil {
+	if err := s.authorize(ctx, work, ev, authEvents); err != nil {
 		return nil, err
 	}
 	if p.Type == "m.room.redaction" {
@@ -144,15 +148,25 @@ func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu
 }
 
 // authorize applies the auth rules of the room version.
-func (s *Service) authorize(ctx context.Context, ev *pdu.Event, authEvents []*mpdu.PDU) error {
+func (s *Service) authorize(ctx context.Context, work *info, ev *pdu.Event, authEvents []*mpdu.PDU) error {
 	getEvents := func(ids []id.EventID) ([]*mpdu.PDU, error) {
-		evs, err := s.Events(ctx, ids)
+		var out []*mpdu.PDU
+		var rest []id.EventID
+		for _, evID := range ids {
+			// Events of the same transaction (a room being created) are
+			// not readable from the database yet.
+			if p, ok := work.pending[evID]; ok {
+				out = append(out, p.PDU)
+			} else {
+				rest = append(rest, evID)
+			}
+		}
+		evs, err := s.Events(ctx, rest)
 		if err != nil {
 			return nil, err
 		}
-		out := make([]*mpdu.PDU, len(evs))
-		for i, e := range evs {
-			out[i] = e.PDU
+		for _, e := range evs {
+			out = append(out, e.PDU)
 		}
 		return out, nil
 	}
@@ -219,6 +233,10 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 		work.roomID = roomID
 	}
 	st := &Stored{Event: ev, NID: nid, StreamPos: pos, Snapshot: work.snapshot}
+	if work.pending == nil {
+		work.pending = map[id.EventID]*Stored{}
+	}
+	work.pending[ev.ID] = st
 	var txnDev, txnID any
 	if txn != nil {
 		st.TxnDevice, st.TxnID = txn.Device, txn.ID
