@@ -3,10 +3,42 @@ package clientapi
 import (
 	"net/http"
 
-	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/httpx"
 )
 
-// deactivateAccount is not implemented yet.
+type deactivateAccountReq struct {
+	Auth *authDict `json:"auth"`
+	// IDServer is accepted and ignored: no third-party identifiers are bound.
+	IDServer string `json:"id_server"`
+	// Erase is accepted; erasure is not implemented yet.
+	Erase bool `json:"erase"`
+}
+
+type deactivateAccountResp struct {
+	IDServerUnbindResult string `json:"id_server_unbind_result"`
+}
+
+// deactivateAccount serves POST /_matrix/client/v3/account/deactivate
+// (account_deactivation.yaml), behind User-Interactive Authentication with
+// the user's password. The account loses its password and every device.
+// Myelin binds no third-party identifiers, and the spec asks for "success"
+// when there is nothing to unbind.
 func (a *API) deactivateAccount(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	var req deactivateAccountReq
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	sess := session(r)
+	uia, done, err := a.interactiveAuth(w, r, uiaCall{
+		purpose: "deactivate", user: sess.UserID, flows: passwordFlows, auth: req.Auth,
+	})
+	if err != nil || !done {
+		return err
+	}
+	if err := a.users.Deactivate(r.Context(), sess.UserID); err != nil {
+		return err
+	}
+	a.uia.finish(uia.id)
+	a.log.Info("account deactivated", "user_id", sess.UserID)
+	return httpx.OK(w, deactivateAccountResp{IDServerUnbindResult: "success"})
 }

@@ -2,16 +2,152 @@ package clientapi
 
 import (
 	"net/http"
+	"strings"
 
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 )
 
-// getLoginFlows is not implemented yet.
-func (a *API) getLoginFlows(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+// loginTypePassword is the only login type Myelin offers.
+const loginTypePassword = "m.login.password"
+
+// maxDeviceIDLen bounds client-chosen device IDs.
+const maxDeviceIDLen = 255
+
+type loginFlow struct {
+	Type string `json:"type"`
 }
 
-// login is not implemented yet.
+type loginFlowsResp struct {
+	Flows []loginFlow `json:"flows"`
+}
+
+// getLoginFlows serves GET /_matrix/client/v3/login (login.yaml).
+func (a *API) getLoginFlows(w http.ResponseWriter, r *http.Request) error {
+	return httpx.OK(w, loginFlowsResp{Flows: []loginFlow{{Type: loginTypePassword}}})
+}
+
+// userIdentifier is the spec's user identifier object ("Identifier types").
+type userIdentifier struct {
+	Type string `json:"type"`
+	// m.id.user
+	User string `json:"user"`
+	// m.id.thirdparty
+	Medium  string `json:"medium"`
+	Address string `json:"address"`
+}
+
+type loginReq struct {
+	Type       string          `json:"type"`
+	Identifier *userIdentifier `json:"identifier"`
+	// User, Medium and Address are the deprecated forms of Identifier.
+	User                     string      `json:"user"`
+	Medium                   string      `json:"medium"`
+	Address                  string      `json:"address"`
+	Password                 *string     `json:"password"`
+	DeviceID                 id.DeviceID `json:"device_id"`
+	InitialDeviceDisplayName *string     `json:"initial_device_display_name"`
+	// RefreshToken is accepted and ignored: Myelin issues no refresh tokens
+	// and its access tokens do not expire.
+	RefreshToken bool `json:"refresh_token"`
+}
+
+type loginResp struct {
+	UserID      id.UserID   `json:"user_id"`
+	AccessToken string      `json:"access_token"`
+	DeviceID    id.DeviceID `json:"device_id"`
+	// HomeServer is deprecated but still read by older clients.
+	HomeServer string         `json:"home_server"`
+	WellKnown  map[string]any `json:"well_known,omitempty"`
+}
+
+// login serves POST /_matrix/client/v3/login (login.yaml): m.login.password
+// with an m.id.user identifier (full user ID or localpart) or the deprecated
+// top-level user field.
 func (a *API) login(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	var req loginReq
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	switch req.Type {
+	case "":
+		return mxerr.MissingParam.With("type is required")
+	case loginTypePassword:
+	default:
+		return mxerr.Unknown.WithStatus(http.StatusBadRequest).With("unknown login type %q", req.Type)
+	}
+	if req.Identifier == nil && req.User == "" && (req.Medium != "" || req.Address != "") {
+		req.Identifier = &userIdentifier{Type: "m.id.thirdparty", Medium: req.Medium, Address: req.Address}
+	}
+	userID, err := a.identifiedUser(req.Identifier, req.User)
+	if err != nil {
+		return err
+	}
+	if req.Password == nil {
+		return mxerr.MissingParam.With("password is required")
+	}
+	if err := validDeviceID(req.DeviceID); err != nil {
+		return err
+	}
+	if err := a.users.CheckPassword(r.Context(), userID, *req.Password); err != nil {
+		return err
+	}
+	token, dev, err := a.users.Login(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName)
+	if err != nil {
+		return err
+	}
+	resp := loginResp{UserID: userID, AccessToken: token, DeviceID: dev, HomeServer: a.cfg.ServerName}
+	if a.cfg.PublicBaseURL != "" {
+		resp.WellKnown = map[string]any{
+			"m.homeserver": map[string]string{"base_url": strings.TrimSuffix(a.cfg.PublicBaseURL, "/")},
+		}
+	}
+	return httpx.OK(w, resp)
+}
+
+// identifiedUser resolves the user identifier of a login or of an
+// m.login.password UIA stage (or the deprecated top-level user field) to a
+// local user ID. Localparts are matched case-insensitively, as Synapse does:
+// local accounts only have lowercase localparts.
+func (a *API) identifiedUser(ident *userIdentifier, legacyUser string) (id.UserID, error) {
+	user := legacyUser
+	if ident != nil {
+		switch ident.Type {
+		case "m.id.user":
+			user = ident.User
+		case "m.id.thirdparty", "m.id.phone":
+			// No third-party identifiers are bound to accounts here, and the
+			// spec answers unknown 3PIDs with 403.
+			return "", mxerr.Forbidden.With("no account is bound to this third-party identifier")
+		case "":
+			return "", mxerr.MissingParam.With("identifier.type is required")
+		default:
+			return "", mxerr.Unknown.WithStatus(http.StatusBadRequest).With("unknown identifier type %q", ident.Type)
+		}
+	}
+	if user == "" {
+		return "", mxerr.MissingParam.With("identifier.user is required")
+	}
+	localpart := user
+	if strings.HasPrefix(user, "@") {
+		lp, server, err := id.UserID(user).Parse()
+		if err != nil {
+			return "", mxerr.InvalidParam.With("invalid user ID %q", user)
+		}
+		if !strings.EqualFold(server, a.users.ServerName()) {
+			return "", mxerr.Forbidden.With("%s is not a user of this server", user)
+		}
+		localpart = lp
+	}
+	return a.users.UserID(strings.ToLower(localpart)), nil
+}
+
+// validDeviceID checks a client-chosen device ID; empty means "generate one".
+func validDeviceID(d id.DeviceID) error {
+	if len(d) > maxDeviceIDLen {
+		return mxerr.InvalidParam.With("device_id is longer than %d bytes", maxDeviceIDLen)
+	}
+	return nil
 }

@@ -3,15 +3,25 @@ package clientapi
 import (
 	"net/http"
 
-	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/httpx"
 )
 
-// logout is not implemented yet.
+// logout serves POST /_matrix/client/v3/logout (logout.yaml): it deletes the
+// requesting device and its access token.
 func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	sess := session(r)
+	if err := a.users.Logout(r.Context(), sess.UserID, sess.DeviceID); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
 }
 
-// logoutAll is not implemented yet.
+// logoutAll serves POST /_matrix/client/v3/logout/all (logout.yaml): it
+// deletes every device and access token of the requesting user. It needs no
+// User-Interactive Authentication because it also ends the caller's session.
 func (a *API) logoutAll(w http.ResponseWriter, r *http.Request) error {
-	return mxerr.Unrecognized.With("not implemented")
+	if err := a.users.LogoutAll(r.Context(), session(r).UserID); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
 }
