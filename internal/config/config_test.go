@@ -1,0 +1,79 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestFirstStartWritesConfigWithSecret(t *testing.T) {
+	dir := t.TempDir()
+	env := envOf(map[string]string{"MYELIN_DATA_DIR": dir, "MYELIN_SERVER_NAME": "example.org"})
+	cfg, wrote, err := Load("", env, true)
+	if err != nil || !wrote {
+		t.Fatalf("Load = %v, wrote=%v", err, wrote)
+	}
+	if len(cfg.RegistrationSharedSecret) < 32 {
+		t.Fatalf("generated secret %q is too short", cfg.RegistrationSharedSecret)
+	}
+	if cfg.SigningKeyPath != filepath.Join(dir, "signing.key") {
+		t.Fatalf("signing key path = %q", cfg.SigningKeyPath)
+	}
+	// The second start reads the same secret back and writes nothing.
+	again, wrote, err := Load("", env, true)
+	if err != nil || wrote || again.RegistrationSharedSecret != cfg.RegistrationSharedSecret {
+		t.Fatalf("second Load: wrote=%v err=%v secret changed=%v", wrote, err, again.RegistrationSharedSecret != cfg.RegistrationSharedSecret)
+	}
+}
+
+func TestEnvironmentOverridesFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "homeserver.yaml")
+	yaml := "server_name: file.org\nlisten: 127.0.0.1:9000\nenable_registration: false\nrate_limit:\n  enabled: true\n  per_second: 5\n  burst: 10\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := Load(path, envOf(map[string]string{
+		"MYELIN_SERVER_NAME": "env.org", "MYELIN_ENABLE_REGISTRATION": "true",
+		"MYELIN_DATABASE_URL": "postgres://u@h/db", "MYELIN_RATE_LIMIT": "false",
+	}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerName != "env.org" || !cfg.EnableRegistration || cfg.Listen != "127.0.0.1:9000" ||
+		cfg.DatabaseURL != "postgres://u@h/db" || cfg.RateLimit.Enabled || cfg.RateLimit.Burst != 10 {
+		t.Fatalf("merged config wrong: %+v", cfg)
+	}
+}
+
+func TestBadConfigNamesTheKey(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, yaml string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown key", "server_name: a.org\nno_such_key: 1\n", nil, "no_such_key"},
+		{"missing server name", "listen: 127.0.0.1:1\n", nil, "server_name"},
+		{"bad listen", "server_name: a.org\nlisten: nonsense\n", nil, "listen"},
+		{"bad bool env", "server_name: a.org\n", map[string]string{"MYELIN_ENABLE_REGISTRATION": "maybe"}, "MYELIN_ENABLE_REGISTRATION"},
+		{"bad bcrypt", "server_name: a.org\nbcrypt_cost: 2\n", nil, "bcrypt_cost"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".yaml")
+			if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := Load(path, envOf(c.env), false)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v does not name %q", err, c.want)
+			}
+		})
+	}
+}
