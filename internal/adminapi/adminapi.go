@@ -28,4 +28,7 @@ func New(cfg *config.Config, log *slog.Logger, u *users.Service) *API {
 
 // Register adds the admin routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
+	reg := newSharedSecretRegistration(a)
+	mux.Handle("GET /_synapse/admin/v1/register", a.http.Wrap(reg.getNonce))
+	mux.Handle("POST /_synapse/admin/v1/register", a.http.Wrap(reg.register))
 }
