@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,10 +29,11 @@ const userAgent = "myelin-bench/1"
 // share its transport so that thousands of simulated users reuse a pool of
 // keep-alive connections instead of each opening its own.
 type homeserver struct {
-	baseURL      string
-	sharedSecret string
-	http         *http.Client // ordinary requests
-	syncHTTP     *http.Client // long-poll /sync, whose timeout must exceed the poll
+	baseURL        string
+	sharedSecret   string
+	requestTimeout time.Duration
+	http           *http.Client // ordinary requests, bounded by requestTimeout
+	syncHTTP       *http.Client // /sync, bounded per request by poll timeout + requestTimeout
 }
 
 func newHomeserver(baseURL, sharedSecret string, requestTimeout time.Duration) *homeserver {
@@ -49,10 +52,11 @@ func newHomeserver(baseURL, sharedSecret string, requestTimeout time.Duration) *
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &homeserver{
-		baseURL:      strings.TrimRight(baseURL, "/"),
-		sharedSecret: sharedSecret,
-		http:         &http.Client{Transport: tr, Timeout: requestTimeout},
-		syncHTTP:     &http.Client{Transport: tr, Timeout: requestTimeout + 90*time.Second},
+		baseURL:        strings.TrimRight(baseURL, "/"),
+		sharedSecret:   sharedSecret,
+		requestTimeout: requestTimeout,
+		http:           &http.Client{Transport: tr, Timeout: requestTimeout},
+		syncHTTP:       &http.Client{Transport: tr},
 	}
 }
 
@@ -107,7 +111,7 @@ func (h *homeserver) register(ctx context.Context, localpart, password string) (
 		// Some servers register without logging in; do it now.
 		return h.login(ctx, localpart, password)
 	}
-	cli.SetCredentials(resp.UserID, resp.AccessToken)
+	cli.UserID, cli.AccessToken = resp.UserID, resp.AccessToken
 	cli.DeviceID = resp.DeviceID
 	return &account{UserID: resp.UserID, DeviceID: resp.DeviceID, Token: resp.AccessToken, cli: cli}, nil
 }
@@ -196,6 +200,10 @@ func (a *account) uploadFilter(ctx context.Context, log *slog.Logger) string {
 // last byte arrived (before any decoding, so the bench's JSON work does not
 // count as server latency), then decodes into out if out is not nil.
 func (a *account) syncOnce(ctx context.Context, h *homeserver, since, filter string, timeoutMS int, out any) (arrived time.Time, body []byte, err error) {
+	// The server may hold the request for the whole poll timeout, and then
+	// needs as long as any other request to answer.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(timeoutMS)*time.Millisecond+h.requestTimeout)
+	defer cancel()
 	q := map[string]string{"timeout": fmt.Sprint(timeoutMS)}
 	if since != "" {
 		q["since"] = since
@@ -398,6 +406,35 @@ func setupStep(ctx context.Context, env *env, what string, n, workers int, fn fu
 	}
 	env.log.Info("setup done", "step", what, "count", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// diskUsage sums the sizes of the regular files under --disk-path (a
+// directory or a single file), or returns -1 when no path was given or it
+// cannot be read. SQLite's WAL file is included, so the figure is most
+// meaningful after the server has checkpointed.
+func diskUsage(env *env) int64 {
+	if env.g.diskPath == "" {
+		return -1
+	}
+	var total int64
+	err := filepath.WalkDir(env.g.diskPath, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			var info fs.FileInfo
+			if info, err = d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		// The server may delete files (WAL, temp files) while we walk.
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		env.log.Warn("measuring disk usage", "path", env.g.diskPath, "err", err)
+		return -1
+	}
+	return total
 }
 
 // randomPrefix returns a short lowercase prefix so user names of separate runs

@@ -38,6 +38,7 @@ type globals struct {
 	requestTimeout time.Duration
 	maxRuntime     time.Duration
 	idleSample     time.Duration
+	diskPath       string
 }
 
 // register binds the global flags to fs, using the current values as
@@ -55,6 +56,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.maxRuntime, "max-runtime", g.maxRuntime, "hard limit on the whole run, setup included")
 	fs.DurationVar(&g.idleSample, "idle-sample", g.idleSample,
 		"with --pid, sample the untouched server this long before any request (0 to skip)")
+	fs.StringVar(&g.diskPath, "disk-path", g.diskPath,
+		"server data directory or database file: report how much it grows per message sent (messaging)")
 }
 
 // env is what a scenario gets to work with.

@@ -104,14 +104,16 @@ func parseStatCPU(stat []byte) (uint64, error) {
 
 // phaseStats is what the sampler reports for one named phase of a run.
 type phaseStats struct {
-	Process        string  `json:"process"`
-	Phase          string  `json:"phase"`
-	Samples        int     `json:"samples"`
-	Seconds        float64 `json:"seconds"`
-	PeakRSSMB      float64 `json:"peak_rss_mb"`
-	MeanRSSMB      float64 `json:"mean_rss_mb"`
-	LastRSSMB      float64 `json:"last_rss_mb"`
-	MeanCPUPercent float64 `json:"mean_cpu_percent"`
+	Process   string  `json:"process"`
+	Phase     string  `json:"phase"`
+	Samples   int     `json:"samples"`
+	Seconds   float64 `json:"seconds"`
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+	MeanRSSMB float64 `json:"mean_rss_mb"`
+	LastRSSMB float64 `json:"last_rss_mb"`
+	// MeanCPUPercent is left out for phases shorter than a second, where
+	// the 10ms granularity of the kernel's counters makes it meaningless.
+	MeanCPUPercent *float64 `json:"mean_cpu_percent,omitempty"`
 }
 
 // phaseAcc accumulates samples for one phase. CPU is measured between the
@@ -142,9 +144,10 @@ func (p *phaseAcc) stats(process string) phaseStats {
 	st.PeakRSSMB = round2(float64(p.peak) / mb)
 	st.MeanRSSMB = round2(float64(p.rssSum) / float64(p.samples) / mb)
 	st.LastRSSMB = round2(float64(p.last.rssBytes) / mb)
-	if wall > 0 {
+	if wall >= 1 {
 		cpu := float64(p.last.cpuTicks-p.first.cpuTicks) / clockTicksPerSecond
-		st.MeanCPUPercent = round2(cpu / wall * 100)
+		pct := round2(cpu / wall * 100)
+		st.MeanCPUPercent = &pct
 	}
 	return st
 }

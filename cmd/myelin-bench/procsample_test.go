@@ -63,7 +63,7 @@ func TestProcSamplerSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Phase("quiet")
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 
 	s.Phase("busy")
 	// Touch 64 MB so RSS must grow, and spin one core for 400ms.
@@ -81,7 +81,7 @@ func TestProcSamplerSelf(t *testing.T) {
 		}
 		_ = x
 	}()
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond)
 	stop.Store(true)
 	<-done
 	phases := s.Stop()
@@ -92,18 +92,22 @@ func TestProcSamplerSelf(t *testing.T) {
 	}
 	quiet, busy := phases[0], phases[1]
 	if busy.Samples < 5 {
-		t.Errorf("busy phase has %d samples, want >=5 at 20ms over 400ms", busy.Samples)
+		t.Errorf("busy phase has %d samples, want >=5 at 20ms over 1.2s", busy.Samples)
 	}
 	if busy.PeakRSSMB < quiet.PeakRSSMB+48 {
 		t.Errorf("peak RSS quiet=%.1fMB busy=%.1fMB: want +64MB (at least +48)", quiet.PeakRSSMB, busy.PeakRSSMB)
 	}
+	// CPU is only reported for phases of a second or more, which both are.
+	if quiet.MeanCPUPercent == nil || busy.MeanCPUPercent == nil {
+		t.Fatalf("CPU missing: quiet=%v busy=%v", quiet.MeanCPUPercent, busy.MeanCPUPercent)
+	}
 	// One spinning goroutine is ~100% of a core; allow for a loaded machine
 	// and the 10ms tick granularity.
-	if busy.MeanCPUPercent < 40 {
-		t.Errorf("busy CPU = %.1f%%, want >= 40%%", busy.MeanCPUPercent)
+	if *busy.MeanCPUPercent < 40 {
+		t.Errorf("busy CPU = %.1f%%, want >= 40%%", *busy.MeanCPUPercent)
 	}
-	if quiet.MeanCPUPercent > busy.MeanCPUPercent {
-		t.Errorf("quiet CPU %.1f%% > busy CPU %.1f%%", quiet.MeanCPUPercent, busy.MeanCPUPercent)
+	if *quiet.MeanCPUPercent > *busy.MeanCPUPercent {
+		t.Errorf("quiet CPU %.1f%% > busy CPU %.1f%%", *quiet.MeanCPUPercent, *busy.MeanCPUPercent)
 	}
 	if busy.MeanRSSMB <= 0 || busy.MeanRSSMB > busy.PeakRSSMB {
 		t.Errorf("mean RSS %.1f not in (0, peak %.1f]", busy.MeanRSSMB, busy.PeakRSSMB)

@@ -22,7 +22,8 @@ type field struct {
 
 type fields []field
 
-// MarshalJSON renders the fields as a JSON object in insertion order.
+// MarshalJSON renders the fields as a JSON object in insertion order; a
+// field with a unit gets it in its key, e.g. "send throughput (events/s)".
 func (fs fields) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
@@ -30,7 +31,11 @@ func (fs fields) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, err := json.Marshal(f.Name)
+		name := f.Name
+		if f.Unit != "" {
+			name += " (" + f.Unit + ")"
+		}
+		k, err := json.Marshal(name)
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +151,11 @@ func writeTable(w io.Writer, r *result) error {
 	if len(r.Process) > 0 {
 		p("\nprocess\tphase\tseconds\tpeak RSS MB\tmean RSS MB\tmean CPU %%\n")
 		for _, ph := range r.Process {
-			p("%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\n", ph.Process, ph.Phase, ph.Seconds, ph.PeakRSSMB, ph.MeanRSSMB, ph.MeanCPUPercent)
+			cpu := "-"
+			if ph.MeanCPUPercent != nil {
+				cpu = fmt.Sprintf("%.1f", *ph.MeanCPUPercent)
+			}
+			p("%s\t%s\t%.1f\t%.1f\t%.1f\t%s\n", ph.Process, ph.Phase, ph.Seconds, ph.PeakRSSMB, ph.MeanRSSMB, cpu)
 		}
 	}
 

@@ -113,7 +113,9 @@ func (c *idleConfig) run(ctx context.Context, env *env) (*result, error) {
 		return nil, err
 	}
 
-	capacity := int(math.Ceil(c.rate*c.duration.Seconds())) + 1
+	// The k-th message is due at k/rate, so rate*duration messages fit in
+	// the window.
+	capacity := max(1, int(math.Round(c.rate*c.duration.Seconds())))
 	t := newTracker(env.g.userPrefix, capacity)
 	var st syncLoopStats
 	syncCtx, stopSync := context.WithCancel(ctx)

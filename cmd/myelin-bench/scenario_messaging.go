@@ -115,7 +115,9 @@ func (c *messagingConfig) run(ctx context.Context, env *env) (*result, error) {
 	}
 
 	// Every user long-polls in its own goroutine for the rest of the run.
-	capacity := int(math.Ceil(c.rate*c.duration.Seconds())) + 1
+	// The k-th message is due at k/rate, so rate*duration messages fit in
+	// the window.
+	capacity := max(1, int(math.Round(c.rate*c.duration.Seconds())))
 	t := newTracker(env.g.userPrefix, capacity)
 	var st syncLoopStats
 	syncCtx, stopSync := context.WithCancel(ctx)
@@ -130,6 +132,8 @@ func (c *messagingConfig) run(ctx context.Context, env *env) (*result, error) {
 	}
 	// Let the long polls reach the server before the first message.
 	sleepCtx(ctx, time.Second)
+
+	diskBefore := diskUsage(env)
 
 	env.phase("sending")
 	env.log.Info("sending", "rate", c.rate, "duration", c.duration, "users", c.users, "rooms", c.rooms)
@@ -189,6 +193,12 @@ func (c *messagingConfig) run(ctx context.Context, env *env) (*result, error) {
 	res.metric("sync polls", st.polls.Load(), "")
 	res.metric("limited timelines", t.limited.Load(), "")
 	res.metric("duplicate deliveries", t.duplicates.Load(), "")
+	if diskBefore >= 0 {
+		if after := diskUsage(env); after >= 0 && sent.Load() > 0 {
+			res.metric("disk growth", formatBytes(after-diskBefore), "")
+			res.metric("disk per message", round2(float64(after-diskBefore)/float64(sent.Load())), "bytes")
+		}
+	}
 	res.latency("send (PUT)", &sendLat)
 	res.latency("send→delivery", &t.latency)
 	if t.limited.Load() > 0 {

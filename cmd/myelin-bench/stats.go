@@ -160,7 +160,7 @@ func (s histSnapshot) summary() latencySummary {
 		return ls
 	}
 	ls.MinMS = durMS(s.quantile(0))
-	ls.MeanMS = float64(s.sumUS) / float64(s.n) / 1000
+	ls.MeanMS = math.Round(float64(s.sumUS)/float64(s.n)) / 1000
 	ls.P50MS = durMS(s.quantile(0.50))
 	ls.P95MS = durMS(s.quantile(0.95))
 	ls.P99MS = durMS(s.quantile(0.99))
