@@ -103,6 +103,10 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.getAccountDataPerRoom)},
 		{"PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.setAccountDataPerRoom)},
 
+		// pushrules.yaml (read-only defaults for now)
+		{"GET", "/pushrules/{$}", v3r0, a.authed(a.getPushRules)},
+		{"GET", "/pushrules/global/{$}", v3r0, a.authed(a.getPushRulesGlobal)},
+
 		// typing.yaml, receipts.yaml, read_markers.yaml
 		{"PUT", "/rooms/{roomId}/typing/{userId}", v3r0, a.authed(a.setTyping)},
 		{"POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", v3r0, a.authed(a.postReceipt)},

@@ -55,6 +55,11 @@ func TestDiscoveryAndHealth(t *testing.T) {
 	if err != nil || caps.RoomVersions == nil || caps.RoomVersions.Default != "12" {
 		t.Fatalf("capabilities = %+v, %v", caps, err)
 	}
+	// matrix-js-sdk will not start syncing without push rules.
+	rules, err := cli.GetPushRules(context.Background())
+	if err != nil || rules.Global == nil || len(rules.Global.Override) == 0 || len(rules.Global.Underride) == 0 {
+		t.Fatalf("push rules = %+v, %v", rules, err)
+	}
 }
 
 func TestFiltersR0AndForwardPagination(t *testing.T) {
