@@ -57,7 +57,7 @@ func TestDiscoveryAndHealth(t *testing.T) {
 	}
 	// matrix-js-sdk will not start syncing without push rules.
 	rules, err := cli.GetPushRules(context.Background())
-	if err != nil || rules.Global == nil || len(rules.Global.Override) == 0 || len(rules.Global.Underride) == 0 {
+	if err != nil || len(rules.Override) == 0 || len(rules.Underride) == 0 {
 		t.Fatalf("push rules = %+v, %v", rules, err)
 	}
 }
