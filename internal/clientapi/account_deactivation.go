@@ -1,7 +1,10 @@
 package clientapi
 
 import (
+	"context"
 	"net/http"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 )
@@ -39,6 +42,25 @@ func (a *API) deactivateAccount(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.uia.finish(uia.id)
+	a.leaveAllRooms(r.Context(), sess.UserID)
 	a.log.Info("account deactivated", "user_id", sess.UserID)
 	return httpx.OK(w, deactivateAccountResp{IDServerUnbindResult: "success"})
+}
+
+// leaveAllRooms makes a deactivated user leave (or reject) every room, so
+// the account stops appearing as a member.
+func (a *API) leaveAllRooms(ctx context.Context, user id.UserID) {
+	ms, err := a.rooms.LocalMemberships(ctx, user, 0)
+	if err != nil {
+		a.log.Warn("listing rooms of a deactivated user", "user_id", user, "err", err)
+		return
+	}
+	for _, m := range ms {
+		if m.Membership != "join" && m.Membership != "invite" && m.Membership != "knock" {
+			continue
+		}
+		if _, err := a.sendMembership(ctx, user, m.RoomID, user, "leave", "", nil); err != nil {
+			a.log.Warn("leaving room after deactivation", "user_id", user, "room_id", m.RoomID, "err", err)
+		}
+	}
 }

@@ -255,3 +255,5 @@ func TestSyncLongPollAndGaps(t *testing.T) {
 		}
 	})
 }
+
+func asHTTPError(err error, he *mautrix.HTTPError) bool { return errors.As(err, he) }
