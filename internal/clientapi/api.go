@@ -17,12 +17,15 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/config"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
+	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/users"
 )
 
@@ -36,16 +39,22 @@ type API struct {
 	limiter *ratelimit.Limiter
 	uia     *uiaSessions
 	http    *httpx.Adapter
+
+	accountData *accountdata.Store
+	receipts    *receipts.Store
+	typing      *typing.Tracker
 }
 
 // New returns the client API.
-func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service) *API {
+func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service,
+	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker) *API {
 	var lim *ratelimit.Limiter
 	if cfg.RateLimit.Enabled {
 		lim = ratelimit.New(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)
 	}
 	return &API{
 		cfg: cfg, log: log, users: u, rooms: r, syncer: s, limiter: lim,
+		accountData: ad, receipts: rc, typing: ty,
 		uia:  newUIASessions(),
 		http: &httpx.Adapter{Log: log},
 	}

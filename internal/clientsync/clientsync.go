@@ -2,17 +2,20 @@
 // per-room sections (state, timeline, ephemeral, account data) and the
 // long-poll that waits on the notifier.
 //
-// Each response section has its own file. clientsync reads through room and
-// its own store; it never writes events. Named clientsync, not sync, so it
-// does not shadow the standard library.
+// Each response section has its own file. clientsync reads through room,
+// accountdata, receipts, typing and its own store; it never writes events.
+// Named clientsync, not sync, so it does not shadow the standard library.
 package clientsync
 
 import (
 	"log/slog"
 
+	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/storage"
+	"github.com/myelin-chat/myelin/internal/typing"
 )
 
 // Service builds sync responses.
@@ -20,10 +23,16 @@ type Service struct {
 	db       *storage.DB
 	rooms    *room.Service
 	notifier *notifier.Notifier
-	log      *slog.Logger
+	// accountDataStore is not named accountData: that is the method
+	// filling the response section.
+	accountDataStore *accountdata.Store
+	receipts         *receipts.Store
+	typing           *typing.Tracker
+	log              *slog.Logger
 }
 
-// New returns a sync Service.
-func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, log *slog.Logger) *Service {
-	return &Service{db: db, rooms: rooms, notifier: n, log: log}
+// New returns a sync Service reading events through rooms, account data,
+// receipts and typing from their stores, and waiting on n.
+func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, log *slog.Logger) *Service {
+	return &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log}
 }

@@ -18,6 +18,11 @@ type Request struct {
 	Timeout   time.Duration
 	FullState bool
 	Filter    *Filter
+
+	// Loaded by build once per response, so that rooms do not each query:
+	// the user's account data changes and the receipts of their rooms.
+	accountData accountDataChanges
+	receipts    roomReceipts
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -92,6 +97,12 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 			return nil, err
 		}
 	}
+	if req.accountData, err = s.loadAccountData(ctx, req.User, since, now); err != nil {
+		return nil, err
+	}
+	if req.receipts, err = s.loadReceipts(ctx, req, memberships, since, now); err != nil {
+		return nil, err
+	}
 	rf := &req.Filter.Room
 	for _, m := range memberships {
 		if m.StreamPos > now || !rf.MatchRoom(m.RoomID) {
@@ -102,7 +113,7 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 		case "join":
 			_, hasEvents := active[m.RoomID]
 			full := initial || req.FullState || changed
-			if !full && !hasEvents && !s.hasRoomEphemeral(m.RoomID, req, since) {
+			if !full && !hasEvents && !s.hasRoomEphemeral(m.RoomID, req, since) && !s.hasRoomAccountData(m.RoomID, req) {
 				continue
 			}
 			jr, err := s.joinedRoom(ctx, req, m, since, now, full, initial || changed)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/adminapi"
 	"github.com/myelin-chat/myelin/internal/clientapi"
 	"github.com/myelin-chat/myelin/internal/clientsync"
@@ -19,8 +20,10 @@ import (
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/keys"
 	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/storage"
+	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/users"
 )
 
@@ -33,6 +36,7 @@ type Server struct {
 	Rooms    *room.Service
 	Sync     *clientsync.Service
 	notifier *notifier.Notifier
+	typing   *typing.Tracker
 	handler  http.Handler
 
 	httpSrv  *http.Server
@@ -60,10 +64,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s := &Server{cfg: cfg, log: log, db: db, notifier: n}
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log)
-	s.Sync = clientsync.New(db, s.Rooms, n, log)
+	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
+	accountData := accountdata.New(db, n)
+	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
+	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log)
 
 	mux := http.NewServeMux()
-	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync)
+	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing)
 	client.Register(mux)
 	adminapi.New(&s.cfg, log, s.Users).Register(mux)
 	mux.HandleFunc("GET /health", s.health)
@@ -121,6 +128,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	s.typing.Close()
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}

@@ -1,0 +1,124 @@
+package accountdata_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/accountdata"
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/storage"
+	"github.com/myelin-chat/myelin/internal/storage/storagetest"
+)
+
+const (
+	alice = id.UserID("@alice:x")
+	bob   = id.UserID("@bob:x")
+	room  = id.RoomID("!r:x")
+)
+
+func TestPutGetSince(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := accountdata.New(db, notifier.New())
+		put := func(user id.UserID, roomID id.RoomID, typ, content string) int64 {
+			t.Helper()
+			pos, err := s.Put(ctx, user, roomID, typ, json.RawMessage(content))
+			if err != nil {
+				t.Fatalf("Put(%s, %q, %s): %v", user, roomID, typ, err)
+			}
+			return pos
+		}
+		p1 := put(alice, "", "m.direct", `{"a":1}`)
+		p2 := put(alice, room, "m.tag", `{"tags":{}}`)
+		p3 := put(bob, "", "m.direct", `{"b":1}`)
+		p4 := put(alice, "", "m.direct", `{"a":2}`) // replaces p1
+		if !(p1 < p2 && p2 < p3 && p3 < p4) {
+			t.Fatalf("positions not increasing: %d %d %d %d", p1, p2, p3, p4)
+		}
+		now, err := db.CurrentID(ctx, "stream")
+		if err != nil || now != p4 {
+			t.Fatalf("stream position = %d, %v; want %d (account data shares the event stream)", now, err, p4)
+		}
+
+		tests := []struct {
+			name        string
+			user        id.UserID
+			after, upto int64
+			want        []accountdata.Entry
+		}{
+			{"all of alice", alice, 0, p4, []accountdata.Entry{
+				{RoomID: room, Type: "m.tag", Content: json.RawMessage(`{"tags":{}}`), StreamPos: p2},
+				{RoomID: "", Type: "m.direct", Content: json.RawMessage(`{"a":2}`), StreamPos: p4},
+			}},
+			{"after the room tag", alice, p2, p4, []accountdata.Entry{
+				{RoomID: "", Type: "m.direct", Content: json.RawMessage(`{"a":2}`), StreamPos: p4},
+			}},
+			{"upto excludes newer", alice, 0, p3, []accountdata.Entry{
+				{RoomID: room, Type: "m.tag", Content: json.RawMessage(`{"tags":{}}`), StreamPos: p2},
+			}},
+			{"nothing new", alice, p4, p4, nil},
+			{"other user", bob, 0, p4, []accountdata.Entry{
+				{RoomID: "", Type: "m.direct", Content: json.RawMessage(`{"b":1}`), StreamPos: p3},
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got, err := s.Since(ctx, tt.user, tt.after, tt.upto)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("Since(%s, %d, %d):\n got %s\nwant %s", tt.user, tt.after, tt.upto, show(got), show(tt.want))
+				}
+			})
+		}
+
+		got, err := s.Get(ctx, alice, "", "m.direct")
+		if err != nil || string(got) != `{"a":2}` {
+			t.Errorf("Get global = %s, %v; want {\"a\":2}", got, err)
+		}
+		got, err = s.Get(ctx, alice, room, "m.tag")
+		if err != nil || string(got) != `{"tags":{}}` {
+			t.Errorf("Get room = %s, %v", got, err)
+		}
+		// Room and global data are separate: no fallback either way.
+		if _, err := s.Get(ctx, alice, room, "m.direct"); !errors.Is(err, mxerr.NotFound) {
+			t.Errorf("Get room m.direct: err = %v, want M_NOT_FOUND", err)
+		}
+		if _, err := s.Get(ctx, alice, "", "m.tag"); !errors.Is(err, mxerr.NotFound) {
+			t.Errorf("Get global m.tag: err = %v, want M_NOT_FOUND", err)
+		}
+	})
+}
+
+func TestPutWakesOnlyTheUser(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		n := notifier.New()
+		s := accountdata.New(db, n)
+		aliceGen, bobGen := n.Generation(alice), n.Generation(bob)
+		if _, err := s.Put(ctx, alice, "", "m.direct", json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if !n.Wait(wctx, alice, aliceGen) {
+			t.Fatal("alice was not woken by her account data change")
+		}
+		if n.Generation(bob) != bobGen {
+			t.Fatal("bob was woken by alice's account data")
+		}
+	})
+}
+
+func show(es []accountdata.Entry) string {
+	b, _ := json.Marshal(es)
+	return string(b)
+}
