@@ -6,6 +6,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/typing"
 )
 
 // defaultTypingTimeout applies when a client starts typing without a
@@ -45,7 +46,7 @@ func (a *API) setTyping(w http.ResponseWriter, r *http.Request) error {
 		if *body.Timeout <= 0 {
 			return mxerr.BadJSON.With("timeout must be a positive number of milliseconds")
 		}
-		timeout = time.Duration(min(*body.Timeout, int64(time.Hour/time.Millisecond))) * time.Millisecond
+		timeout = time.Duration(min(*body.Timeout, typing.MaxTimeout.Milliseconds())) * time.Millisecond
 	}
 	a.typing.Start(r.Context(), roomID, user, timeout)
 	return httpx.OK(w, httpx.Empty)
