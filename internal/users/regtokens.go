@@ -115,19 +115,12 @@ func (s *Service) RegistrationTokenValid(ctx context.Context, token string) (boo
 // returns ErrRegistrationTokenInvalid and creates nothing; when the user ID
 // is taken the token keeps its use.
 func (s *Service) CreateWithRegistrationToken(ctx context.Context, localpart, password, token string) (id.UserID, error) {
-	if err := s.ValidateLocalpart(localpart); err != nil {
+	nu, err := s.prepareAccount(localpart, password, false)
+	if err != nil {
 		return "", err
 	}
-	hash := ""
-	if password != "" {
-		var err error
-		if hash, err = s.HashPassword(password); err != nil {
-			return "", err
-		}
-	}
-	userID := s.UserID(localpart)
-	now := s.now().UnixMilli()
-	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	now := nu.createdTS
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE registration_tokens SET completed = completed + 1 WHERE token = $1
 			 AND (uses_allowed IS NULL OR completed < uses_allowed)
@@ -140,20 +133,11 @@ func (s *Service) CreateWithRegistrationToken(ctx context.Context, localpart, pa
 		} else if n == 0 {
 			return ErrRegistrationTokenInvalid
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO accounts (user_id, localpart, password_hash, is_admin, displayname, created_ts) VALUES ($1, $2, $3, 0, $4, $5)`,
-			userID.String(), localpart, hash, localpart, now)
-		if storage.IsUniqueViolation(err) {
-			return mxerr.UserInUse.With("user ID already taken")
-		}
-		if err != nil {
-			return fmt.Errorf("creating account %s: %w", userID, err)
-		}
-		return nil
+		return nu.insert(ctx, tx)
 	})
 	if err != nil {
 		return "", err
 	}
-	s.log.Info("account created with a registration token", "user_id", userID)
-	return userID, nil
+	s.log.Info("account created with a registration token", "user_id", nu.userID)
+	return nu.userID, nil
 }

@@ -123,28 +123,54 @@ func checkPassword(hash, password string) bool {
 // Create makes a new account. password may be empty for accounts that cannot
 // log in with a password.
 func (s *Service) Create(ctx context.Context, localpart, password string, admin bool) (id.UserID, error) {
-	if err := s.ValidateLocalpart(localpart); err != nil {
+	nu, err := s.prepareAccount(localpart, password, admin)
+	if err != nil {
 		return "", err
 	}
-	hash := ""
+	if err := s.db.WriteTx(ctx, func(tx *storage.Tx) error { return nu.insert(ctx, tx) }); err != nil {
+		return "", err
+	}
+	s.log.Info("account created", "user_id", nu.userID, "admin", admin)
+	return nu.userID, nil
+}
+
+// newAccount is a validated account with its password already hashed, ready
+// to insert inside whatever transaction the caller needs.
+type newAccount struct {
+	userID    id.UserID
+	localpart string
+	hash      string
+	admin     bool
+	createdTS int64
+}
+
+// prepareAccount validates the localpart and hashes the password outside
+// any transaction, since bcrypt is slow.
+func (s *Service) prepareAccount(localpart, password string, admin bool) (newAccount, error) {
+	if err := s.ValidateLocalpart(localpart); err != nil {
+		return newAccount{}, err
+	}
+	nu := newAccount{userID: s.UserID(localpart), localpart: localpart, admin: admin, createdTS: s.now().UnixMilli()}
 	if password != "" {
 		var err error
-		if hash, err = s.HashPassword(password); err != nil {
-			return "", err
+		if nu.hash, err = s.HashPassword(password); err != nil {
+			return newAccount{}, err
 		}
 	}
-	userID := s.UserID(localpart)
-	_, err := s.db.ExecContext(ctx,
+	return nu, nil
+}
+
+func (nu newAccount) insert(ctx context.Context, tx *storage.Tx) error {
+	_, err := tx.ExecContext(ctx,
 		`INSERT INTO accounts (user_id, localpart, password_hash, is_admin, displayname, created_ts) VALUES ($1, $2, $3, $4, $5, $6)`,
-		userID.String(), localpart, hash, storage.Bool(admin), localpart, s.now().UnixMilli())
+		nu.userID.String(), nu.localpart, nu.hash, storage.Bool(nu.admin), nu.localpart, nu.createdTS)
 	if storage.IsUniqueViolation(err) {
-		return "", mxerr.UserInUse.With("user ID already taken")
+		return mxerr.UserInUse.With("user ID already taken")
 	}
 	if err != nil {
-		return "", fmt.Errorf("creating account %s: %w", userID, err)
+		return fmt.Errorf("creating account %s: %w", nu.userID, err)
 	}
-	s.log.Info("account created", "user_id", userID, "admin", admin)
-	return userID, nil
+	return nil
 }
 
 // Available reports whether localpart is free.
