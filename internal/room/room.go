@@ -46,13 +46,13 @@ type Service struct {
 	rooms map[id.RoomID]*info
 
 	events    *lru.Cache[id.EventID, *Stored]
-	snapshots *lru.Cache[int64, State]
+	snapshots *lru.Cache[int64, cachedSnapshot]
 }
 
 // New returns a room Service.
 func New(db *storage.DB, serverName string, key keys.SigningKey, n *notifier.Notifier, log *slog.Logger) *Service {
 	events, _ := lru.New[id.EventID, *Stored](50000)
-	snaps, _ := lru.New[int64, State](2000)
+	snaps, _ := lru.New[int64, cachedSnapshot](2000)
 	return &Service{
 		db: db, log: log, serverName: serverName, key: key, notifier: n, now: time.Now,
 		rooms: make(map[id.RoomID]*info), events: events, snapshots: snaps,

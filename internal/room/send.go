@@ -328,7 +328,7 @@ func (s *Service) applyState(ctx context.Context, tx *storage.Tx, work *info, st
 		}
 	}
 	work.state, work.snapshot, work.chainLen = next, snap, chain
-	s.snapshots.Add(snap, next)
+	s.snapshots.Add(snap, cachedSnapshot{next, chain})
 	return nil
 }
 

@@ -16,24 +16,32 @@ import (
 // snapshot rows.
 const maxChain = 32
 
+// cachedSnapshot is a loaded snapshot with its delta chain length, so a
+// cache hit needs no database read.
+type cachedSnapshot struct {
+	state State
+	chain int64
+}
+
 // loadSnapshot returns the state of snapshot nid and its chain length.
 // Snapshot 0 is the empty state.
 func (s *Service) loadSnapshot(ctx context.Context, nid int64) (State, int64, error) {
 	if nid == 0 {
 		return State{}, 0, nil
 	}
-	if st, ok := s.snapshots.Get(nid); ok {
-		var chain int64
-		_ = s.db.QueryRowContext(ctx, `SELECT chain_len FROM state_snapshots WHERE snapshot_nid = $1`, nid).Scan(&chain)
-		return st, chain, nil
+	if c, ok := s.snapshots.Get(nid); ok {
+		return c.state, c.chain, nil
 	}
 	// Walk to the nearest full snapshot (or a cached one).
 	var chain []int64
 	var base State
 	var leafChain int64 = -1
 	for cur := nid; cur != 0; {
-		if st, ok := s.snapshots.Get(cur); ok {
-			base = st
+		if c, ok := s.snapshots.Get(cur); ok {
+			base = c.state
+			if leafChain < 0 {
+				leafChain = c.chain
+			}
 			break
 		}
 		chain = append(chain, cur)
@@ -99,7 +107,7 @@ func (s *Service) loadSnapshot(ctx context.Context, nid int64) (State, int64, er
 	if leafChain < 0 {
 		leafChain = 0
 	}
-	s.snapshots.Add(nid, st)
+	s.snapshots.Add(nid, cachedSnapshot{st, leafChain})
 	return st, leafChain, nil
 }
 
