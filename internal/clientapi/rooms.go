@@ -99,15 +99,12 @@ func (a *API) getJoinedMembersByRoom(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	members, err := a.memberEvents(r.Context(), st)
+	if err != nil {
+		return err
+	}
 	joined := map[string]any{}
-	for k, ref := range st {
-		if k.Type != "m.room.member" {
-			continue
-		}
-		ev, err := a.rooms.Event(r.Context(), ref.ID)
-		if err != nil {
-			return err
-		}
+	for _, ev := range members {
 		if ev.Membership() != "join" {
 			continue
 		}
@@ -116,7 +113,7 @@ func (a *API) getJoinedMembersByRoom(w http.ResponseWriter, r *http.Request) err
 			AvatarURL   *string `json:"avatar_url"`
 		}
 		_ = httpx.Unmarshal(ev.Content, &c)
-		joined[k.StateKey] = c
+		joined[*ev.StateKey] = c
 	}
 	return httpx.OK(w, map[string]any{"joined": joined})
 }
@@ -150,15 +147,12 @@ func (a *API) getMembersByRoom(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	want, notWant := q.Get("membership"), q.Get("not_membership")
+	members, err := a.memberEvents(r.Context(), st)
+	if err != nil {
+		return err
+	}
 	var evs []*room.Stored
-	for k, ref := range st {
-		if k.Type != "m.room.member" {
-			continue
-		}
-		ev, err := a.rooms.Event(r.Context(), ref.ID)
-		if err != nil {
-			return err
-		}
+	for _, ev := range members {
 		m := ev.Membership()
 		if (want != "" && m != want) || (notWant != "" && m == notWant) {
 			continue
@@ -166,6 +160,17 @@ func (a *API) getMembersByRoom(w http.ResponseWriter, r *http.Request) error {
 		evs = append(evs, ev)
 	}
 	return httpx.OK(w, map[string]any{"chunk": a.rooms.FormatAll(r.Context(), evs, viewer(r), true)})
+}
+
+// memberEvents loads the m.room.member events of a state map in one batch.
+func (a *API) memberEvents(ctx context.Context, st room.State) ([]*room.Stored, error) {
+	members := room.State{}
+	for k, ref := range st {
+		if k.Type == "m.room.member" {
+			members[k] = ref
+		}
+	}
+	return a.rooms.StateEvents(ctx, members)
 }
 
 // getRoomState serves GET /_matrix/client/v3/rooms/{roomId}/state (rooms.yaml).
