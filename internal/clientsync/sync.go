@@ -35,36 +35,25 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	if req.Filter == nil {
 		req.Filter = &Filter{}
 	}
-	var deadline <-chan time.Time
+	waitCtx := ctx
 	if req.Since != nil && !req.FullState && req.Timeout > 0 {
-		t := time.NewTimer(req.Timeout)
-		defer t.Stop()
-		deadline = t.C
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeout(ctx, req.Timeout)
+		defer cancel()
 	}
 	for {
+		// The generation is read before the database, so a change that
+		// lands after build moves it and Wait returns at once.
 		gen := s.notifier.Generation(req.User)
 		resp, err := s.build(ctx, req)
 		if err != nil {
 			return nil, err
 		}
-		if deadline == nil || !resp.empty() {
+		if waitCtx == ctx || !resp.empty() {
 			return resp, nil
 		}
-		waitCtx, cancel := context.WithCancel(ctx)
-		woke := make(chan bool, 1)
-		go func() { woke <- s.notifier.Wait(waitCtx, req.User, gen) }()
-		select {
-		case <-woke:
-			cancel()
-			if ctx.Err() != nil {
-				return resp, nil
-			}
-		case <-deadline:
-			cancel()
-			return resp, nil
-		case <-ctx.Done():
-			cancel()
-			return resp, nil
+		if !s.notifier.Wait(waitCtx, req.User, gen) {
+			return resp, nil // timeout or client gone: answer with no news
 		}
 	}
 }
