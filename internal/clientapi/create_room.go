@@ -98,15 +98,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 	}
 	protos := []pdu.Proto{state("m.room.create", "", create)}
 
-	joinContent := map[string]any{"membership": "join"}
-	if acct, err := a.users.Get(r.Context(), creator); err == nil {
-		if acct.DisplayName != "" {
-			joinContent["displayname"] = acct.DisplayName
-		}
-		if acct.AvatarURL != "" {
-			joinContent["avatar_url"] = acct.AvatarURL
-		}
-	}
+	joinContent := a.memberContent(r.Context(), creator, "join")
 	if req.IsDirect {
 		joinContent["is_direct"] = true
 	}
@@ -170,12 +162,9 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 		protos = append(protos, state("m.room.topic", "", map[string]string{"topic": *req.Topic}))
 	}
 	for _, inv := range req.Invite {
-		c := map[string]any{"membership": "invite"}
+		c := a.memberContent(r.Context(), inv, "invite")
 		if req.IsDirect {
 			c["is_direct"] = true
-		}
-		if acct, err := a.users.Get(r.Context(), inv); err == nil && acct.DisplayName != "" {
-			c["displayname"] = acct.DisplayName
 		}
 		protos = append(protos, state("m.room.member", inv.String(), c))
 	}

@@ -18,13 +18,22 @@ import (
 // sendMembership sends an m.room.member event from sender about target.
 // Join events carry the target's current profile.
 func (a *API) sendMembership(ctx context.Context, sender id.UserID, roomID id.RoomID, target id.UserID, membership, reason string, extra map[string]any) (*room.Stored, error) {
-	content := map[string]any{"membership": membership}
+	content := a.memberContent(ctx, target, membership)
 	for k, v := range extra {
 		content[k] = v
 	}
 	if reason != "" {
 		content["reason"] = reason
 	}
+	raw, _ := json.Marshal(content)
+	sk := target.String()
+	return a.rooms.Send(ctx, pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: sender, Content: raw, RoomID: roomID}, nil)
+}
+
+// memberContent is the content of a membership event for target; joins and
+// invites of local users carry their current profile.
+func (a *API) memberContent(ctx context.Context, target id.UserID, membership string) map[string]any {
+	content := map[string]any{"membership": membership}
 	if (membership == "join" || membership == "invite") && a.users.IsLocal(target) {
 		if acct, err := a.users.Get(ctx, target); err == nil {
 			if acct.DisplayName != "" {
@@ -35,9 +44,7 @@ func (a *API) sendMembership(ctx context.Context, sender id.UserID, roomID id.Ro
 			}
 		}
 	}
-	raw, _ := json.Marshal(content)
-	sk := target.String()
-	return a.rooms.Send(ctx, pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: sender, Content: raw, RoomID: roomID}, nil)
+	return content
 }
 
 type membershipReq struct {
