@@ -68,6 +68,54 @@ type Config struct {
 	RateLimit RateLimit `yaml:"rate_limit"`
 	// LogLevel is debug, info, warn or error. Env: MYELIN_LOG_LEVEL.
 	LogLevel string `yaml:"log_level"`
+	// Federation configures server-to-server traffic.
+	Federation Federation `yaml:"federation"`
+}
+
+// Federation holds the server-server settings. The federation API is always
+// served on the client listener too, for deployments where a TLS proxy on
+// 443 forwards everything to Myelin; the TLS listener below is for direct
+// federation on 8448.
+type Federation struct {
+	// Listen is the address of the federation TLS listener, e.g.
+	// 0.0.0.0:8448. Empty: no separate listener. Env: MYELIN_FEDERATION_LISTEN.
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey are the PEM certificate chain and key of the
+	// federation listener. Env: MYELIN_TLS_CERT, MYELIN_TLS_KEY.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TLSCACert and TLSCAKey name a CA certificate and key. When set and no
+	// TLSCert is given, Myelin issues itself a certificate for its server
+	// name signed by that CA at start (for test suites that hand the server
+	// their CA). Env: MYELIN_TLS_CA_CERT, MYELIN_TLS_CA_KEY.
+	TLSCACert string `yaml:"tls_ca_cert"`
+	TLSCAKey  string `yaml:"tls_ca_key"`
+	// ExtraCAFiles are PEM files of CAs trusted for outbound federation on
+	// top of the system pool (and SSL_CERT_FILE). Env: MYELIN_FEDERATION_CA_FILES
+	// (comma-separated).
+	ExtraCAFiles []string `yaml:"extra_ca_files"`
+	// AllowPrivate permits outbound federation to loopback, private and
+	// link-local addresses. Default false. Env: MYELIN_FEDERATION_ALLOW_PRIVATE.
+	AllowPrivate bool `yaml:"allow_private"`
+	// WellKnownServer, when set, is served as m.server in
+	// /.well-known/matrix/server (e.g. matrix.example.org:443), delegating
+	// federation for server_name to this host. Env: MYELIN_WELL_KNOWN_SERVER.
+	WellKnownServer string `yaml:"well_known_server"`
+	// TrustedKeyServers are notaries asked for remote keys that cannot be
+	// fetched directly. Empty: fetch directly only.
+	TrustedKeyServers []TrustedKeyServer `yaml:"trusted_key_servers"`
+	// TestHosts maps server names to host:port, bypassing discovery. For
+	// test suites only (hs1 → 127.0.0.1:PORT). Env: MYELIN_FEDERATION_TEST_HOSTS
+	// as "hs1=127.0.0.1:8448,hs2=127.0.0.1:8449".
+	TestHosts map[string]string `yaml:"test_hosts"`
+}
+
+// TrustedKeyServer is a notary and the keys its responses must be signed with.
+type TrustedKeyServer struct {
+	ServerName string `yaml:"server_name"`
+	// VerifyKeys maps key IDs (ed25519:abc) to unpadded base64 public keys.
+	// Empty: trust the keys the notary serves itself (on first use).
+	VerifyKeys map[string]string `yaml:"verify_keys"`
 }
 
 // RateLimit is a token bucket per requester.
@@ -156,6 +204,16 @@ func (c *Config) Validate() error {
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		return fmt.Errorf("bcrypt_cost %d must be between 4 and 31", c.BcryptCost)
 	}
+	if c.Federation.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Federation.Listen); err != nil {
+			return fmt.Errorf("federation.listen %q must be host:port: %w", c.Federation.Listen, err)
+		}
+		hasCert := c.Federation.TLSCert != "" && c.Federation.TLSKey != ""
+		hasCA := c.Federation.TLSCACert != "" && c.Federation.TLSCAKey != ""
+		if !hasCert && !hasCA {
+			return errors.New("federation.listen needs tls_cert and tls_key (MYELIN_TLS_CERT, MYELIN_TLS_KEY), or tls_ca_cert and tls_ca_key")
+		}
+	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
 	}
@@ -222,13 +280,44 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		}
 		c.RateLimit.PerSecond = f
 	}
+	str("MYELIN_FEDERATION_LISTEN", &c.Federation.Listen)
+	str("MYELIN_TLS_CERT", &c.Federation.TLSCert)
+	str("MYELIN_TLS_KEY", &c.Federation.TLSKey)
+	str("MYELIN_TLS_CA_CERT", &c.Federation.TLSCACert)
+	str("MYELIN_TLS_CA_KEY", &c.Federation.TLSCAKey)
+	str("MYELIN_WELL_KNOWN_SERVER", &c.Federation.WellKnownServer)
+	if v, ok := env("MYELIN_FEDERATION_CA_FILES"); ok && v != "" {
+		c.Federation.ExtraCAFiles = splitList(v)
+	}
+	if v, ok := env("MYELIN_FEDERATION_TEST_HOSTS"); ok && v != "" {
+		hosts := map[string]string{}
+		for _, pair := range splitList(v) {
+			name, addr, found := strings.Cut(pair, "=")
+			if !found || name == "" || !validHostPort(addr) {
+				return fmt.Errorf("MYELIN_FEDERATION_TEST_HOSTS: %q is not name=host:port", pair)
+			}
+			hosts[name] = addr
+		}
+		c.Federation.TestHosts = hosts
+	}
 	return errors.Join(
+		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_ENABLE_REGISTRATION", &c.EnableRegistration),
 		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),
 		boolean("MYELIN_RATE_LIMIT", &c.RateLimit.Enabled),
 		integer("MYELIN_RATE_LIMIT_BURST", &c.RateLimit.Burst),
 		integer("MYELIN_BCRYPT_COST", &c.BcryptCost),
 	)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func write(path string, c Config) error {

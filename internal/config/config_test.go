@@ -77,3 +77,34 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		})
 	}
 }
+
+func TestFederationEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	env := envOf(map[string]string{
+		"MYELIN_DATA_DIR": dir, "MYELIN_SERVER_NAME": "127.0.0.1:8448",
+		"MYELIN_FEDERATION_LISTEN": "127.0.0.1:8448", "MYELIN_TLS_CERT": "c.pem", "MYELIN_TLS_KEY": "k.pem",
+		"MYELIN_FEDERATION_ALLOW_PRIVATE": "true",
+		"MYELIN_FEDERATION_TEST_HOSTS":    "hs1=127.0.0.1:1001, hs2=127.0.0.1:1002",
+		"MYELIN_FEDERATION_CA_FILES":      "a.pem,b.pem",
+	})
+	cfg, _, err := Load("", env, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Federation
+	if f.Listen != "127.0.0.1:8448" || f.TLSCert != "c.pem" || f.TLSKey != "k.pem" || !f.AllowPrivate {
+		t.Fatalf("federation = %+v", f)
+	}
+	if f.TestHosts["hs1"] != "127.0.0.1:1001" || f.TestHosts["hs2"] != "127.0.0.1:1002" || len(f.ExtraCAFiles) != 2 {
+		t.Fatalf("test hosts / CA files = %v / %v", f.TestHosts, f.ExtraCAFiles)
+	}
+
+	bad := envOf(map[string]string{"MYELIN_DATA_DIR": t.TempDir(), "MYELIN_SERVER_NAME": "a.org", "MYELIN_FEDERATION_TEST_HOSTS": "hs1"})
+	if _, _, err := Load("", bad, true); err == nil || !strings.Contains(err.Error(), "MYELIN_FEDERATION_TEST_HOSTS") {
+		t.Fatalf("bad test hosts: err = %v", err)
+	}
+	noCert := envOf(map[string]string{"MYELIN_DATA_DIR": t.TempDir(), "MYELIN_SERVER_NAME": "a.org", "MYELIN_FEDERATION_LISTEN": ":8448"})
+	if _, _, err := Load("", noCert, true); err == nil || !strings.Contains(err.Error(), "tls_cert") {
+		t.Fatalf("listener without a certificate: err = %v", err)
+	}
+}
