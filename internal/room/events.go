@@ -14,7 +14,7 @@ import (
 )
 
 const eventColumns = `e.event_nid, e.event_id, e.stream_pos, e.snapshot_nid, e.rejected, e.soft_failed,
-	e.redacted_by, e.txn_device, e.txn_id, e.json, r.room_version`
+	e.redacted_by, e.txn_device, e.txn_id, e.json, r.room_version, e.outlier`
 
 // scanner is the subset of *sql.Row and *sql.Rows that scanEvent needs.
 type scanner interface{ Scan(...any) error }
@@ -22,9 +22,9 @@ type scanner interface{ Scan(...any) error }
 func scanEvent(sc scanner) (*Stored, error) {
 	var st Stored
 	var evID, raw, version string
-	var rejected, soft int64
+	var rejected, soft, outlier int64
 	var redactedBy, txnDev, txnID sql.NullString
-	if err := sc.Scan(&st.NID, &evID, &st.StreamPos, &st.Snapshot, &rejected, &soft, &redactedBy, &txnDev, &txnID, &raw, &version); err != nil {
+	if err := sc.Scan(&st.NID, &evID, &st.StreamPos, &st.Snapshot, &rejected, &soft, &redactedBy, &txnDev, &txnID, &raw, &version, &outlier); err != nil {
 		return nil, err
 	}
 	ev, err := pdu.ParseTrusted(id.RoomVersion(version), id.EventID(evID), []byte(raw))
@@ -32,7 +32,9 @@ func scanEvent(sc scanner) (*Stored, error) {
 		return nil, err
 	}
 	st.Event = ev
-	st.Rejected, st.SoftFailed = rejected != 0, soft != 0
+	st.Rejected, st.SoftFailed, st.Outlier = rejected != 0, soft != 0, outlier != 0
+	// The auth rules skip rejected auth events by this flag.
+	ev.PDU.InternalMeta.Rejected = st.Rejected
 	st.RedactedBy = id.EventID(redactedBy.String)
 	st.TxnDevice, st.TxnID = id.DeviceID(txnDev.String), txnID.String
 	return &st, nil

@@ -47,16 +47,34 @@ type Service struct {
 
 	events    *lru.Cache[id.EventID, *Stored]
 	snapshots *lru.Cache[int64, cachedSnapshot]
+
+	remote Remote
+	outbox Outbox
 }
 
+// Option configures a Service.
+type Option func(*Service)
+
+// WithRemote lets the service fetch missing events and state from other
+// servers. Without it, an incoming event with unknown ancestors is refused.
+func WithRemote(r Remote) Option { return func(s *Service) { s.remote = r } }
+
+// WithOutbox queues every accepted local event for the other servers in its
+// room, in the transaction that stores it.
+func WithOutbox(o Outbox) Option { return func(s *Service) { s.outbox = o } }
+
 // New returns a room Service.
-func New(db *storage.DB, serverName string, key keys.SigningKey, n *notifier.Notifier, log *slog.Logger) *Service {
+func New(db *storage.DB, serverName string, key keys.SigningKey, n *notifier.Notifier, log *slog.Logger, opts ...Option) *Service {
 	events, _ := lru.New[id.EventID, *Stored](50000)
 	snaps, _ := lru.New[int64, cachedSnapshot](2000)
-	return &Service{
+	s := &Service{
 		db: db, log: log, serverName: serverName, key: key, notifier: n, now: time.Now,
 		rooms: make(map[id.RoomID]*info), events: events, snapshots: snaps,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // ServerName returns this server's name.
@@ -79,6 +97,9 @@ type Stored struct {
 	Snapshot   int64 // state before the event
 	Rejected   bool
 	SoftFailed bool
+	// Outlier events are held without the state before them (see the
+	// 00004 migration); they are never in a timeline.
+	Outlier    bool
 	RedactedBy id.EventID
 	TxnDevice  id.DeviceID
 	TxnID      string
@@ -97,6 +118,8 @@ type info struct {
 	extremities []id.EventID
 	depth       int64
 	localJoined map[id.UserID]struct{}
+	// servers counts the joined members of each server, ours included.
+	servers map[string]int
 	// pending holds events written by the open transaction of a working
 	// copy, which the database cannot return until commit.
 	pending map[id.EventID]*Stored
@@ -166,6 +189,7 @@ func (s *Service) load(ctx context.Context, in *info) error {
 		return err
 	}
 	in.localJoined = map[id.UserID]struct{}{}
+	in.servers = map[string]int{}
 	mrows, err := s.db.QueryContext(ctx,
 		`SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'`, in.roomID.String())
 	if err != nil {
@@ -177,7 +201,9 @@ func (s *Service) load(ctx context.Context, in *info) error {
 		if err := mrows.Scan(&u); err != nil {
 			return err
 		}
-		if id.UserID(u).Homeserver() == s.serverName {
+		server := id.UserID(u).Homeserver()
+		in.servers[server]++
+		if server == s.serverName {
 			in.localJoined[id.UserID(u)] = struct{}{}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -97,6 +98,7 @@ func (in *info) clone() *info {
 		loaded: true, exists: in.exists, roomID: in.roomID, version: in.version,
 		state: in.state, snapshot: in.snapshot, chainLen: in.chainLen,
 		extremities: in.extremities, depth: in.depth, localJoined: in.localJoined,
+		servers: in.servers,
 	}
 }
 
@@ -232,6 +234,7 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 	if work.roomID == "" {
 		work.roomID = roomID
 	}
+	serversBefore := work.servers
 	st := &Stored{Event: ev, NID: nid, StreamPos: pos, Snapshot: work.snapshot}
 	if work.pending == nil {
 		work.pending = map[id.EventID]*Stored{}
@@ -277,59 +280,192 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 			return nil, err
 		}
 	}
+	if err := s.enqueue(ctx, tx, work, serversBefore, ev, ""); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// enqueue queues ev for every other server that was or is in the room, and
+// the server of a member event's target, except skip (the server the event
+// came from).
+func (s *Service) enqueue(ctx context.Context, tx *storage.Tx, work *info, before map[string]int, ev *pdu.Event, skip string) error {
+	if s.outbox == nil {
+		return nil
+	}
+	dests := map[string]struct{}{}
+	for sv := range before {
+		dests[sv] = struct{}{}
+	}
+	for sv := range work.servers {
+		dests[sv] = struct{}{}
+	}
+	if ev.Type == "m.room.member" && ev.StateKey != nil {
+		dests[id.UserID(*ev.StateKey).Homeserver()] = struct{}{}
+	}
+	delete(dests, s.serverName)
+	delete(dests, skip)
+	delete(dests, "")
+	if len(dests) == 0 {
+		return nil
+	}
+	list := make([]string, 0, len(dests))
+	for sv := range dests {
+		list = append(list, sv)
+	}
+	slices.Sort(list)
+	if err := s.outbox.EnqueuePDU(ctx, tx, list, ev.JSON()); err != nil {
+		return fmt.Errorf("queueing %s for other servers: %w", ev.ID, err)
+	}
+	return nil
 }
 
 // applyState moves the room's current state past a state event.
 func (s *Service) applyState(ctx context.Context, tx *storage.Tx, work *info, st *Stored) error {
-	key := st.Key()
 	next := maps.Clone(work.state)
 	if next == nil {
 		next = State{}
 	}
-	next[key] = Ref{NID: st.NID, ID: st.ID}
-	snap, chain, err := s.writeSnapshot(ctx, tx, work.roomID, work.snapshot, work.chainLen, work.state, next)
+	next[st.Key()] = Ref{NID: st.NID, ID: st.ID}
+	return s.setCurrentState(ctx, tx, work, next, st.StreamPos)
+}
+
+// setCurrentState makes next the room's current state: it writes the
+// snapshot, the current_state rows that differ, and the memberships of
+// local users. pos is the stream position of the event causing the change.
+func (s *Service) setCurrentState(ctx context.Context, tx *storage.Tx, work *info, next State, pos int64) error {
+	prev := work.state
+	snap, chain, err := s.writeSnapshot(ctx, tx, work.roomID, work.snapshot, work.chainLen, prev, next)
 	if err != nil {
 		return err
 	}
-	var membership any
-	if st.Type == "m.room.member" {
-		membership = st.Membership()
+	mc := memberCounts{work: work}
+	for key, ref := range next {
+		old, had := prev[key]
+		if had && old.NID == ref.NID {
+			continue
+		}
+		ev, err := s.eventFor(ctx, work, ref.ID)
+		if err != nil {
+			return fmt.Errorf("loading new state event %s: %w", ref.ID, err)
+		}
+		var membership any
+		if key.Type == "m.room.member" {
+			membership = ev.Membership()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_nid, event_id, membership)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, type, state_key)
+			DO UPDATE SET event_nid = excluded.event_nid, event_id = excluded.event_id, membership = excluded.membership`,
+			work.roomID.String(), key.Type, key.StateKey, ref.NID, ref.ID.String(), membership); err != nil {
+			return fmt.Errorf("updating current state: %w", err)
+		}
+		if key.Type == "m.room.member" {
+			oldM := ""
+			if had {
+				if oldEv, err := s.eventFor(ctx, work, old.ID); err == nil {
+					oldM = oldEv.Membership()
+				}
+			}
+			if err := s.memberChanged(ctx, tx, work, &mc, id.UserID(key.StateKey), oldM, ev.Membership(), ref.ID, pos); err != nil {
+				return err
+			}
+		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_nid, event_id, membership)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, type, state_key)
-		DO UPDATE SET event_nid = excluded.event_nid, event_id = excluded.event_id, membership = excluded.membership`,
-		work.roomID.String(), key.Type, key.StateKey, st.NID, st.ID.String(), membership); err != nil {
-		return fmt.Errorf("updating current state: %w", err)
+	for key, old := range prev {
+		if _, ok := next[key]; ok {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3`,
+			work.roomID.String(), key.Type, key.StateKey); err != nil {
+			return fmt.Errorf("updating current state: %w", err)
+		}
+		if key.Type == "m.room.member" {
+			oldM := ""
+			if oldEv, err := s.eventFor(ctx, work, old.ID); err == nil {
+				oldM = oldEv.Membership()
+			}
+			if err := s.memberChanged(ctx, tx, work, &mc, id.UserID(key.StateKey), oldM, "leave", old.ID, pos); err != nil {
+				return err
+			}
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rooms SET current_snapshot = $2 WHERE room_id = $1`, work.roomID.String(), snap); err != nil {
 		return fmt.Errorf("updating room snapshot: %w", err)
 	}
-	if st.Type == "m.room.member" {
-		target := id.UserID(key.StateKey)
-		if target.Homeserver() == s.serverName {
-			m := st.Membership()
-			if _, err := tx.ExecContext(ctx, `INSERT INTO local_memberships (user_id, room_id, membership, event_id, stream_pos, forgotten)
-				VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (user_id, room_id)
-				DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
-				target.String(), work.roomID.String(), m, st.ID.String(), st.StreamPos); err != nil {
-				return fmt.Errorf("updating local membership: %w", err)
-			}
-			joined := maps.Clone(work.localJoined)
-			if joined == nil {
-				joined = map[id.UserID]struct{}{}
-			}
-			if m == "join" {
-				joined[target] = struct{}{}
-			} else {
-				delete(joined, target)
-			}
-			work.localJoined = joined
-		}
-	}
 	work.state, work.snapshot, work.chainLen = next, snap, chain
 	s.snapshots.Add(snap, cachedSnapshot{next, chain})
 	return nil
+}
+
+// memberCounts clones the working view's membership maps on first write,
+// since the published view shares them with readers.
+type memberCounts struct {
+	work          *info
+	joinedCloned  bool
+	serversCloned bool
+}
+
+func (m *memberCounts) joined() map[id.UserID]struct{} {
+	if !m.joinedCloned {
+		m.work.localJoined = maps.Clone(m.work.localJoined)
+		if m.work.localJoined == nil {
+			m.work.localJoined = map[id.UserID]struct{}{}
+		}
+		m.joinedCloned = true
+	}
+	return m.work.localJoined
+}
+
+func (m *memberCounts) servers() map[string]int {
+	if !m.serversCloned {
+		m.work.servers = maps.Clone(m.work.servers)
+		if m.work.servers == nil {
+			m.work.servers = map[string]int{}
+		}
+		m.serversCloned = true
+	}
+	return m.work.servers
+}
+
+// memberChanged follows a membership change of user in the current state:
+// per-server join counts, and for local users their membership row.
+func (s *Service) memberChanged(ctx context.Context, tx *storage.Tx, work *info, mc *memberCounts, user id.UserID, oldM, newM string, evID id.EventID, pos int64) error {
+	server := user.Homeserver()
+	if oldM == "join" && newM != "join" {
+		sv := mc.servers()
+		if sv[server]--; sv[server] <= 0 {
+			delete(sv, server)
+		}
+	} else if oldM != "join" && newM == "join" {
+		mc.servers()[server]++
+	}
+	if server != s.serverName {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO local_memberships (user_id, room_id, membership, event_id, stream_pos, forgotten)
+		VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (user_id, room_id)
+		DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
+		user.String(), work.roomID.String(), newM, evID.String(), pos); err != nil {
+		return fmt.Errorf("updating local membership: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM remote_invites WHERE user_id = $1 AND room_id = $2`, user.String(), work.roomID.String()); err != nil {
+		return fmt.Errorf("clearing remote invite: %w", err)
+	}
+	if newM == "join" {
+		mc.joined()[user] = struct{}{}
+	} else if _, ok := work.localJoined[user]; ok {
+		delete(mc.joined(), user)
+	}
+	return nil
+}
+
+// eventFor returns an event of the working view's open transaction, or a
+// stored one.
+func (s *Service) eventFor(ctx context.Context, work *info, evID id.EventID) (*Stored, error) {
+	if p, ok := work.pending[evID]; ok {
+		return p, nil
+	}
+	return s.Event(ctx, evID)
 }
 
 // applyRedaction replaces the stored copy of the redacted event with its
@@ -359,6 +495,7 @@ func (s *Service) commit(in, work *info, evs []*Stored) {
 	in.exists, in.version, in.roomID = true, work.version, work.roomID
 	in.state, in.snapshot, in.chainLen = work.state, work.snapshot, work.chainLen
 	in.extremities, in.depth, in.localJoined = work.extremities, work.depth, work.localJoined
+	in.servers = work.servers
 	wake := make(map[id.UserID]struct{}, len(in.localJoined)+len(before))
 	for u := range in.localJoined {
 		wake[u] = struct{}{}

@@ -1,0 +1,717 @@
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+
+	"maunium.net/go/mautrix/federation/eventauth"
+	mpdu "maunium.net/go/mautrix/federation/pdu"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/stateres"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// Remote is what the room service asks of other servers when an incoming
+// event refers to events it does not hold. Every event an implementation
+// returns has passed the checks on receipt of a PDU that need no room
+// state: format, canonical JSON, size, hashes and signatures.
+type Remote interface {
+	// GetMissingEvents returns events between earliest and latest.
+	GetMissingEvents(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, earliest, latest []id.EventID, limit int) ([]*pdu.Event, error)
+	// GetState returns the state before evID and its auth chain.
+	GetState(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, evID id.EventID) (state, authChain []*pdu.Event, err error)
+	// GetEventAuth returns the full auth chain of evID.
+	GetEventAuth(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, evID id.EventID) ([]*pdu.Event, error)
+	// GetEvent returns one event.
+	GetEvent(ctx context.Context, server string, v id.RoomVersion, evID id.EventID) (*pdu.Event, error)
+}
+
+// Outbox queues PDUs for other servers within the write transaction that
+// stores them, so an event is sent if and only if it is stored.
+type Outbox interface {
+	EnqueuePDU(ctx context.Context, tx *storage.Tx, destinations []string, pduJSON []byte) error
+}
+
+// Outcome is what became of an incoming PDU.
+type Outcome int
+
+// The outcomes of Receive, per the checks on receipt of a PDU.
+const (
+	Accepted Outcome = iota
+	// SoftFailed events passed the auth checks against the state before
+	// them but not against the current state: stored, but hidden from
+	// clients and never a forward extremity.
+	SoftFailed
+	// Rejected events failed auth against their auth events or the state
+	// before them: stored as rejected, and they change no state.
+	Rejected
+	// Known events were stored already.
+	Known
+)
+
+// ErrMissingAncestors means an event's prev_events could not be fetched.
+var ErrMissingAncestors = errors.New("prev_events could not be fetched")
+
+// maxMissingEvents bounds one /get_missing_events request.
+const maxMissingEvents = 20
+
+// Receive runs the checks on receipt of a PDU that need room state (auth
+// against the event's auth events, against the state before it, and the
+// soft-fail check against the current state), fetching missing ancestors
+// from origin, then stores it. ev must already have passed the format,
+// hash and signature checks.
+func (s *Service) Receive(ctx context.Context, origin string, ev *pdu.Event) (Outcome, error) {
+	in, err := s.lockedInfo(ctx, ev.RoomID())
+	if err != nil {
+		return 0, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return 0, mxerr.NotFound.With("this server is not in the room")
+	}
+	if ev.Version != in.version {
+		return 0, mxerr.BadJSON.With("event of room version %s in a room of version %s", ev.Version, in.version)
+	}
+	st, err := s.receiveLocked(ctx, in, origin, ev, true, false)
+	if err != nil {
+		return 0, err
+	}
+	return outcomeOf(st), nil
+}
+
+// ReceiveMembership processes a membership event that origin handed over
+// in a handshake (send_join, send_leave, send_knock): as Receive, but the
+// event must be accepted, and it is passed on to the other servers in the
+// room, since origin cannot reach them yet.
+func (s *Service) ReceiveMembership(ctx context.Context, origin string, ev *pdu.Event) (*Stored, error) {
+	in, err := s.lockedInfo(ctx, ev.RoomID())
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return nil, mxerr.NotFound.With("this server is not in the room")
+	}
+	if ev.Version != in.version {
+		return nil, mxerr.BadJSON.With("event of room version %s in a room of version %s", ev.Version, in.version)
+	}
+	st, err := s.receiveLocked(ctx, in, origin, ev, false, true)
+	if err != nil {
+		return nil, err
+	}
+	if st.Rejected || st.SoftFailed {
+		return nil, mxerr.Forbidden.With("the membership event is not allowed in the room")
+	}
+	return st, nil
+}
+
+func outcomeOf(st *Stored) Outcome {
+	switch {
+	case st.Rejected:
+		return Rejected
+	case st.SoftFailed:
+		return SoftFailed
+	}
+	return Accepted
+}
+
+// receiveLocked processes one event with the room lock held. fetchGaps
+// allows one round of /get_missing_events; events fetched that way are
+// processed without it, so gap filling does not recurse.
+func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev *pdu.Event, fetchGaps, broadcast bool) (*Stored, error) {
+	existing, err := s.Event(ctx, ev.ID)
+	if err == nil && !existing.Outlier {
+		return existing, nil
+	} else if err != nil && !errors.Is(err, mxerr.NotFound) {
+		return nil, err
+	}
+	if err != nil {
+		existing = nil
+	}
+	prevs, missing, err := s.prevEvents(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 && fetchGaps && s.remote != nil {
+		got, err := s.remote.GetMissingEvents(ctx, origin, in.roomID, in.version, in.extremities, []id.EventID{ev.ID}, maxMissingEvents)
+		if err != nil {
+			s.log.Info("fetching missing events failed", "room_id", in.roomID, "event_id", ev.ID, "server", origin, "err", err)
+		}
+		sort.Slice(got, func(i, j int) bool { return got[i].Depth < got[j].Depth })
+		for _, g := range got {
+			if g.ID == ev.ID || g.RoomID() != in.roomID {
+				continue
+			}
+			if _, err := s.receiveLocked(ctx, in, origin, g, false, false); err != nil {
+				s.log.Info("missing event not stored", "room_id", in.roomID, "event_id", g.ID, "err", err)
+			}
+		}
+		if prevs, missing, err = s.prevEvents(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	var sets []State
+	var parent *Stored
+	for _, p := range prevs {
+		st, err := s.StateAt(ctx, p, true)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, st)
+		if parent == nil {
+			parent = p
+		}
+	}
+	for _, m := range missing {
+		st, err := s.stateAfterRemote(ctx, in, origin, m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrMissingAncestors, m, err)
+		}
+		sets = append(sets, st)
+	}
+	before, err := s.resolve(ctx, in.version, sets)
+	if err != nil {
+		return nil, err
+	}
+	rejected, reason, err := s.checkReceived(ctx, in, origin, ev, before)
+	if err != nil {
+		return nil, err
+	}
+	soft := false
+	if !rejected {
+		if err := s.authorizeWithState(ctx, in, ev, in.state); err != nil {
+			soft = true
+			reason = err.Error()
+		}
+	}
+	if rejected || soft {
+		s.log.Info("incoming event not accepted", "room_id", in.roomID, "event_id", ev.ID, "server", origin,
+			"rejected", rejected, "soft_failed", soft, "reason", reason)
+	}
+	work := in.clone()
+	var stored *Stored
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		var err error
+		serversBefore := work.servers
+		stored, err = s.persistReceived(ctx, tx, work, ev, before, parent, existing, rejected, soft)
+		if err != nil || !broadcast || rejected || soft {
+			return err
+		}
+		return s.enqueue(ctx, tx, work, serversBefore, ev, origin)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.commit(in, work, []*Stored{stored})
+	return stored, nil
+}
+
+// prevEvents splits ev's prev_events into stored events that have known
+// state and the IDs of the rest.
+func (s *Service) prevEvents(ctx context.Context, ev *pdu.Event) ([]*Stored, []id.EventID, error) {
+	got, err := s.Events(ctx, ev.PrevEvents)
+	if err != nil {
+		return nil, nil, err
+	}
+	byID := make(map[id.EventID]*Stored, len(got))
+	for _, g := range got {
+		byID[g.ID] = g
+	}
+	var prevs []*Stored
+	var missing []id.EventID
+	for _, p := range ev.PrevEvents {
+		if g := byID[p]; g != nil && !g.Outlier {
+			prevs = append(prevs, g)
+		} else if !slices.Contains(missing, p) {
+			missing = append(missing, p)
+		}
+	}
+	return prevs, missing, nil
+}
+
+// stateAfterRemote asks origin for the state at a prev event we lack, and
+// returns the state after that event. The state and auth chain are stored
+// as outliers.
+func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string, evID id.EventID) (State, error) {
+	if s.remote == nil {
+		return nil, errors.New("no federation")
+	}
+	prev, err := s.remote.GetEvent(ctx, origin, in.version, evID)
+	if err != nil {
+		return nil, fmt.Errorf("fetching event: %w", err)
+	}
+	if prev.ID != evID || prev.RoomID() != in.roomID {
+		return nil, fmt.Errorf("server returned a different event")
+	}
+	state, chain, err := s.remote.GetState(ctx, origin, in.roomID, in.version, evID)
+	if err != nil {
+		return nil, fmt.Errorf("fetching state: %w", err)
+	}
+	all := append(append(chain, state...), prev)
+	if err := s.StoreOutliers(ctx, in.roomID, all); err != nil {
+		return nil, err
+	}
+	ids := make(stateres.StateMap, len(state)+1)
+	for _, e := range state {
+		if e.IsState() && e.RoomID() == in.roomID {
+			ids[e.Key()] = e.ID
+		}
+	}
+	stored, err := s.Event(ctx, evID)
+	if err != nil {
+		return nil, err
+	}
+	if stored.IsState() && !stored.Rejected {
+		ids[stored.Key()] = evID
+	}
+	return s.fromIDs(ctx, ids)
+}
+
+// checkReceived applies auth checks 4 and 5 on receipt of a PDU: against
+// the event's own auth events (fetching them from origin when missing),
+// then against the state before the event.
+func (s *Service) checkReceived(ctx context.Context, in *info, origin string, ev *pdu.Event, before State) (bool, string, error) {
+	auth, err := s.Events(ctx, ev.AuthEvents)
+	if err != nil {
+		return false, "", err
+	}
+	if len(auth) < len(ev.AuthEvents) && s.remote != nil {
+		chain, err := s.remote.GetEventAuth(ctx, origin, in.roomID, in.version, ev.ID)
+		if err != nil {
+			s.log.Info("fetching auth chain failed", "room_id", in.roomID, "event_id", ev.ID, "server", origin, "err", err)
+		} else if err := s.StoreOutliers(ctx, in.roomID, chain); err != nil {
+			return false, "", err
+		}
+	}
+	if err := s.authorizeOwn(ctx, ev); err != nil {
+		return true, err.Error(), nil
+	}
+	if err := s.authorizeWithState(ctx, in, ev, before); err != nil {
+		return true, err.Error(), nil
+	}
+	return false, "", nil
+}
+
+// authorizeOwn checks ev against its own auth_events, which must be stored.
+func (s *Service) authorizeOwn(ctx context.Context, ev *pdu.Event) error {
+	return eventauth.Authorize(ev.Version, ev.PDU, nil, s.orderedPDUs(ctx), noThirdPartyKeys)
+}
+
+// authorizeWithState checks ev against the auth events selected from st.
+func (s *Service) authorizeWithState(ctx context.Context, in *info, ev *pdu.Event, st State) error {
+	authEvents := []*mpdu.PDU{}
+	for _, k := range ev.AuthEventSelection(ev.Version) {
+		ref, ok := st[k]
+		if !ok {
+			continue
+		}
+		e, err := s.eventFor(ctx, in, ref.ID)
+		if err != nil {
+			return fmt.Errorf("loading auth event %s: %w", ref.ID, err)
+		}
+		authEvents = append(authEvents, e.PDU)
+	}
+	return eventauth.Authorize(ev.Version, ev.PDU, authEvents, s.orderedPDUs(ctx), noThirdPartyKeys)
+}
+
+// orderedPDUs loads events for the auth rules: in the order asked, with
+// nil for events not held.
+func (s *Service) orderedPDUs(ctx context.Context) eventauth.GetEventsFunc {
+	return func(ids []id.EventID) ([]*mpdu.PDU, error) {
+		got, err := s.Events(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		byID := make(map[id.EventID]*mpdu.PDU, len(got))
+		for _, g := range got {
+			byID[g.ID] = g.PDU
+		}
+		out := make([]*mpdu.PDU, len(ids))
+		for i, evID := range ids {
+			out[i] = byID[evID]
+		}
+		return out, nil
+	}
+}
+
+func noThirdPartyKeys(string, id.KeyID, time.Time) (id.SigningKey, time.Time, error) {
+	return "", time.Time{}, errors.New("third-party invite signatures are not supported yet")
+}
+
+// persistReceived stores a checked remote event. before is the state
+// before it; parent, when set, is a prev event whose snapshot the new one
+// is written as a delta of.
+func (s *Service) persistReceived(ctx context.Context, tx *storage.Tx, work *info, ev *pdu.Event, before State, parent, existing *Stored, rejected, soft bool) (*Stored, error) {
+	snap, err := s.snapshotFor(ctx, tx, work, before, parent)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stored{Event: ev, StreamPos: pos, Snapshot: snap, Rejected: rejected, SoftFailed: soft}
+	ev.PDU.InternalMeta.Rejected = rejected
+	if existing != nil {
+		st.NID = existing.NID
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET outlier = 0, stream_pos = $2, snapshot_nid = $3, rejected = $4, soft_failed = $5
+			WHERE event_nid = $1`, st.NID, pos, snap, storage.Bool(rejected), storage.Bool(soft)); err != nil {
+			return nil, fmt.Errorf("storing event %s: %w", ev.ID, err)
+		}
+		tx.AfterCommit(func() { s.events.Remove(ev.ID) })
+	} else {
+		if st.NID, err = s.insertEvent(ctx, tx, ev, pos, snap, rejected, soft, false); err != nil {
+			return nil, err
+		}
+	}
+	if work.pending == nil {
+		work.pending = map[id.EventID]*Stored{}
+	}
+	work.pending[ev.ID] = st
+	if rejected || soft {
+		return st, nil
+	}
+	remaining := make([]id.EventID, 0, len(work.extremities))
+	for _, x := range work.extremities {
+		if !slices.Contains(ev.PrevEvents, x) {
+			remaining = append(remaining, x)
+		}
+	}
+	for _, prev := range ev.PrevEvents {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2`, work.roomID.String(), prev.String()); err != nil {
+			return nil, fmt.Errorf("updating extremities: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)`, work.roomID.String(), ev.ID.String()); err != nil {
+		return nil, fmt.Errorf("updating extremities: %w", err)
+	}
+	work.extremities = append(remaining, ev.ID)
+	work.depth = max(work.depth, ev.Depth)
+	// The snapshot may be uncommitted, so the state after the event is
+	// built from before rather than loaded.
+	after := before
+	if ev.IsState() {
+		after = maps.Clone(before)
+		after[ev.Key()] = Ref{NID: st.NID, ID: ev.ID}
+	}
+	next := after
+	if len(remaining) > 0 {
+		// A fork: the current state is the resolution of the state at
+		// every forward extremity.
+		sets := []State{after}
+		for _, x := range remaining {
+			xe, err := s.eventFor(ctx, work, x)
+			if err != nil {
+				return nil, err
+			}
+			xs, err := s.StateAt(ctx, xe, true)
+			if err != nil {
+				return nil, err
+			}
+			sets = append(sets, xs)
+		}
+		if next, err = s.resolve(ctx, work.version, sets); err != nil {
+			return nil, err
+		}
+	}
+	if !sameState(next, work.state) {
+		if err := s.setCurrentState(ctx, tx, work, next, pos); err != nil {
+			return nil, err
+		}
+	}
+	if ev.Type == "m.room.redaction" {
+		if err := s.applyRemoteRedaction(ctx, tx, work, ev); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// snapshotFor returns a snapshot holding before, reusing the current or
+// the parent's snapshot when the state is the same.
+func (s *Service) snapshotFor(ctx context.Context, tx *storage.Tx, work *info, before State, parent *Stored) (int64, error) {
+	if sameState(before, work.state) {
+		return work.snapshot, nil
+	}
+	if parent != nil {
+		ps, chain, err := s.loadSnapshot(ctx, parent.Snapshot)
+		if err != nil {
+			return 0, err
+		}
+		if sameState(before, ps) {
+			return parent.Snapshot, nil
+		}
+		nid, chain, err := s.writeSnapshot(ctx, tx, work.roomID, parent.Snapshot, chain, ps, before)
+		if err != nil {
+			return 0, err
+		}
+		tx.AfterCommit(func() { s.snapshots.Add(nid, cachedSnapshot{before, chain}) })
+		return nid, nil
+	}
+	nid, chain, err := s.writeSnapshot(ctx, tx, work.roomID, 0, 0, nil, before)
+	if err != nil {
+		return 0, err
+	}
+	tx.AfterCommit(func() { s.snapshots.Add(nid, cachedSnapshot{before, chain}) })
+	return nid, nil
+}
+
+// sameState reports whether two state maps hold the same events.
+func sameState(a, b State) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w.NID != v.NID {
+			return false
+		}
+	}
+	return true
+}
+
+// insertEvent writes an event row and its edges, returning its nid.
+func (s *Service) insertEvent(ctx context.Context, tx *storage.Tx, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool) (int64, error) {
+	nid, err := storage.NextID(ctx, tx, "event_nid", 1)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
+		origin_server_ts, stream_pos, snapshot_nid, rejected, soft_failed, outlier, json)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		nid, ev.ID.String(), ev.RoomID().String(), ev.Type, ev.StateKey, ev.Sender.String(), ev.Depth,
+		ev.OriginServerTS, pos, snap, storage.Bool(rejected), storage.Bool(soft), storage.Bool(outlier), string(ev.JSON())); err != nil {
+		return 0, fmt.Errorf("storing event %s: %w", ev.ID, err)
+	}
+	for _, prev := range ev.PrevEvents {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev.String()); err != nil {
+			return 0, fmt.Errorf("storing edge: %w", err)
+		}
+	}
+	return nid, nil
+}
+
+// applyRemoteRedaction redacts the target of a received redaction when the
+// redaction is allowed to take effect: the same sender server as the
+// target, or a sender with the redact power level.
+func (s *Service) applyRemoteRedaction(ctx context.Context, tx *storage.Tx, work *info, ev *pdu.Event) error {
+	target, err := s.Event(ctx, redactsOf(ev))
+	if err != nil {
+		return nil // the target may arrive later; it is then shown unredacted
+	}
+	if target.RoomID() != work.roomID {
+		return nil
+	}
+	if target.Sender.Homeserver() != ev.Sender.Homeserver() {
+		pl, err := s.powerLevels(ctx, work)
+		if err != nil {
+			return err
+		}
+		if pl.GetUserLevel(ev.Sender) < pl.Redact() {
+			return nil
+		}
+	}
+	return s.applyRedaction(ctx, tx, ev)
+}
+
+// StoreOutliers stores events of a room without placing them in its
+// timeline or state: an auth chain or a state snapshot fetched from another
+// server. Each is checked against its own auth events (which must be among
+// evs or already stored) and stored as rejected when it fails. Events
+// already held are skipped.
+func (s *Service) StoreOutliers(ctx context.Context, roomID id.RoomID, evs []*pdu.Event) error {
+	byID := make(map[id.EventID]*pdu.Event, len(evs))
+	for _, e := range evs {
+		if e.RoomID() == roomID {
+			byID[e.ID] = e
+		}
+	}
+	ids := make([]id.EventID, 0, len(byID))
+	for evID := range byID {
+		ids = append(ids, evID)
+	}
+	held, err := s.Events(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, h := range held {
+		delete(byID, h.ID)
+	}
+	order := authOrder(byID)
+	var stored []*Stored
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		for _, e := range order {
+			rejected := false
+			if err := s.authorizeOutlier(ctx, e, stored); err != nil {
+				rejected = true
+				s.log.Info("rejected outlier", "room_id", roomID, "event_id", e.ID, "err", err)
+			}
+			e.PDU.InternalMeta.Rejected = rejected
+			pos, err := storage.NextID(ctx, tx, "outlier", 1)
+			if err != nil {
+				return err
+			}
+			nid, err := s.insertEvent(ctx, tx, e, -pos, 0, rejected, false, true)
+			if err != nil {
+				return err
+			}
+			stored = append(stored, &Stored{Event: e, NID: nid, StreamPos: -pos, Rejected: rejected, Outlier: true})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, st := range stored {
+		s.events.Add(st.ID, st)
+	}
+	return nil
+}
+
+// authorizeOutlier checks an outlier against its own auth events, looking
+// in the batch being written first.
+func (s *Service) authorizeOutlier(ctx context.Context, e *pdu.Event, batch []*Stored) error {
+	get := func(ids []id.EventID) ([]*mpdu.PDU, error) {
+		out := make([]*mpdu.PDU, len(ids))
+		var rest []id.EventID
+		for i, evID := range ids {
+			for _, b := range batch {
+				if b.ID == evID {
+					out[i] = b.PDU
+				}
+			}
+			if out[i] == nil {
+				rest = append(rest, evID)
+			}
+		}
+		if len(rest) > 0 {
+			got, err := s.orderedPDUs(ctx)(rest)
+			if err != nil {
+				return nil, err
+			}
+			j := 0
+			for i := range out {
+				if out[i] == nil {
+					out[i] = got[j]
+					j++
+				}
+			}
+		}
+		return out, nil
+	}
+	return eventauth.Authorize(e.Version, e.PDU, nil, get, noThirdPartyKeys)
+}
+
+// authOrder sorts events so each comes after the auth events it has in the
+// set (ties by depth, then ID, for determinism).
+func authOrder(evs map[id.EventID]*pdu.Event) []*pdu.Event {
+	ids := make([]id.EventID, 0, len(evs))
+	for evID := range evs {
+		ids = append(ids, evID)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := evs[ids[i]], evs[ids[j]]
+		if a.Depth != b.Depth {
+			return a.Depth < b.Depth
+		}
+		return a.ID < b.ID
+	})
+	done := make(map[id.EventID]bool, len(evs))
+	out := make([]*pdu.Event, 0, len(evs))
+	var visit func(evID id.EventID)
+	visit = func(evID id.EventID) {
+		e := evs[evID]
+		if e == nil || done[evID] {
+			return
+		}
+		done[evID] = true
+		for _, a := range e.AuthEvents {
+			visit(a)
+		}
+		out = append(out, e)
+	}
+	for _, evID := range ids {
+		visit(evID)
+	}
+	return out
+}
+
+// resolve merges state sets with the state resolution algorithm of the
+// room version. One set, or identical sets, need no resolution.
+func (s *Service) resolve(ctx context.Context, v id.RoomVersion, sets []State) (State, error) {
+	if len(sets) == 0 {
+		return State{}, nil
+	}
+	same := true
+	for _, st := range sets[1:] {
+		if !sameState(st, sets[0]) {
+			same = false
+			break
+		}
+	}
+	if same {
+		return sets[0], nil
+	}
+	idSets := make([]stateres.StateMap, len(sets))
+	for i, st := range sets {
+		m := make(stateres.StateMap, len(st))
+		for k, ref := range st {
+			m[k] = ref.ID
+		}
+		idSets[i] = m
+	}
+	res, err := stateres.Resolve(ctx, v, idSets, resolverFetcher{s})
+	if err != nil {
+		return nil, fmt.Errorf("resolving state: %w", err)
+	}
+	return s.fromIDs(ctx, res)
+}
+
+// fromIDs turns a state map of event IDs into one with nids.
+func (s *Service) fromIDs(ctx context.Context, m stateres.StateMap) (State, error) {
+	ids := make([]id.EventID, 0, len(m))
+	for _, evID := range m {
+		ids = append(ids, evID)
+	}
+	evs, err := s.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	nids := make(map[id.EventID]int64, len(evs))
+	for _, e := range evs {
+		nids[e.ID] = e.NID
+	}
+	out := make(State, len(m))
+	for k, evID := range m {
+		nid, ok := nids[evID]
+		if !ok {
+			return nil, fmt.Errorf("state event %s is not stored", evID)
+		}
+		out[k] = Ref{NID: nid, ID: evID}
+	}
+	return out, nil
+}
+
+// resolverFetcher serves stored events to state resolution.
+type resolverFetcher struct{ s *Service }
+
+func (f resolverFetcher) Events(ctx context.Context, ids []id.EventID) ([]*pdu.Event, error) {
+	got, err := f.s.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pdu.Event, 0, len(got))
+	for _, g := range got {
+		if !g.Rejected {
+			out = append(out, g.Event)
+		}
+	}
+	return out, nil
+}

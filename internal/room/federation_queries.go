@@ -1,0 +1,327 @@
+package room
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// ServerInRoom reports whether server has a joined member in the room's
+// current state: what the federation endpoints ask before sharing history.
+func (s *Service) ServerInRoom(ctx context.Context, roomID id.RoomID, server string) (bool, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	defer in.mu.Unlock()
+	return in.exists && in.servers[server] > 0, nil
+}
+
+// Servers returns the servers with joined members in the room.
+func (s *Service) Servers(ctx context.Context, roomID id.RoomID) ([]string, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	out := make([]string, 0, len(in.servers))
+	for sv := range in.servers {
+		out = append(out, sv)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// MembershipTemplate builds the unsigned event a remote server completes
+// to change a user's membership (make_join, make_leave, make_knock). It
+// fails with M_FORBIDDEN when the auth rules would not allow the event.
+func (s *Service) MembershipTemplate(ctx context.Context, roomID id.RoomID, user id.UserID, membership string) (id.RoomVersion, json.RawMessage, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return "", nil, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return "", nil, mxerr.NotFound.With("unknown room")
+	}
+	sk := user.String()
+	content, _ := json.Marshal(map[string]string{"membership": membership})
+	ev, err := s.buildLocal(ctx, in.clone(), pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: user, Content: content})
+	if err != nil {
+		return "", nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(ev.JSON(), &m); err != nil {
+		return "", nil, fmt.Errorf("building template: %w", err)
+	}
+	for _, k := range []string{"event_id", "signatures", "hashes", "unsigned"} {
+		delete(m, k)
+	}
+	m["origin"], _ = json.Marshal(user.Homeserver())
+	out, err := json.Marshal(m)
+	if err != nil {
+		return "", nil, fmt.Errorf("building template: %w", err)
+	}
+	return in.version, out, nil
+}
+
+// AuthChain returns the auth chain of the given events: every event
+// reachable through auth_events, not including the events themselves
+// unless one is in another's chain.
+func (s *Service) AuthChain(ctx context.Context, ids []id.EventID) ([]*Stored, error) {
+	seen := map[id.EventID]bool{}
+	var out []*Stored
+	frontier := ids
+	first := true
+	for len(frontier) > 0 {
+		evs, err := s.Events(ctx, frontier)
+		if err != nil {
+			return nil, err
+		}
+		frontier = nil
+		for _, e := range evs {
+			if !first {
+				out = append(out, e)
+			}
+			for _, a := range e.AuthEvents {
+				if !seen[a] {
+					seen[a] = true
+					frontier = append(frontier, a)
+				}
+			}
+		}
+		first = false
+	}
+	return out, nil
+}
+
+// Backfill returns up to limit events of the room reachable backwards from
+// (and including) the given events through prev_events, newest first.
+func (s *Service) Backfill(ctx context.Context, roomID id.RoomID, from []id.EventID, limit int) ([]*Stored, error) {
+	return s.walkBack(ctx, roomID, from, nil, limit)
+}
+
+// MissingEvents serves /get_missing_events: events before latest (not
+// including them) and after earliest, oldest first, at most limit, not
+// below minDepth.
+func (s *Service) MissingEvents(ctx context.Context, roomID id.RoomID, earliest, latest []id.EventID, limit int, minDepth int64) ([]*Stored, error) {
+	stop := map[id.EventID]bool{}
+	for _, e := range earliest {
+		stop[e] = true
+	}
+	latestEvs, err := s.Events(ctx, latest)
+	if err != nil {
+		return nil, err
+	}
+	var start []id.EventID
+	for _, l := range latestEvs {
+		if l.RoomID() == roomID {
+			start = append(start, l.PrevEvents...)
+		}
+	}
+	evs, err := s.walkBack(ctx, roomID, start, stop, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := evs[:0]
+	for _, e := range evs {
+		if e.Depth >= minDepth {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Depth < out[j].Depth })
+	return out, nil
+}
+
+// walkBack does a breadth-first walk over prev_events from start, highest
+// depth first, skipping stop events and outliers.
+func (s *Service) walkBack(ctx context.Context, roomID id.RoomID, start []id.EventID, stop map[id.EventID]bool, limit int) ([]*Stored, error) {
+	seen := map[id.EventID]bool{}
+	var out []*Stored
+	frontier := start
+	for len(frontier) > 0 && len(out) < limit {
+		var next []id.EventID
+		batch := frontier[:0:0]
+		for _, f := range frontier {
+			if !seen[f] && !stop[f] {
+				seen[f] = true
+				batch = append(batch, f)
+			}
+		}
+		evs, err := s.Events(ctx, batch)
+		if err != nil {
+			return nil, err
+		}
+		sort.Slice(evs, func(i, j int) bool { return evs[i].Depth > evs[j].Depth })
+		for _, e := range evs {
+			if e.RoomID() != roomID || e.Outlier {
+				continue
+			}
+			if len(out) >= limit {
+				break
+			}
+			out = append(out, e)
+			next = append(next, e.PrevEvents...)
+		}
+		frontier = next
+	}
+	return out, nil
+}
+
+// StoreRemoteInvite records an invite of a local user to a room this
+// server is not in, with the stripped state its clients are shown.
+func (s *Service) StoreRemoteInvite(ctx context.Context, ev *pdu.Event, inviteState json.RawMessage) error {
+	if ev.StateKey == nil || id.UserID(*ev.StateKey).Homeserver() != s.serverName || ev.Membership() != "invite" {
+		return mxerr.BadJSON.With("not an invite of a user on this server")
+	}
+	user := id.UserID(*ev.StateKey)
+	if len(inviteState) == 0 {
+		inviteState = json.RawMessage("[]")
+	}
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		pos, err := storage.NextID(ctx, tx, "stream", 1)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO remote_invites (user_id, room_id, event_id, room_version, event_json, invite_state)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, room_id)
+			DO UPDATE SET event_id = excluded.event_id, room_version = excluded.room_version, event_json = excluded.event_json, invite_state = excluded.invite_state`,
+			user.String(), ev.RoomID().String(), ev.ID.String(), string(ev.Version), string(ev.JSON()), string(inviteState)); err != nil {
+			return fmt.Errorf("storing invite: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO local_memberships (user_id, room_id, membership, event_id, stream_pos, forgotten)
+			VALUES ($1, $2, 'invite', $3, $4, 0) ON CONFLICT (user_id, room_id)
+			DO UPDATE SET membership = 'invite', event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
+			user.String(), ev.RoomID().String(), ev.ID.String(), pos); err != nil {
+			return fmt.Errorf("storing invite membership: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.notifier.Notify(user)
+	return nil
+}
+
+// RemoteInvite is an invite to a room this server is not in.
+type RemoteInvite struct {
+	Event       *pdu.Event
+	InviteState json.RawMessage
+}
+
+// RemoteInviteFor returns the pending remote invite of user to roomID, or
+// nil when there is none.
+func (s *Service) RemoteInviteFor(ctx context.Context, user id.UserID, roomID id.RoomID) (*RemoteInvite, error) {
+	var evID, version, raw, state string
+	err := s.db.QueryRowContext(ctx, `SELECT event_id, room_version, event_json, invite_state FROM remote_invites WHERE user_id = $1 AND room_id = $2`,
+		user.String(), roomID.String()).Scan(&evID, &version, &raw, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading invite: %w", err)
+	}
+	ev, err := pdu.ParseTrusted(id.RoomVersion(version), id.EventID(evID), []byte(raw))
+	if err != nil {
+		return nil, err
+	}
+	return &RemoteInvite{Event: ev, InviteState: json.RawMessage(state)}, nil
+}
+
+// EndRemoteInvite marks a remote invite as left (rejected or retracted),
+// with the leave event when there is one.
+func (s *Service) EndRemoteInvite(ctx context.Context, user id.UserID, roomID id.RoomID, leaveID id.EventID) error {
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		pos, err := storage.NextID(ctx, tx, "stream", 1)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM remote_invites WHERE user_id = $1 AND room_id = $2`, user.String(), roomID.String()); err != nil {
+			return fmt.Errorf("removing invite: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE local_memberships SET membership = 'leave', event_id = $3, stream_pos = $4
+			WHERE user_id = $1 AND room_id = $2`, user.String(), roomID.String(), leaveID.String(), pos); err != nil {
+			return fmt.Errorf("ending invite: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.notifier.Notify(user)
+	return nil
+}
+
+// StoreJoin stores the result of joining a room through another server:
+// the room's state before our join and its auth chain (as outliers), then
+// the join event itself with that state. Every event must already have
+// passed the format, hash and signature checks. Stale forward extremities
+// from an earlier membership are dropped: they describe a room we were not
+// following.
+func (s *Service) StoreJoin(ctx context.Context, v id.RoomVersion, join *pdu.Event, state, authChain []*pdu.Event) (*Stored, error) {
+	roomID := join.RoomID()
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	if in.exists && in.version != v {
+		return nil, fmt.Errorf("room %s is of version %s, not %s", roomID, in.version, v)
+	}
+	if !in.exists {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO rooms (room_id, room_version, current_snapshot, created_ts) VALUES ($1, $2, 0, $3)
+			ON CONFLICT (room_id) DO NOTHING`, roomID.String(), string(v), s.now().UnixMilli()); err != nil {
+			return nil, fmt.Errorf("storing room: %w", err)
+		}
+		in.exists, in.version, in.state = true, v, State{}
+		in.servers, in.localJoined = map[string]int{}, map[id.UserID]struct{}{}
+	}
+	if err := s.StoreOutliers(ctx, roomID, append(append([]*pdu.Event{}, authChain...), state...)); err != nil {
+		return nil, err
+	}
+	ids := make(map[pdu.StateKey]id.EventID, len(state))
+	for _, e := range state {
+		if e.IsState() && e.RoomID() == roomID {
+			ids[e.Key()] = e.ID
+		}
+	}
+	before, err := s.fromIDs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeOwn(ctx, join); err != nil {
+		return nil, mxerr.Forbidden.With("the join event is not allowed by its auth events: %v", err)
+	}
+	if err := s.authorizeWithState(ctx, in, join, before); err != nil {
+		return nil, mxerr.Forbidden.With("the join event is not allowed by the room state: %v", err)
+	}
+	work := in.clone()
+	work.extremities = nil
+	var stored *Stored
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1`, roomID.String()); err != nil {
+			return fmt.Errorf("dropping stale extremities: %w", err)
+		}
+		existing, err := s.Event(ctx, join.ID)
+		if err != nil {
+			existing = nil
+		}
+		stored, err = s.persistReceived(ctx, tx, work, join, before, nil, existing, false, false)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.commit(in, work, []*Stored{stored})
+	return stored, nil
+}
