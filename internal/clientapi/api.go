@@ -20,6 +20,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
@@ -43,18 +44,21 @@ type API struct {
 	accountData *accountdata.Store
 	receipts    *receipts.Store
 	typing      *typing.Tracker
+	// handshake reaches other servers for joins, invites and invite
+	// rejections; nil when federation is off.
+	handshake *handshake.Service
 }
 
 // New returns the client API.
 func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service,
-	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker) *API {
+	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service) *API {
 	var lim *ratelimit.Limiter
 	if cfg.RateLimit.Enabled {
 		lim = ratelimit.New(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)
 	}
 	return &API{
 		cfg: cfg, log: log, users: u, rooms: r, syncer: s, limiter: lim,
-		accountData: ad, receipts: rc, typing: ty,
+		accountData: ad, receipts: rc, typing: ty, handshake: hs,
 		uia:  newUIASessions(),
 		http: &httpx.Adapter{Log: log},
 	}

@@ -52,19 +52,42 @@ type membershipReq struct {
 	Reason string    `json:"reason"`
 }
 
-// resolveRoom turns a room ID or a local alias into a room ID.
-func (a *API) resolveRoom(ctx context.Context, idOrAlias string) (id.RoomID, error) {
+// resolveRoom turns a room ID or an alias into a room ID, with servers
+// that may be asked to join it: the via or server_name parameters, the
+// alias's servers, and the room ID's own server (before v12 room IDs name
+// one).
+func (a *API) resolveRoom(ctx context.Context, idOrAlias string, via []string) (id.RoomID, []string, error) {
 	switch {
 	case strings.HasPrefix(idOrAlias, "!"):
-		return id.RoomID(idOrAlias), nil
+		roomID := id.RoomID(idOrAlias)
+		if _, server, ok := strings.Cut(idOrAlias, ":"); ok {
+			via = append(via, server)
+		}
+		return roomID, via, nil
 	case strings.HasPrefix(idOrAlias, "#"):
-		roomID, _, err := a.rooms.ResolveAlias(ctx, id.RoomAlias(idOrAlias))
-		return roomID, err
+		alias := id.RoomAlias(idOrAlias)
+		_, server, _ := strings.Cut(idOrAlias, ":")
+		if server == a.cfg.ServerName || a.handshake == nil {
+			roomID, _, err := a.rooms.ResolveAlias(ctx, alias)
+			return roomID, via, err
+		}
+		roomID, servers, err := a.handshake.ResolveAlias(ctx, alias, server)
+		if err != nil {
+			return "", nil, err
+		}
+		return roomID, append(append(via, servers...), server), nil
 	}
-	return "", mxerr.InvalidParam.With("%q is neither a room ID nor an alias", idOrAlias)
+	return "", nil, mxerr.InvalidParam.With("%q is neither a room ID nor an alias", idOrAlias)
 }
 
-func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID) error {
+// viaServers reads the via (and older server_name) query parameters.
+func viaServers(r *http.Request) []string {
+	q := r.URL.Query()
+	return append(q["via"], q["server_name"]...)
+}
+
+func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via []string) error {
+	ctx := r.Context()
 	sess := session(r)
 	var body struct {
 		Reason string `json:"reason"`
@@ -72,19 +95,41 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID) err
 	if err := httpx.DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	exists, err := a.rooms.Exists(r.Context(), roomID)
+	here, err := a.rooms.ServerInRoom(ctx, roomID, a.cfg.ServerName)
+	if err != nil {
+		return err
+	}
+	if !here && a.handshake != nil {
+		// No user of ours is in the room, so our copy (if any) is stale:
+		// join through a server that is in it.
+		if inv, err := a.rooms.RemoteInviteFor(ctx, sess.UserID, roomID); err == nil && inv != nil {
+			via = append([]string{inv.Event.Sender.Homeserver()}, via...)
+		}
+		content := a.memberContent(ctx, sess.UserID, "join")
+		if body.Reason != "" {
+			content["reason"] = body.Reason
+		}
+		if _, err := a.handshake.Join(ctx, roomID, sess.UserID, via, content); err != nil {
+			if exists, _ := a.rooms.Exists(ctx, roomID); !exists || !errors.Is(err, mxerr.NotFound) {
+				return err
+			}
+		} else {
+			return httpx.OK(w, map[string]any{"room_id": roomID})
+		}
+	}
+	exists, err := a.rooms.Exists(ctx, roomID)
 	if err != nil {
 		return err
 	}
 	if !exists {
 		return mxerr.NotFound.With("room %s is unknown to this server", roomID)
 	}
-	if m, err := a.rooms.Membership(r.Context(), roomID, sess.UserID); err != nil {
+	if m, err := a.rooms.Membership(ctx, roomID, sess.UserID); err != nil {
 		return err
 	} else if m == "join" {
 		return httpx.OK(w, map[string]any{"room_id": roomID})
 	}
-	if _, err := a.sendMembership(r.Context(), sess.UserID, roomID, sess.UserID, "join", body.Reason, nil); err != nil {
+	if _, err := a.sendMembership(ctx, sess.UserID, roomID, sess.UserID, "join", body.Reason, nil); err != nil {
 		return err
 	}
 	return httpx.OK(w, map[string]any{"room_id": roomID})
@@ -92,11 +137,11 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID) err
 
 // joinRoom serves POST /_matrix/client/v3/join/{roomIdOrAlias} (joining.yaml).
 func (a *API) joinRoom(w http.ResponseWriter, r *http.Request) error {
-	roomID, err := a.resolveRoom(r.Context(), r.PathValue("roomIdOrAlias"))
+	roomID, via, err := a.resolveRoom(r.Context(), r.PathValue("roomIdOrAlias"), viaServers(r))
 	if err != nil {
 		return err
 	}
-	return a.join(w, r, roomID)
+	return a.join(w, r, roomID, via)
 }
 
 // joinRoomById serves POST /_matrix/client/v3/rooms/{roomId}/join (joining.yaml).
@@ -105,7 +150,8 @@ func (a *API) joinRoomById(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.join(w, r, roomID)
+	_, via, _ := a.resolveRoom(r.Context(), roomID.String(), nil)
+	return a.join(w, r, roomID, via)
 }
 
 // membershipChange handles the endpoints where the sender changes another
@@ -127,7 +173,23 @@ func (a *API) membershipChange(w http.ResponseWriter, r *http.Request, membershi
 		return err
 	}
 	if membership == "invite" && !a.users.IsLocal(body.UserID) {
-		return mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
+		if a.handshake == nil {
+			return mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
+		}
+		if current, err := a.rooms.Membership(r.Context(), roomID, body.UserID); err != nil {
+			return err
+		} else if current == "join" || current == "invite" || current == "ban" {
+			return mxerr.Forbidden.With("the user's membership is %s", current)
+		}
+		content := a.memberContent(r.Context(), body.UserID, "invite")
+		if body.Reason != "" {
+			content["reason"] = body.Reason
+		}
+		raw, _ := json.Marshal(content)
+		if _, err := a.handshake.Invite(r.Context(), roomID, sess.UserID, body.UserID, raw); err != nil {
+			return err
+		}
+		return httpx.OK(w, httpx.Empty)
 	}
 	if membership == "invite" {
 		if _, err := a.users.Get(r.Context(), body.UserID); err != nil {
@@ -198,6 +260,18 @@ func (a *API) leaveRoom(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := httpx.DecodeJSON(r, &body); err != nil {
 		return err
+	}
+	if a.handshake != nil {
+		if inv, err := a.rooms.RemoteInviteFor(r.Context(), sess.UserID, roomID); err != nil {
+			return err
+		} else if inv != nil {
+			if here, err := a.rooms.ServerInRoom(r.Context(), roomID, a.cfg.ServerName); err == nil && !here {
+				if err := a.handshake.RejectInvite(r.Context(), sess.UserID, roomID); err != nil {
+					return err
+				}
+				return httpx.OK(w, httpx.Empty)
+			}
+		}
 	}
 	m, err := a.rooms.Membership(r.Context(), roomID, sess.UserID)
 	if err != nil {

@@ -2,6 +2,7 @@ package clientsync
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -114,7 +115,7 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 			}
 		case "invite":
 			if initial || changed {
-				ir, err := s.invitedRoom(ctx, m)
+				ir, err := s.invitedRoom(ctx, req.User, m)
 				if err != nil {
 					return nil, err
 				}
@@ -339,9 +340,24 @@ func (s *Service) summary(ctx context.Context, roomID id.RoomID, user id.UserID)
 }
 
 // invitedRoom builds rooms.invite[roomID] from stripped state.
-func (s *Service) invitedRoom(ctx context.Context, m room.Membership) (*InvitedRoom, error) {
+func (s *Service) invitedRoom(ctx context.Context, user id.UserID, m room.Membership) (*InvitedRoom, error) {
 	ir := &InvitedRoom{}
 	ir.InviteState.Events = []StrippedEvent{}
+	if remote, err := s.rooms.RemoteInviteFor(ctx, user, m.RoomID); err != nil {
+		return nil, err
+	} else if remote != nil && remote.Event.ID == m.EventID {
+		// An invite to a room this server is not in: the inviting server
+		// sent the stripped state along.
+		_ = json.Unmarshal(remote.InviteState, &ir.InviteState.Events)
+		if ir.InviteState.Events == nil {
+			ir.InviteState.Events = []StrippedEvent{}
+		}
+		ev := remote.Event
+		ir.InviteState.Events = append(ir.InviteState.Events, StrippedEvent{
+			Content: ev.Content, Sender: ev.Sender, StateKey: *ev.StateKey, Type: ev.Type,
+		})
+		return ir, nil
+	}
 	inv, err := s.rooms.Event(ctx, m.EventID)
 	if err != nil {
 		return nil, err

@@ -70,7 +70,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log)
 
 	mux := http.NewServeMux()
-	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing)
+	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, nil)
 	client.Register(mux)
 	adminapi.New(&s.cfg, log, s.Users).Register(mux)
 	mux.HandleFunc("GET /health", s.health)

@@ -105,15 +105,29 @@ var Empty = struct{}{}
 // M_NOT_JSON; type mismatches give 400 M_BAD_JSON; bodies over the limit
 // set by LimitBody give 413 M_TOO_LARGE. An empty body decodes as {}.
 func DecodeJSON(r *http.Request, v any) error {
+	body, err := ReadBody(r)
+	if err != nil {
+		return err
+	}
+	return Unmarshal(body, v)
+}
+
+// ReadBody reads a JSON request body whole, for handlers that must see its
+// exact bytes (PDUs are checked for canonical JSON). It fails with
+// M_TOO_LARGE over the body limit and M_NOT_JSON when it is not JSON.
+func ReadBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return mxerr.TooLarge.With("request body too large")
+			return nil, mxerr.TooLarge.With("request body too large")
 		}
-		return mxerr.BadJSON.With("reading body: %v", err)
+		return nil, mxerr.BadJSON.With("reading body: %v", err)
 	}
-	return Unmarshal(body, v)
+	if !json.Valid(body) {
+		return nil, mxerr.NotJSON.With("the body is not valid JSON")
+	}
+	return body, nil
 }
 
 // Unmarshal decodes body into v with the errcodes of DecodeJSON.

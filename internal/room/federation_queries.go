@@ -325,3 +325,83 @@ func (s *Service) StoreJoin(ctx context.Context, v id.RoomVersion, join *pdu.Eve
 	s.commit(in, work, []*Stored{stored})
 	return stored, nil
 }
+
+// Countersign adds this server's signature to an event of another server.
+func (s *Service) Countersign(ev *pdu.Event) (*pdu.Event, error) {
+	return ev.Countersign(s.serverName, s.key.ID, s.key.Priv)
+}
+
+// StrippedEvent is the stripped form of a state event shown to invited
+// and knocking users.
+type StrippedEvent struct {
+	Content  json.RawMessage `json:"content"`
+	Sender   id.UserID       `json:"sender"`
+	StateKey string          `json:"state_key"`
+	Type     string          `json:"type"`
+}
+
+// strippedKeys are the state events a user outside the room is shown.
+var strippedKeys = []pdu.StateKey{
+	{Type: "m.room.create"}, {Type: "m.room.join_rules"}, {Type: "m.room.name"},
+	{Type: "m.room.avatar"}, {Type: "m.room.canonical_alias"}, {Type: "m.room.encryption"},
+	{Type: "m.room.topic"},
+}
+
+// StrippedState returns the room's current state in stripped form, for
+// invites and knocks.
+func (s *Service) StrippedState(ctx context.Context, roomID id.RoomID) ([]StrippedEvent, error) {
+	st, err := s.CurrentState(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	out := []StrippedEvent{}
+	for _, k := range strippedKeys {
+		ref, ok := st[k]
+		if !ok {
+			continue
+		}
+		ev, err := s.Event(ctx, ref.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, StrippedEvent{Content: json.RawMessage(ev.Content), Sender: ev.Sender, StateKey: *ev.StateKey, Type: ev.Type})
+	}
+	return out, nil
+}
+
+// BuildEvent builds, signs and authorizes a local event against the
+// current state without storing it: the first half of an invite of a user
+// on another server, whose server must countersign before it is sent.
+func (s *Service) BuildEvent(ctx context.Context, p pdu.Proto) (*pdu.Event, error) {
+	in, err := s.lockedInfo(ctx, p.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return nil, mxerr.NotFound.With("unknown room")
+	}
+	return s.buildLocal(ctx, in.clone(), p)
+}
+
+// SendBuilt stores an event made by BuildEvent once it is complete. It
+// takes the received-event path, since the room may have moved on since
+// the event was built, and goes to every other server in the room.
+func (s *Service) SendBuilt(ctx context.Context, ev *pdu.Event) (*Stored, error) {
+	in, err := s.lockedInfo(ctx, ev.RoomID())
+	if err != nil {
+		return nil, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return nil, mxerr.NotFound.With("unknown room")
+	}
+	st, err := s.receiveLocked(ctx, in, s.serverName, ev, false, true)
+	if err != nil {
+		return nil, err
+	}
+	if st.Rejected || st.SoftFailed {
+		return nil, mxerr.Forbidden.With("the event is no longer allowed in the room")
+	}
+	return st, nil
+}

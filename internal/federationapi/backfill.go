@@ -1,0 +1,82 @@
+package federationapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/mxerr"
+)
+
+// maxBackfill caps the events of one backfill or get_missing_events answer.
+const maxBackfill = 100
+
+// backfillRoom handles GET /_matrix/federation/v1/backfill/{roomId}
+// (backfill.yaml): history before (and including) the ?v events.
+func (a *API) backfillRoom(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	if err := a.roomForOrigin(ctx, roomID, Origin(ctx)); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	var from []id.EventID
+	for _, v := range q["v"] {
+		from = append(from, id.EventID(v))
+	}
+	if len(from) == 0 {
+		return mxerr.MissingParam.With("v is required")
+	}
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || limit <= 0 {
+		return mxerr.InvalidParam.With("limit must be a positive integer")
+	}
+	evs, err := a.rooms.Backfill(ctx, roomID, from, min(limit, maxBackfill))
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"origin": a.serverName, "origin_server_ts": time.Now().UnixMilli(), "pdus": jsonOf(evs)})
+}
+
+// getMissingEventsReq is the body of POST /get_missing_events.
+type getMissingEventsReq struct {
+	EarliestEvents []id.EventID `json:"earliest_events"`
+	LatestEvents   []id.EventID `json:"latest_events"`
+	Limit          *int         `json:"limit"`
+	MinDepth       int64        `json:"min_depth"`
+}
+
+// getMissingPreviousEvents handles POST /_matrix/federation/v1/get_missing_events/{roomId}
+// (backfill.yaml).
+func (a *API) getMissingPreviousEvents(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	if err := a.roomForOrigin(ctx, roomID, Origin(ctx)); err != nil {
+		return err
+	}
+	var req getMissingEventsReq
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	limit := 10
+	if req.Limit != nil {
+		limit = *req.Limit
+	}
+	if limit <= 0 {
+		return mxerr.InvalidParam.With("limit must be positive")
+	}
+	evs, err := a.rooms.MissingEvents(ctx, roomID, req.EarliestEvents, req.LatestEvents, min(limit, maxBackfill), req.MinDepth)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"events": jsonOf(evs)})
+}

@@ -1,0 +1,45 @@
+package federationapi
+
+import (
+	"net/http"
+
+	"github.com/myelin-chat/myelin/internal/httpx"
+)
+
+// Register adds every server-server route to mux. auth wraps the routes
+// that need X-Matrix request authentication.
+func (a *API) Register(mux *http.ServeMux, auth func(httpx.HandlerFunc) httpx.HandlerFunc) {
+	routes := []struct {
+		method, path string
+		h            httpx.HandlerFunc
+	}{
+		// transactions.yaml
+		{"PUT", "/_matrix/federation/v1/send/{txnId}", a.sendTransaction},
+		// joins-v1.yaml, joins-v2.yaml
+		{"GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", a.makeJoin},
+		{"PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", a.sendJoinV2},
+		// leaving-v1.yaml, leaving-v2.yaml
+		{"GET", "/_matrix/federation/v1/make_leave/{roomId}/{userId}", a.makeLeave},
+		{"PUT", "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", a.sendLeaveV2},
+		// knocks.yaml
+		{"GET", "/_matrix/federation/v1/make_knock/{roomId}/{userId}", a.makeKnock},
+		{"PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", a.sendKnock},
+		// invites-v2.yaml
+		{"PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", a.sendInviteV2},
+		// events.yaml
+		{"GET", "/_matrix/federation/v1/event/{eventId}", a.getEvent},
+		{"GET", "/_matrix/federation/v1/state/{roomId}", a.getRoomState},
+		{"GET", "/_matrix/federation/v1/state_ids/{roomId}", a.getRoomStateIds},
+		// event_auth.yaml
+		{"GET", "/_matrix/federation/v1/event_auth/{roomId}/{eventId}", a.getEventAuth},
+		// backfill.yaml
+		{"GET", "/_matrix/federation/v1/backfill/{roomId}", a.backfillRoom},
+		{"POST", "/_matrix/federation/v1/get_missing_events/{roomId}", a.getMissingPreviousEvents},
+		// query.yaml
+		{"GET", "/_matrix/federation/v1/query/directory", a.queryRoomDirectory},
+		{"GET", "/_matrix/federation/v1/query/profile", a.queryProfile},
+	}
+	for _, rt := range routes {
+		mux.Handle(rt.method+" "+rt.path, a.http.Wrap(auth(rt.h)))
+	}
+}

@@ -1,0 +1,268 @@
+// Package handshake runs the membership handshakes this server starts with
+// other servers on behalf of its users: joining a room through a resident
+// server (make_join, send_join), inviting a user of another server
+// (invite v2), and rejecting an invite to a room this server is not in
+// (make_leave, send_leave).
+//
+// Every event received passes pducheck before room stores it. handshake
+// imports room, pdu, pducheck and keys; clientapi calls it.
+package handshake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/keys"
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/pducheck"
+	"github.com/myelin-chat/myelin/internal/remote"
+	"github.com/myelin-chat/myelin/internal/room"
+)
+
+// Service runs handshakes.
+type Service struct {
+	client     remote.Doer
+	checker    *pducheck.Checker
+	rooms      *room.Service
+	serverName string
+	key        keys.SigningKey
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+// New returns a handshake Service.
+func New(client remote.Doer, checker *pducheck.Checker, rooms *room.Service, serverName string, key keys.SigningKey, log *slog.Logger) *Service {
+	return &Service{client: client, checker: checker, rooms: rooms, serverName: serverName, key: key, log: log, now: time.Now}
+}
+
+// template is the answer of make_join, make_leave and make_knock.
+type template struct {
+	RoomVersion id.RoomVersion  `json:"room_version"`
+	Event       json.RawMessage `json:"event"`
+}
+
+// sendJoinResp is the answer of send_join v2.
+type sendJoinResp struct {
+	State          []json.RawMessage `json:"state"`
+	AuthChain      []json.RawMessage `json:"auth_chain"`
+	Event          json.RawMessage   `json:"event"`
+	MembersOmitted bool              `json:"members_omitted"`
+}
+
+// supportedVersions is the ver list sent with make_join and make_knock.
+func supportedVersions() url.Values {
+	q := url.Values{}
+	for v := range pdu.Supported {
+		q.Add("ver", string(v))
+	}
+	slices.Sort(q["ver"])
+	return q
+}
+
+func roomPath(prefix string, roomID id.RoomID, rest string) string {
+	return prefix + url.PathEscape(roomID.String()) + "/" + url.PathEscape(rest)
+}
+
+// Join joins user to roomID through the first of servers that answers,
+// with content as the join event's content (membership is set here).
+func (s *Service) Join(ctx context.Context, roomID id.RoomID, user id.UserID, servers []string, content map[string]any) (*room.Stored, error) {
+	var errs []error
+	tried := map[string]bool{s.serverName: true}
+	for _, server := range servers {
+		if tried[server] {
+			continue
+		}
+		tried[server] = true
+		st, err := s.joinVia(ctx, server, roomID, user, content)
+		if err == nil {
+			return st, nil
+		}
+		s.log.Info("remote join failed", "room_id", roomID, "server", server, "err", err)
+		errs = append(errs, fmt.Errorf("%s: %w", server, err))
+		if e, ok := mxerr.From(err); ok && (e.Code == mxerr.Forbidden.Code || e.Code == mxerr.UnsupportedRoomVer.Code) {
+			return nil, err
+		}
+	}
+	if len(errs) == 0 {
+		return nil, mxerr.NotFound.With("no server to join room %s through", roomID)
+	}
+	return nil, mxerr.Unknown.WithStatus(http.StatusBadGateway).With("could not join room %s through any server", roomID).Wrap(errors.Join(errs...))
+}
+
+func (s *Service) joinVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID, content map[string]any) (*room.Stored, error) {
+	var tmpl template
+	if err := s.client.Do(ctx, server, http.MethodGet, roomPath("/_matrix/federation/v1/make_join/", roomID, user.String()), supportedVersions(), nil, &tmpl); err != nil {
+		return nil, remoteError("make_join", err)
+	}
+	if !pdu.IsSupported(tmpl.RoomVersion) {
+		return nil, mxerr.UnsupportedRoomVer.With("room version %q is not supported", tmpl.RoomVersion)
+	}
+	ev, err := s.complete(tmpl, user, "join", content)
+	if err != nil {
+		return nil, err
+	}
+	if ev.RoomID() != roomID {
+		return nil, fmt.Errorf("make_join answered with an event for another room")
+	}
+	var resp sendJoinResp
+	if err := s.client.Do(ctx, server, http.MethodPut, roomPath("/_matrix/federation/v2/send_join/", roomID, ev.ID.String()), nil, json.RawMessage(ev.JSON()), &resp); err != nil {
+		return nil, remoteError("send_join", err)
+	}
+	if len(resp.Event) > 0 {
+		// A restricted join comes back signed by the resident server too.
+		signed, err := s.checker.Check(ctx, tmpl.RoomVersion, resp.Event)
+		if err != nil || signed.ID != ev.ID {
+			return nil, fmt.Errorf("send_join returned a bad event: %v", err)
+		}
+		ev = signed
+	}
+	state := s.checkAll(ctx, tmpl.RoomVersion, resp.State)
+	chain := s.checkAll(ctx, tmpl.RoomVersion, resp.AuthChain)
+	return s.rooms.StoreJoin(ctx, tmpl.RoomVersion, ev, state, chain)
+}
+
+// complete fills in a membership template for user.
+func (s *Service) complete(tmpl template, user id.UserID, membership string, content map[string]any) (*pdu.Event, error) {
+	var t struct {
+		Type     string    `json:"type"`
+		StateKey string    `json:"state_key"`
+		Sender   id.UserID `json:"sender"`
+	}
+	if err := json.Unmarshal(tmpl.Event, &t); err != nil {
+		return nil, fmt.Errorf("decoding template: %w", err)
+	}
+	if t.Type != "m.room.member" || t.StateKey != user.String() || t.Sender != user {
+		return nil, fmt.Errorf("the template is not a membership event of %s", user)
+	}
+	c := map[string]any{}
+	for k, v := range content {
+		c[k] = v
+	}
+	c["membership"] = membership
+	raw, _ := json.Marshal(c)
+	return pdu.FromTemplate(tmpl.RoomVersion, tmpl.Event, raw, s.now().UnixMilli(), s.serverName, s.key.ID, s.key.Priv)
+}
+
+func (s *Service) checkAll(ctx context.Context, v id.RoomVersion, raws []json.RawMessage) []*pdu.Event {
+	out := make([]*pdu.Event, 0, len(raws))
+	for _, raw := range raws {
+		if ev, err := s.checker.Check(ctx, v, raw); err == nil {
+			out = append(out, ev)
+		} else {
+			s.log.Info("dropped an event of a join response", "err", err)
+		}
+	}
+	return out
+}
+
+// Invite invites target, a user of another server, to roomID: the invite
+// is built and authorized here, countersigned by the target's server, then
+// stored and sent to the room.
+func (s *Service) Invite(ctx context.Context, roomID id.RoomID, sender, target id.UserID, content json.RawMessage) (*room.Stored, error) {
+	v, err := s.rooms.Version(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	sk := target.String()
+	ev, err := s.rooms.BuildEvent(ctx, pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: sender, Content: content, RoomID: roomID})
+	if err != nil {
+		return nil, err
+	}
+	stripped, err := s.rooms.StrippedState(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	if me, err := s.rooms.CurrentStateEvent(ctx, roomID, "m.room.member", sender.String()); err == nil && me != nil {
+		stripped = append(stripped, room.StrippedEvent{Content: json.RawMessage(me.Content), Sender: me.Sender, StateKey: *me.StateKey, Type: me.Type})
+	}
+	body := map[string]any{"room_version": v, "event": json.RawMessage(ev.JSON()), "invite_room_state": stripped}
+	var resp struct {
+		Event json.RawMessage `json:"event"`
+	}
+	if err := s.client.Do(ctx, target.Homeserver(), http.MethodPut, roomPath("/_matrix/federation/v2/invite/", roomID, ev.ID.String()), nil, body, &resp); err != nil {
+		return nil, remoteError("invite", err)
+	}
+	signed, err := s.checker.Check(ctx, v, resp.Event)
+	if err != nil {
+		return nil, mxerr.Unknown.WithStatus(http.StatusBadGateway).With("the invitee's server returned a bad event").Wrap(err)
+	}
+	if signed.ID != ev.ID {
+		return nil, mxerr.Unknown.WithStatus(http.StatusBadGateway).With("the invitee's server changed the invite")
+	}
+	if _, ok := signed.Signatures[target.Homeserver()]; !ok {
+		return nil, mxerr.Unknown.WithStatus(http.StatusBadGateway).With("the invitee's server did not sign the invite")
+	}
+	return s.rooms.SendBuilt(ctx, signed)
+}
+
+// RejectInvite declines an invite to a room this server is not in,
+// through the inviting server. If that server cannot be reached, the
+// invite is still dropped here.
+func (s *Service) RejectInvite(ctx context.Context, user id.UserID, roomID id.RoomID) error {
+	inv, err := s.rooms.RemoteInviteFor(ctx, user, roomID)
+	if err != nil {
+		return err
+	}
+	if inv == nil {
+		return mxerr.NotFound.With("no invite to room %s", roomID)
+	}
+	leaveID, err := s.leaveVia(ctx, inv.Event.Sender.Homeserver(), roomID, user)
+	if err != nil {
+		s.log.Info("remote invite rejection failed; dropping the invite locally", "room_id", roomID, "err", err)
+	}
+	return s.rooms.EndRemoteInvite(ctx, user, roomID, leaveID)
+}
+
+func (s *Service) leaveVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID) (id.EventID, error) {
+	var tmpl template
+	if err := s.client.Do(ctx, server, http.MethodGet, roomPath("/_matrix/federation/v1/make_leave/", roomID, user.String()), nil, nil, &tmpl); err != nil {
+		return "", remoteError("make_leave", err)
+	}
+	if !pdu.IsSupported(tmpl.RoomVersion) {
+		return "", mxerr.UnsupportedRoomVer.With("room version %q is not supported", tmpl.RoomVersion)
+	}
+	ev, err := s.complete(tmpl, user, "leave", nil)
+	if err != nil {
+		return "", err
+	}
+	var resp json.RawMessage
+	if err := s.client.Do(ctx, server, http.MethodPut, roomPath("/_matrix/federation/v2/send_leave/", roomID, ev.ID.String()), nil, json.RawMessage(ev.JSON()), &resp); err != nil {
+		return "", remoteError("send_leave", err)
+	}
+	return ev.ID, nil
+}
+
+// ResolveAlias asks the alias's server for the room and its servers.
+func (s *Service) ResolveAlias(ctx context.Context, alias id.RoomAlias, server string) (id.RoomID, []string, error) {
+	var resp struct {
+		RoomID  id.RoomID `json:"room_id"`
+		Servers []string  `json:"servers"`
+	}
+	if err := s.client.Do(ctx, server, http.MethodGet, "/_matrix/federation/v1/query/directory", url.Values{"room_alias": {alias.String()}}, nil, &resp); err != nil {
+		return "", nil, remoteError("query/directory", err)
+	}
+	return resp.RoomID, resp.Servers, nil
+}
+
+// remoteError passes on a Matrix error of the remote server (a 403 stays
+// a 403 for the client) and wraps anything else as a gateway error.
+func remoteError(op string, err error) error {
+	var me interface{ MatrixError() (int, string, string) }
+	if errors.As(err, &me) {
+		status, code, msg := me.MatrixError()
+		if status >= 400 && status < 500 && code != "" {
+			return &mxerr.Error{Code: code, Status: status, Message: fmt.Sprintf("remote server: %s", msg), Cause: err}
+		}
+	}
+	return mxerr.Unknown.WithStatus(http.StatusBadGateway).With("%s failed on the remote server", op).Wrap(err)
+}
