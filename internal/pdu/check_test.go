@@ -12,7 +12,7 @@ import (
 )
 
 // mutate decodes an event, lets fn change it and encodes it again.
-func mutate(t *testing.T, raw []byte, fn func(m map[string]any)) []byte {
+func mutate(t testing.TB, raw []byte, fn func(m map[string]any)) []byte {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

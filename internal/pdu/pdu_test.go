@@ -49,7 +49,7 @@ func keysOf(servers ...signer) mpdu.GetKeyFunc {
 // room is a small signed room built with Build: create, creator's join,
 // and whatever the test adds.
 type room struct {
-	t      *testing.T
+	t      testing.TB
 	v      id.RoomVersion
 	id     id.RoomID
 	events map[id.EventID]*Event
@@ -58,7 +58,7 @@ type room struct {
 	depth  int64
 }
 
-func newRoom(t *testing.T, v id.RoomVersion) *room {
+func newRoom(t testing.TB, v id.RoomVersion) *room {
 	t.Helper()
 	r := &room{t: t, v: v, events: map[id.EventID]*Event{}}
 	if !v.RoomIDIsCreateEventID() {
