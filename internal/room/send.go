@@ -131,6 +131,18 @@ func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu
 		Version: work.version, AuthEvents: authIDs, PrevEvents: work.extremities,
 		Depth: work.depth + 1, Timestamp: s.now().UnixMilli(),
 		ServerName: s.serverName, KeyID: s.key.ID, Key: s.key.Priv,
+		// Room versions 1 and 2 quote the reference hash of every auth and
+		// prev event; the events of a room being created are still pending.
+		Referenced: func(evID id.EventID) (*pdu.Event, error) {
+			if st, ok := work.pending[evID]; ok {
+				return st.Event, nil
+			}
+			st, err := s.Event(ctx, evID)
+			if err != nil {
+				return nil, err
+			}
+			return st.Event, nil
+		},
 	})
 	if err != nil {
 		return nil, err
