@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 
-	jsonv2 "encoding/json/v2"
-
-	mpdu "maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 )
 
 // FromTemplate completes a membership template from make_join,
-// make_leave or make_knock: it sets the content and timestamp, then
-// hashes and signs the event as this server's.
+// make_leave or make_knock: it sets the content and timestamp (and, in
+// room versions 1 and 2, a fresh event ID of ours), then hashes and signs
+// the event as this server's.
 func FromTemplate(v id.RoomVersion, tmpl json.RawMessage, content json.RawMessage, ts int64, serverName string, keyID id.KeyID, key ed25519.PrivateKey) (*Event, error) {
 	if !IsSupported(v) {
 		return nil, fmt.Errorf("%w: %q", ErrUnsupportedVersion, v)
@@ -28,21 +26,20 @@ func FromTemplate(v id.RoomVersion, tmpl json.RawMessage, content json.RawMessag
 	m["content"] = content
 	m["origin_server_ts"], _ = json.Marshal(ts)
 	m["origin"], _ = json.Marshal(serverName)
+	if hasV1Format(v) {
+		m["event_id"], _ = json.Marshal(NewV1EventID(serverName))
+	}
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	var p mpdu.PDU
-	if err := jsonv2.Unmarshal(raw, &p); err != nil {
+	ev, err := Parse(v, raw)
+	if err != nil {
 		return nil, fmt.Errorf("decoding template: %w", err)
 	}
-	if err := p.Sign(v, serverName, keyID, key); err != nil {
-		return nil, fmt.Errorf("signing event: %w", err)
+	if err := ev.Sign(serverName, keyID, key); err != nil {
+		return nil, err
 	}
-	evID, err := p.GetEventID(v)
-	if err != nil {
-		return nil, fmt.Errorf("computing event ID: %w", err)
-	}
-	p.InternalMeta.EventID = evID
-	return &Event{PDU: &p, ID: evID, Version: v}, nil
+	// Signing filled in the content hash, which the event ID covers.
+	return Parse(v, ev.JSON())
 }
