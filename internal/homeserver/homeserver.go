@@ -17,11 +17,17 @@ import (
 	"github.com/myelin-chat/myelin/internal/clientapi"
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/fedclient"
+	"github.com/myelin-chat/myelin/internal/federationapi"
+	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/keys"
 	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/pducheck"
 	"github.com/myelin-chat/myelin/internal/receipts"
+	"github.com/myelin-chat/myelin/internal/remote"
 	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/sender"
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/users"
@@ -39,9 +45,15 @@ type Server struct {
 	typing   *typing.Tracker
 	handler  http.Handler
 
-	httpSrv  *http.Server
-	listener net.Listener
-	served   chan error
+	sender    *sender.Sender
+	transport *transport
+	cancel    context.CancelFunc
+
+	httpSrv   *http.Server
+	listener  net.Listener
+	served    chan error
+	fedSrv    *http.Server
+	fedServed chan error
 }
 
 // New opens the database, applies migrations, loads the signing key and
@@ -62,16 +74,38 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	n := notifier.New()
 	s := &Server{cfg: cfg, log: log, db: db, notifier: n}
+	fail := func(err error) (*Server, error) {
+		db.Close()
+		return nil, err
+	}
+	fed, err := fedclient.New(cfg.Federation, cfg.ServerName, key, log)
+	if err != nil {
+		return fail(err)
+	}
+	ring, err := keys.NewRing(ctx, keys.RingConfig{DB: db, ServerName: cfg.ServerName, Key: key, Fetcher: fed,
+		Notaries: cfg.Federation.TrustedKeyServers, Log: log})
+	if err != nil {
+		return fail(err)
+	}
+	checker := pducheck.New(ring)
+	s.transport = &transport{client: fed}
+	s.sender = sender.New(db, cfg.ServerName, s.transport, log)
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
-	s.Rooms = room.New(db, cfg.ServerName, key, n, log)
+	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
+		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender))
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
 	accountData := accountdata.New(db, n)
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log)
+	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
 	mux := http.NewServeMux()
-	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, nil)
+	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs)
 	client.Register(mux)
+	s.federationRoutes(mux,
+		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts),
+		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
+		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
 	adminapi.New(&s.cfg, log, s.Users).Register(mux)
 	mux.HandleFunc("GET /health", s.health)
 	s.handler = httpx.CORS(httpx.LimitBody(cfg.MaxRequestBytes, httpx.Fallback(mux)))
@@ -109,6 +143,13 @@ func (s *Server) Start() error {
 	}
 	s.served = make(chan error, 1)
 	go func() { s.served <- s.httpSrv.Serve(ln) }()
+	if err := s.startFederationListener(); err != nil {
+		_ = s.httpSrv.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.sender.Start(ctx)
 	s.log.Info("listening", "addr", ln.Addr().String(), "server_name", s.cfg.ServerName, "database", s.db.Dialect().String())
 	return nil
 }
@@ -120,6 +161,14 @@ func (s *Server) Addr() string { return s.listener.Addr().String() }
 // ends), then closes the database.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	if s.fedSrv != nil {
+		if err := s.fedSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping federation listener: %w", err))
+		}
+		if err := <-s.fedServed; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping HTTP server: %w", err))
@@ -129,8 +178,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.typing.Close()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.sender.Close()
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}
 	return errors.Join(errs...)
 }
+
+// Version is the software version reported to other servers.
+const Version = "0.2.0"

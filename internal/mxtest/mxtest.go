@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/config"
 	"github.com/myelin-chat/myelin/internal/homeserver"
 	"github.com/myelin-chat/myelin/internal/storage/storagetest"
+	"github.com/myelin-chat/myelin/internal/tlscert"
 )
 
 // Server is a homeserver started for a test.
@@ -27,7 +29,16 @@ type Server struct {
 	Config config.Config
 	URL    string
 	Engine string
+	// TestCA issued the federation certificate of servers started by
+	// Federation; nil otherwise.
+	TestCA *TestCA
 	t      testing.TB
+}
+
+// TestCA is the CA of a federation test, which every server trusts.
+type TestCA struct {
+	CA       *tlscert.CA
+	CertFile string
 }
 
 // Option adjusts a test server's config before it starts.
@@ -158,4 +169,59 @@ func (s *Server) Login(user id.UserID, password string) *mautrix.Client {
 		s.t.Fatalf("logging in %s: %v", user, err)
 	}
 	return cli
+}
+
+// Federation starts n servers on engine that federate with each other
+// over loopback TLS, the way the deployments do: each is named
+// 127.0.0.1:PORT after its federation TLS listener, holds a certificate
+// for 127.0.0.1 issued at start by a test CA, and trusts that CA.
+func Federation(t testing.TB, engine string, n int, opts ...Option) []*Server {
+	t.Helper()
+	ca, err := tlscert.NewCA()
+	if err != nil {
+		t.Fatalf("creating test CA: %v", err)
+	}
+	caCert, caKey, err := ca.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatalf("writing test CA: %v", err)
+	}
+	testCA := &TestCA{CA: ca, CertFile: caCert}
+	servers := make([]*Server, n)
+	for i := range servers {
+		name := "127.0.0.1:" + freePort(t)
+		fed := func(c *config.Config) {
+			c.ServerName = name
+			c.Federation.Listen = name
+			c.Federation.TLSCACert, c.Federation.TLSCAKey = caCert, caKey
+			c.Federation.ExtraCAFiles = []string{caCert}
+			c.Federation.AllowPrivate = true
+		}
+		servers[i] = Start(t, engine, append([]Option{fed}, opts...)...)
+		servers[i].TestCA = testCA
+	}
+	return servers
+}
+
+// freePort finds a loopback port that is free now. The server binds it a
+// moment later; the kernel does not hand out a just-released ephemeral
+// port again at once, so the race is theoretical.
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// Down stops the server, keeping its database, data directory and ports,
+// as for an outage. Up brings it back.
+func (s *Server) Down() { s.stop() }
+
+// Up starts a server stopped by Down.
+func (s *Server) Up() {
+	s.t.Helper()
+	s.start()
 }

@@ -1,0 +1,252 @@
+package homeserver_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/fedclient"
+	"github.com/myelin-chat/myelin/internal/keys"
+	"github.com/myelin-chat/myelin/internal/mxtest"
+	"github.com/myelin-chat/myelin/internal/pdu"
+)
+
+// evilServer is a hand-driven federation peer: it serves its own keys and
+// signs what it sends, so its requests authenticate, but the PDUs it
+// builds are whatever the test wants.
+type evilServer struct {
+	name   string
+	key    keys.SigningKey
+	client *fedclient.Client
+}
+
+func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	e := &evilServer{name: ln.Addr().String(), key: keys.SigningKey{ID: "ed25519:evil", Priv: priv}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_matrix/key/v2/server", func(w http.ResponseWriter, r *http.Request) {
+		doc, _ := json.Marshal(map[string]any{
+			"server_name":     e.name,
+			"valid_until_ts":  time.Now().Add(time.Hour).UnixMilli(),
+			"verify_keys":     map[string]any{string(e.key.ID): map[string]string{"key": string(e.key.Public())}},
+			"old_verify_keys": map[string]any{},
+		})
+		signed, err := e.key.SignJSON(e.name, doc)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(signed)
+	})
+	cert, err := ca.CA.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = ln
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	e.client, err = fedclient.New(config.Federation{ExtraCAFiles: []string{ca.CertFile}, AllowPrivate: true}, e.name, e.key,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// join makes mallory (a user of the evil server) join the room, the
+// honest way, and returns the join event and the room state it was given.
+func (e *evilServer) join(t *testing.T, victim string, roomID id.RoomID) (*pdu.Event, []*pdu.Event) {
+	t.Helper()
+	ctx := context.Background()
+	user := id.UserID("@mallory:" + e.name)
+	var tmpl struct {
+		RoomVersion id.RoomVersion  `json:"room_version"`
+		Event       json.RawMessage `json:"event"`
+	}
+	path := "/_matrix/federation/v1/make_join/" + url.PathEscape(roomID.String()) + "/" + url.PathEscape(user.String())
+	if err := e.client.Do(ctx, victim, "GET", path, url.Values{"ver": {"12"}}, nil, &tmpl); err != nil {
+		t.Fatalf("make_join: %v", err)
+	}
+	join, err := pdu.FromTemplate(tmpl.RoomVersion, tmpl.Event, json.RawMessage(`{"membership":"join"}`), time.Now().UnixMilli(), e.name, e.key.ID, e.key.Priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		State []json.RawMessage `json:"state"`
+	}
+	path = "/_matrix/federation/v2/send_join/" + url.PathEscape(roomID.String()) + "/" + url.PathEscape(join.ID.String())
+	if err := e.client.Do(ctx, victim, "PUT", path, nil, json.RawMessage(join.JSON()), &resp); err != nil {
+		t.Fatalf("send_join: %v", err)
+	}
+	var state []*pdu.Event
+	for _, raw := range resp.State {
+		ev, err := pdu.Parse(tmpl.RoomVersion, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state = append(state, ev)
+	}
+	return join, state
+}
+
+// build makes a correctly signed event of mallory's after prev.
+func (e *evilServer) build(t *testing.T, roomID id.RoomID, prev *pdu.Event, auth []id.EventID, evType string, stateKey *string, content any) *pdu.Event {
+	t.Helper()
+	raw, _ := json.Marshal(content)
+	ev, err := pdu.Build(pdu.Proto{Type: evType, StateKey: stateKey, Sender: id.UserID("@mallory:" + e.name), Content: raw, RoomID: roomID},
+		pdu.BuildArgs{Version: "12", AuthEvents: auth, PrevEvents: []id.EventID{prev.ID}, Depth: prev.Depth + 1,
+			Timestamp: time.Now().UnixMilli(), ServerName: e.name, KeyID: e.key.ID, Key: e.key.Priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+var evilTxn int
+
+// send pushes one raw PDU in its own transaction and returns the per-PDU
+// error the victim reported ("" for accepted).
+func (e *evilServer) send(t *testing.T, victim string, raw json.RawMessage) string {
+	t.Helper()
+	evilTxn++
+	body := map[string]any{"origin": e.name, "origin_server_ts": time.Now().UnixMilli(), "pdus": []json.RawMessage{raw}, "edus": []any{}}
+	var resp struct {
+		PDUs map[string]struct {
+			Error string `json:"error"`
+		} `json:"pdus"`
+	}
+	if err := e.client.Do(context.Background(), victim, "PUT", fmt.Sprintf("/_matrix/federation/v1/send/evil%d", evilTxn), nil, body, &resp); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	for _, r := range resp.PDUs {
+		return r.Error
+	}
+	return "no result"
+}
+
+// mutate returns ev's JSON with f applied to its decoded form.
+func mutate(t *testing.T, ev *pdu.Event, f func(m map[string]any)) json.RawMessage {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(ev.JSON(), &m); err != nil {
+		t.Fatal(err)
+	}
+	f(m)
+	out, _ := json.Marshal(m)
+	return out
+}
+
+func TestMaliciousServerIsRefused(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 1)
+		victim := hs[0].Config.ServerName
+		alice := hs[0].Client("alice")
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomID := created.RoomID
+		evil := startEvil(t, hs[0].TestCA)
+		join, state := evil.join(t, victim, roomID)
+		var plID id.EventID
+		for _, s := range state {
+			if s.Type == "m.room.power_levels" {
+				plID = s.ID
+			}
+		}
+		msgAuth := []id.EventID{plID, join.ID}
+		plBefore := map[string]any{}
+		if err := alice.StateEvent(ctx, roomID, event.StatePowerLevels, "", &plBefore); err != nil {
+			t.Fatal(err)
+		}
+
+		good := evil.build(t, roomID, join, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "hello"})
+		if errText := evil.send(t, victim, good.JSON()); errText != "" {
+			t.Fatalf("a valid event was refused: %s", errText)
+		}
+
+		bad := []struct {
+			name string
+			raw  json.RawMessage
+		}{
+			{"forged signature", mutate(t, evil.build(t, roomID, good, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "forged"}),
+				func(m map[string]any) {
+					sigs := m["signatures"].(map[string]any)[evil.name].(map[string]any)
+					other := make([]byte, ed25519.SignatureSize)
+					sigs[string(evil.key.ID)] = base64.RawStdEncoding.EncodeToString(other)
+				})},
+			{"fails auth", evil.build(t, roomID, good, msgAuth, "m.room.power_levels", new(string),
+				map[string]any{"users": map[string]int{"@mallory:" + evil.name: 100}}).JSON()},
+			{"oversized", evil.build(t, roomID, good, msgAuth, "m.room.message", nil,
+				map[string]any{"msgtype": "m.text", "body": strings.Repeat("x", 70000)}).JSON()},
+			{"wrong version format", mutate(t, evil.build(t, roomID, good, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "v1"}),
+				func(m map[string]any) {
+					m["prev_events"] = []any{[]any{good.ID, map[string]string{"sha256": "abc"}}}
+					m["event_id"] = "$x:" + evil.name
+				})},
+			{"float in content", json.RawMessage(strings.Replace(string(evil.build(t, roomID, good, msgAuth, "m.room.message", nil,
+				map[string]any{"msgtype": "m.text", "body": "f", "n": 1}).JSON()), `"n":1`, `"n":1.0`, 1))},
+		}
+		for _, b := range bad {
+			if errText := evil.send(t, victim, b.raw); errText == "" {
+				t.Errorf("%s: accepted", b.name)
+			}
+		}
+
+		// A bad content hash: the event is kept, redacted.
+		tampered := evil.build(t, roomID, good, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "original"})
+		raw := mutate(t, tampered, func(m map[string]any) { m["content"].(map[string]any)["body"] = "tampered" })
+		evil.send(t, victim, raw)
+		if got, err := alice.GetEvent(ctx, roomID, tampered.ID); err == nil && got.Content.Raw["body"] != nil {
+			t.Errorf("an event with a bad content hash is shown with body %v", got.Content.Raw["body"])
+		}
+
+		// The room is unharmed: power levels are as before, only the valid
+		// messages are visible, and mallory can still talk.
+		plAfter := map[string]any{}
+		if err := alice.StateEvent(ctx, roomID, event.StatePowerLevels, "", &plAfter); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(plAfter) != fmt.Sprint(plBefore) {
+			t.Errorf("power levels changed: %v → %v", plBefore, plAfter)
+		}
+		after := evil.build(t, roomID, good, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "still here"})
+		if errText := evil.send(t, victim, after.JSON()); errText != "" {
+			t.Fatalf("a valid event after the attack was refused: %s", errText)
+		}
+		got, err := messagesIn(ctx, alice, roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, "|") != "hello|still here" {
+			t.Errorf("alice sees %q, want hello and still here", got)
+		}
+	})
+}

@@ -1,0 +1,202 @@
+package homeserver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxtest"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
+}
+
+// messagesIn returns the bodies of the m.room.message events cli can read
+// in the room, oldest first.
+func messagesIn(ctx context.Context, cli *mautrix.Client, roomID id.RoomID) ([]string, error) {
+	resp, err := cli.Messages(ctx, roomID, "", "", mautrix.DirectionBackward, nil, 1000)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := len(resp.Chunk) - 1; i >= 0; i-- {
+		ev := resp.Chunk[i]
+		// Redacted messages have no body.
+		if body, ok := ev.Content.Raw["body"].(string); ok && ev.Type == event.EventMessage {
+			out = append(out, body)
+		}
+	}
+	return out, nil
+}
+
+// waitMessages waits until cli sees exactly want in the room.
+func waitMessages(t *testing.T, cli *mautrix.Client, roomID id.RoomID, want []string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s to see %d messages", cli.UserID, len(want)), func() (bool, error) {
+		got, err := messagesIn(context.Background(), cli, roomID)
+		if err != nil {
+			return false, err
+		}
+		if len(got) > len(want) {
+			t.Fatalf("%s sees %d messages, want %d: %q", cli.UserID, len(got), len(want), got)
+		}
+		return slices.Equal(got, want), fmt.Errorf("have %q", got)
+	})
+}
+
+// stateOf returns the room state as cli sees it: (type, state_key) → event ID.
+func stateOf(ctx context.Context, cli *mautrix.Client, roomID id.RoomID) (map[string]id.EventID, error) {
+	st, err := cli.State(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]id.EventID{}
+	for typ, byKey := range st {
+		for key, ev := range byKey {
+			out[typ.Type+"|"+key] = ev.ID
+		}
+	}
+	return out, nil
+}
+
+// waitSameState waits until every client sees the same room state.
+func waitSameState(t *testing.T, roomID id.RoomID, clis ...*mautrix.Client) map[string]id.EventID {
+	t.Helper()
+	var first map[string]id.EventID
+	waitFor(t, "identical state on every server", func() (bool, error) {
+		var err error
+		if first, err = stateOf(context.Background(), clis[0], roomID); err != nil {
+			return false, err
+		}
+		for _, c := range clis[1:] {
+			other, err := stateOf(context.Background(), c, roomID)
+			if err != nil {
+				return false, err
+			}
+			if len(other) != len(first) {
+				return false, fmt.Errorf("%s sees %d state entries, %s sees %d", clis[0].UserID, len(first), c.UserID, len(other))
+			}
+			for k, v := range first {
+				if other[k] != v {
+					return false, fmt.Errorf("%s: %s vs %s", k, v, other[k])
+				}
+			}
+		}
+		return true, nil
+	})
+	return first
+}
+
+func membershipOf(ctx context.Context, cli *mautrix.Client, roomID id.RoomID, user id.UserID) string {
+	var c event.MemberEventContent
+	if err := cli.StateEvent(ctx, roomID, event.StateMember, user.String(), &c); err != nil {
+		return ""
+	}
+	return string(c.Membership)
+}
+
+func TestThreeServersFederate(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 3)
+		alice := hs[0].Client("alice")
+		bob := hs[1].Client("bob")
+		carol := hs[2].Client("carol")
+
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "federated", RoomAliasName: "fed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomID := created.RoomID
+
+		// Invite: bob's server countersigns, bob sees the invite, then
+		// joins through alice's server.
+		if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+			t.Fatalf("inviting a remote user: %v", err)
+		}
+		waitFor(t, "bob's invite", func() (bool, error) {
+			resp, err := bob.SyncRequest(ctx, 0, "", "", false, "")
+			if err != nil {
+				return false, err
+			}
+			_, ok := resp.Rooms.Invite[roomID]
+			return ok, nil
+		})
+		if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+			t.Fatalf("bob joining through alice's server: %v", err)
+		}
+		// Carol joins by alias, resolved over federation.
+		alias := fmt.Sprintf("#fed:%s", hs[0].Config.ServerName)
+		if _, err := carol.JoinRoom(ctx, alias, nil); err != nil {
+			t.Fatalf("carol joining by remote alias: %v", err)
+		}
+
+		// Messages both ways.
+		var want []string
+		for i, c := range []*mautrix.Client{alice, bob, carol, bob, alice} {
+			body := fmt.Sprintf("message %d from %s", i, c.UserID)
+			if _, err := c.SendText(ctx, roomID, body); err != nil {
+				t.Fatalf("%s sending: %v", c.UserID, err)
+			}
+			want = append(want, body)
+			for _, reader := range []*mautrix.Client{alice, bob, carol} {
+				waitMessages(t, reader, roomID, want)
+			}
+		}
+		waitSameState(t, roomID, alice, bob, carol)
+
+		// Leave and rejoin.
+		if _, err := carol.LeaveRoom(ctx, roomID); err != nil {
+			t.Fatalf("carol leaving: %v", err)
+		}
+		waitFor(t, "carol's leave on alice's server", func() (bool, error) {
+			return membershipOf(ctx, alice, roomID, carol.UserID) == "leave", nil
+		})
+		if _, err := carol.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[1].Config.ServerName}}); err != nil {
+			t.Fatalf("carol rejoining through bob's server: %v", err)
+		}
+		waitFor(t, "carol's rejoin on alice's server", func() (bool, error) {
+			return membershipOf(ctx, alice, roomID, carol.UserID) == "join", nil
+		})
+		if _, err := carol.SendText(ctx, roomID, "back again"); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, "back again")
+		waitMessages(t, alice, roomID, want)
+		waitMessages(t, bob, roomID, want)
+
+		// Ban: carol's server learns it, and carol cannot come back.
+		if _, err := alice.BanUser(ctx, roomID, &mautrix.ReqBanUser{UserID: carol.UserID, Reason: "test"}); err != nil {
+			t.Fatalf("banning a remote user: %v", err)
+		}
+		waitFor(t, "the ban on carol's server", func() (bool, error) {
+			return membershipOf(ctx, bob, roomID, carol.UserID) == "ban", nil
+		})
+		_, err = carol.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}})
+		var he mautrix.HTTPError
+		if !errors.As(err, &he) || he.RespError == nil || he.RespError.ErrCode != "M_FORBIDDEN" {
+			t.Fatalf("banned user rejoining: err = %v, want M_FORBIDDEN", err)
+		}
+		waitSameState(t, roomID, alice, bob)
+	})
+}
