@@ -33,7 +33,7 @@ type resolver struct {
 	power  map[id.EventID]int64   // sender power of an event, for the power ordering
 	levels map[id.EventID]*levels // parsed power levels content
 
-	createID id.EventID     // v12: the create event, derived from the room ID
+	createID id.EventID         // v12: the create event, derived from the room ID
 	creators map[id.UserID]bool // v12: users with infinite power
 
 	signKey ed25519.PrivateKey // see authorize

@@ -6,11 +6,26 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
+// layered is a state map written over a read-only base, so that the large
+// unconflicted state map is neither copied nor modified.
+type layered struct {
+	base StateMap // read only
+	top  StateMap
+}
+
+func (l *layered) get(k pdu.StateKey) (id.EventID, bool) {
+	if x, ok := l.top[k]; ok {
+		return x, true
+	}
+	x, ok := l.base[k]
+	return x, ok
+}
+
 // iterate applies the iterative auth checks: each event of list, in order,
 // replaces its key in state if the authorisation rules allow it against the
-// auth events selected for it (see authEvents). It modifies and returns
-// state. Every event of list must be loaded.
-func (r *resolver) iterate(state StateMap, list []id.EventID) (StateMap, error) {
+// auth events selected for it (see authEvents). Every event of list must be
+// loaded.
+func (r *resolver) iterate(state *layered, list []id.EventID) error {
 	// Load in one call the auth events of every event and the state entries
 	// they may select; later entries are events of list, already loaded.
 	var need []id.EventID
@@ -18,30 +33,26 @@ func (r *resolver) iterate(state StateMap, list []id.EventID) (StateMap, error) 
 		e := r.evs[x]
 		need = append(need, e.AuthEvents...)
 		for _, k := range e.AuthEventSelection(r.v) {
-			if s, ok := state[k]; ok {
+			if s, ok := state.get(k); ok {
 				need = append(need, s)
 			}
 		}
 	}
 	if err := r.load(need); err != nil {
-		return nil, err
+		return err
 	}
 	for i, x := range list {
 		if i%256 == 0 {
 			if err := r.ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		e := r.evs[x]
-		lookup := func(k pdu.StateKey) (id.EventID, bool) {
-			s, ok := state[k]
-			return s, ok
-		}
-		if r.authorize(e, r.authEvents(e, lookup, true)) == nil {
-			state[e.Key()] = e.ID
+		if r.authorize(e, r.authEvents(e, state.get, true)) == nil {
+			state.top[e.Key()] = e.ID
 		}
 	}
-	return state, nil
+	return nil
 }
 
 // authEvents selects the auth events for checking e: for each key of the

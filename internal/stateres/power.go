@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tidwall/gjson"
 	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/tidwall/gjson"
 	mpdu "maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 )

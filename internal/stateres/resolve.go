@@ -1,19 +1,3 @@
-// Package stateres resolves the state of a room from several state sets:
-// the algorithm of room version 1, state resolution v2 (room versions 2 to
-// 11) and v2.1 (room version 12, MSC4297).
-//
-// It owns the algorithm only: it loads events through a Fetcher and applies
-// the authorisation rules through mautrix's federation/eventauth. It imports
-// internal/pdu and mautrix and nothing else from Myelin; it must not import
-// storage or room. It sits under room, which calls Resolve when an event has
-// several prev_events whose states disagree.
-//
-// Cost: the unconflicted state is taken as it is and not loaded, except that
-// the auth difference (v2, v2.1) has to know whether an event seen in only
-// some of the conflicted events' auth chains is in the auth chain of the
-// unconflicted state; when such events exist, Resolve asks an AuthChainer
-// for the unconflicted state's auth chain, or walks it itself, stopping as
-// soon as every candidate has been found.
 package stateres
 
 import (
@@ -24,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/myelin-chat/myelin/internal/pdu"
+	mpdu "maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -48,6 +33,10 @@ type StateMap = map[pdu.StateKey]id.EventID
 // ErrUnknownVersion is returned for a room version whose state resolution
 // algorithm is not known.
 var ErrUnknownVersion = errors.New("unknown room version")
+
+// ErrEventIDsNotFromMeta is returned for room versions 1 and 2 unless
+// mautrix's pdu.UseInternalMetaForGetEventID is set (see the package doc).
+var ErrEventIDsNotFromMeta = errors.New("room versions 1 and 2 need pdu.UseInternalMetaForGetEventID")
 
 // Resolve returns the resolved state of the given state sets for room
 // version v.
@@ -74,6 +63,9 @@ func Resolve(ctx context.Context, v id.RoomVersion, sets []StateMap, f Fetcher) 
 	if len(conflicted) == 0 {
 		return unconflicted, nil
 	}
+	if v.EventIDFormat() == id.EventIDFormatCustom && !mpdu.UseInternalMetaForGetEventID {
+		return nil, fmt.Errorf("resolving state: %w", ErrEventIDsNotFromMeta)
+	}
 	r := newResolver(ctx, v, f)
 	var (
 		out StateMap
@@ -96,37 +88,41 @@ func Resolve(ctx context.Context, v id.RoomVersion, sets []StateMap, f Fetcher) 
 func partition(sets []StateMap) (StateMap, map[pdu.StateKey][]id.EventID) {
 	unconflicted := make(StateMap, len(sets[0]))
 	conflicted := map[pdu.StateKey][]id.EventID{}
-	for i, s := range sets {
-		for k, evID := range s {
-			if _, done := unconflicted[k]; done {
+	for k, x := range sets[0] {
+		same := true
+		for _, o := range sets[1:] {
+			if got, ok := o[k]; !ok || got != x {
+				same = false
+				break
+			}
+		}
+		if same {
+			unconflicted[k] = x
+		} else {
+			conflicted[k] = values(sets, k)
+		}
+	}
+	// A key missing from the first set is conflicted.
+	for _, s := range sets[1:] {
+		for k := range s {
+			if _, ok := sets[0][k]; ok {
 				continue
 			}
-			if _, done := conflicted[k]; done {
-				continue
+			if _, ok := conflicted[k]; !ok {
+				conflicted[k] = values(sets, k)
 			}
-			// First sight of k: any earlier set holding k would have
-			// classified it already, so for i > 0 an earlier set lacks it.
-			same := i == 0
-			for _, o := range sets[1:] {
-				if !same {
-					break
-				}
-				if got, ok := o[k]; !ok || got != evID {
-					same = false
-				}
-			}
-			if same {
-				unconflicted[k] = evID
-				continue
-			}
-			var vals []id.EventID
-			for _, o := range sets {
-				if got, ok := o[k]; ok && !slices.Contains(vals, got) {
-					vals = append(vals, got)
-				}
-			}
-			conflicted[k] = vals
 		}
 	}
 	return unconflicted, conflicted
+}
+
+// values returns the distinct events the sets hold for k.
+func values(sets []StateMap, k pdu.StateKey) []id.EventID {
+	var vals []id.EventID
+	for _, o := range sets {
+		if got, ok := o[k]; ok && !slices.Contains(vals, got) {
+			vals = append(vals, got)
+		}
+	}
+	return vals
 }

@@ -27,13 +27,13 @@ func (r *resolver) resolveV1(unconflicted StateMap, conflicted map[pdu.StateKey]
 		return nil, err
 	}
 	// R: the unconflicted state, to start with.
-	R := maps.Clone(unconflicted)
+	R := &layered{base: unconflicted, top: StateMap{}}
 	// Load the entries of R that the conflicted events' auth checks read.
 	var need []id.EventID
 	for _, x := range all {
 		if e := r.evs[x]; e != nil {
 			for _, k := range e.AuthEventSelection(r.v) {
-				if s, ok := R[k]; ok {
+				if s, ok := R.get(k); ok {
 					need = append(need, s)
 				}
 			}
@@ -68,7 +68,7 @@ func (r *resolver) resolveV1(unconflicted StateMap, conflicted map[pdu.StateKey]
 				results[k] = x
 			}
 		}
-		maps.Copy(R, results)
+		maps.Copy(R.top, results)
 	}
 	// Every other key: the event of greatest depth, then smallest
 	// sha1(event_id), that the auth rules allow in R.
@@ -90,14 +90,17 @@ func (r *resolver) resolveV1(unconflicted StateMap, conflicted map[pdu.StateKey]
 		}
 		results[k] = pick
 	}
-	maps.Copy(R, results)
-	return R, nil
+	maps.Copy(R.top, results)
+	// Conflicted keys are not in the unconflicted map, which is ours
+	// (partition made it): the result is built in it.
+	maps.Copy(unconflicted, R.top)
+	return unconflicted, nil
 }
 
 // v1AuthKey adopts the events of list (ascending order) for key k: the
 // first unconditionally, each next one if allowed with the previous one in
 // R, stopping at the first that is not.
-func (r *resolver) v1AuthKey(R StateMap, k pdu.StateKey, list []id.EventID) (id.EventID, bool) {
+func (r *resolver) v1AuthKey(R *layered, k pdu.StateKey, list []id.EventID) (id.EventID, bool) {
 	if len(list) == 0 {
 		return "", false
 	}
@@ -114,13 +117,12 @@ func (r *resolver) v1AuthKey(R StateMap, k pdu.StateKey, list []id.EventID) (id.
 
 // v1Allowed checks x against the auth events R selects for it, with R[k]
 // replaced by prev when prev is set.
-func (r *resolver) v1Allowed(R StateMap, k pdu.StateKey, prev id.EventID, x id.EventID) bool {
+func (r *resolver) v1Allowed(R *layered, k pdu.StateKey, prev id.EventID, x id.EventID) bool {
 	lookup := func(key pdu.StateKey) (id.EventID, bool) {
 		if prev != "" && key == k {
 			return prev, true
 		}
-		s, ok := R[key]
-		return s, ok
+		return R.get(key)
 	}
 	e := r.evs[x]
 	return r.authorize(e, r.authEvents(e, lookup, false)) == nil

@@ -77,12 +77,11 @@ func (r *resolver) resolveV2(sets []StateMap, unconflicted StateMap, conflicted 
 
 	// 2. Iterative auth checks from the unconflicted state map (v2) or
 	// from an empty state map (v2.1).
-	base := StateMap{}
+	partial := &layered{top: StateMap{}}
 	if !v21 {
-		base = maps.Clone(unconflicted)
+		partial.base = unconflicted
 	}
-	partial, err := r.iterate(base, sorted)
-	if err != nil {
+	if err := r.iterate(partial, sorted); err != nil {
 		return nil, err
 	}
 
@@ -94,19 +93,25 @@ func (r *resolver) resolveV2(sets []StateMap, unconflicted StateMap, conflicted 
 			rest = append(rest, x)
 		}
 	}
-	rest, err = r.mainlineSort(rest, partial[powerLevelsKey])
+	pl, _ := partial.get(powerLevelsKey)
+	rest, err = r.mainlineSort(rest, pl)
 	if err != nil {
 		return nil, err
 	}
 
 	// 4. Iterative auth checks on the partially resolved state.
-	resolved, err := r.iterate(partial, rest)
-	if err != nil {
+	if err := r.iterate(partial, rest); err != nil {
 		return nil, err
 	}
 
-	// 5. The unconflicted state map wins.
-	maps.Copy(resolved, unconflicted)
+	// 5. The unconflicted state map wins. It is ours (partition made it),
+	// so the result is built in it.
+	resolved := unconflicted
+	for k, x := range partial.top {
+		if _, ok := resolved[k]; !ok {
+			resolved[k] = x
+		}
+	}
 	return resolved, nil
 }
 
