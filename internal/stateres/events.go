@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -74,6 +75,13 @@ func (r *resolver) load(ids []id.EventID) error {
 	got, err := r.f.Events(r.ctx, need)
 	if err != nil {
 		return fmt.Errorf("loading %d events: %w", len(need), err)
+	}
+	if len(got) > 1024 {
+		// Grow once rather than rehashing step by step (the unconflicted
+		// state's auth chain walk loads thousands at once).
+		evs := make(map[id.EventID]*pdu.Event, len(r.evs)+len(got))
+		maps.Copy(evs, r.evs)
+		r.evs = evs
 	}
 	for _, e := range got {
 		if e != nil && e.PDU != nil {
