@@ -14,7 +14,11 @@ import (
 // raw adds an event with explicit auth events to b, for tests of the
 // orderings that need DAG shapes a room would not produce by itself.
 func (b *builder) raw(name string, sender id.UserID, typ, content string, ts int64, auth ...string) *pdu.Event {
-	key := ""
+	return b.rawKey(name, sender, typ, "", content, ts, auth...)
+}
+
+// rawKey is raw with a state key.
+func (b *builder) rawKey(name string, sender id.UserID, typ, key, content string, ts int64, auth ...string) *pdu.Event {
 	p := &mpdu.PDU{
 		Type: typ, StateKey: &key, Sender: sender, Content: []byte(content),
 		OriginServerTS: ts, RoomID: b.roomID, PrevEvents: []id.EventID{},
@@ -77,6 +81,24 @@ func TestPowerSort(t *testing.T) {
 	}
 	want := b.ids("A1", "A2", "N", "C1", "B1", "Z1", "D")
 	if !slices.Equal(got, want) {
+		t.Errorf("order = %v, want %v", got, want)
+	}
+}
+
+// TestPowerSortTies checks Kahn's algorithm alone: equal power and
+// timestamps leave the event IDs to break ties.
+func TestPowerSortTies(t *testing.T) {
+	b := newBuilder(t, id.RoomV11)
+	b.raw("o", alice, "x", `{}`, 1)
+	b.raw("l", alice, "x", `{}`, 1, "o")
+	b.raw("n", alice, "x", `{}`, 1, "o")
+	b.raw("m", alice, "x", `{}`, 1, "n", "o")
+	b.raw("p", alice, "x", `{}`, 1, "o")
+	got, err := b.resolver().powerSort(b.set("l", "m", "n", "o", "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := b.ids("o", "l", "n", "m", "p"); !slices.Equal(got, want) {
 		t.Errorf("order = %v, want %v", got, want)
 	}
 }

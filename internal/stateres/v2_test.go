@@ -246,3 +246,44 @@ func TestResolveMSC4297(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveConflictedSubgraphReplay is the conflicted subgraph scenario of
+// Synapse's v2.1 tests: Evelyn renames herself citing the first power
+// levels while her join (her rename's auth event) cited the third, and a
+// state set after the rename holds the first power levels. v2.1 replays the
+// power levels chain and both of Evelyn's events, ending with her join.
+func TestResolveConflictedSubgraphReplay(t *testing.T) {
+	b := newBuilder(t, id.RoomV12)
+	join := `{"membership":"join"}`
+	b.raw("CREATE", alice, typeCreate, `{"room_version":"12"}`, 1)
+	b.rawKey("MA", alice, typeMember, alice.String(), join, 2)
+	b.raw("PL1", alice, typePowerLevels, `{"users":{}}`, 3, "MA")
+	b.raw("JR", alice, typeJoinRules, `{"join_rule":"public"}`, 4, "MA", "PL1")
+	b.rawKey("MB", bob, typeMember, bob.String(), join, 5, "PL1", "JR")
+	b.rawKey("MC", charlie, typeMember, charlie.String(), join, 6, "PL1", "JR")
+	b.raw("PL2", alice, typePowerLevels, `{"users":{"@bob:test":50}}`, 7, "MA", "PL1")
+	b.raw("PL3", bob, typePowerLevels, `{"users":{"@bob:test":50,"@charlie:test":50}}`, 8, "MB", "PL2")
+	b.rawKey("ME1", evelyn, typeMember, evelyn.String(), join, 9, "PL3", "JR")
+	b.rawKey("ME2", evelyn, typeMember, evelyn.String(), join, 10, "PL1", "JR", "ME1")
+	b.rawKey("MZ", zara, typeMember, zara.String(), join, 11, "PL3", "JR")
+	state := func(names ...string) StateMap {
+		s := StateMap{}
+		for _, n := range names {
+			e := b.evs[b.id(n)]
+			s[e.Key()] = e.ID
+		}
+		return s
+	}
+	dodgy := state("CREATE", "MA", "MB", "MC", "ME2", "PL1", "JR")
+	sensible := state("CREATE", "MA", "MB", "MC", "MZ", "PL3", "JR")
+	want := state("CREATE", "MA", "MB", "MC", "ME1", "MZ", "PL3", "JR")
+	for _, fe := range fetchers {
+		got, err := Resolve(context.Background(), id.RoomV12, []StateMap{dodgy, sensible}, fe.make(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: resolved state\n got: %s\nwant: %s", fe.name, b.named(got), b.named(want))
+		}
+	}
+}
