@@ -69,11 +69,7 @@ func (k SigningKey) SignJSON(serverName string, obj json.RawMessage) (json.RawMe
 	unsigned, hasUnsigned := m["unsigned"]
 	delete(m, "signatures")
 	delete(m, "unsigned")
-	plain, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("signing JSON: %w", err)
-	}
-	canonical, err := canonicaljson.CanonicalJSON(plain)
+	canonical, err := canonicaljson.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("signing JSON: canonicalising: %w", err)
 	}

@@ -417,3 +417,37 @@ func TestNotariseCountersigns(t *testing.T) {
 		}
 	})
 }
+
+func TestSignJSONIsCanonicalAndKeepsOthers(t *testing.T) {
+	a, b := newKey(t, "a"), newKey(t, "b")
+	raw := json.RawMessage(`{"b":{"z":1,"a":[2,{"y":1,"x":2}]},"a":"é","unsigned":{"age":1},"signatures":{"other.test":{"ed25519:o":"sig"}}}`)
+	signed, err := a.SignJSON("one.test", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signed, err = b.SignJSON("two.test", signed); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.VerifyJSON("one.test", a.ID, a.Public(), signed); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.VerifyJSON("two.test", b.ID, b.Public(), signed); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.VerifyJSON("two.test", b.ID, a.Public(), signed); err == nil {
+		t.Fatal("verified with the wrong key")
+	}
+	var out struct {
+		Unsigned   map[string]int               `json:"unsigned"`
+		Signatures map[string]map[string]string `json:"signatures"`
+	}
+	if err := json.Unmarshal(signed, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Unsigned["age"] != 1 || out.Signatures["other.test"]["ed25519:o"] != "sig" {
+		t.Fatalf("lost unsigned or existing signatures: %s", signed)
+	}
+	if _, err := a.SignJSON("one.test", json.RawMessage(`[1]`)); err == nil {
+		t.Fatal("signed a non-object")
+	}
+}
