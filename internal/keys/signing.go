@@ -1,8 +1,12 @@
-// Package keys owns this server's ed25519 signing key: loading it from a
-// Synapse-format key file, or generating one on first start.
+// Package keys owns server signing keys: our ed25519 key (loaded from a
+// Synapse-format key file, or generated on first start) and the Ring, which
+// answers any server's verify keys, ours included, from memory, the
+// server_keys table, the server's key endpoint or trusted notaries.
 //
-// Fetching and caching remote servers' keys will live here too. keys imports
-// no other Myelin package.
+// Event signature checks (room) and X-Matrix request authentication
+// (federationapi) ask the Ring. keys imports storage and config from Myelin;
+// it reaches other servers only through the Fetcher interface, which
+// fedclient implements, so it must not import fedclient.
 package keys
 
 import (
