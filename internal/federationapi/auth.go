@@ -1,10 +1,3 @@
-// Package federationapi serves the server-server API: one file per spec
-// OpenAPI file (keys_server.go, keys_query.go, ...) and the X-Matrix
-// request authentication every federation endpoint sits behind (auth.go).
-//
-// A remote server's request enters here, is authenticated against keys
-// from keys.Ring, and continues into room (events) or the other domain
-// packages. federationapi must not import clientapi or homeserver.
 package federationapi
 
 import (

@@ -1,12 +1,13 @@
 // Package federationapi serves the Matrix server-server API: the route
-// table is in routes.go, and each handler lives in the file named after the
-// spec's OpenAPI file (transactions.yaml → transactions.go), named after
-// its operationId. Every route except the key and version endpoints passes
-// the X-Matrix request authentication in auth.go first.
+// table is in routes.go (keys_server.go registers the unauthenticated key,
+// well-known and version routes), and each handler lives in the file named
+// after the spec's OpenAPI file (transactions.yaml → transactions.go),
+// named after its operationId. Every other route passes the X-Matrix
+// request authentication in auth.go first, with keys from keys.Ring.
 //
 // Incoming PDUs pass pducheck (format, canonical JSON, size, signatures,
-// hashes) here, then room (auth, gaps, persistence). federationapi is
-// imported only by homeserver.
+// hashes) here, then room (auth, gaps, persistence). federationapi must
+// not import clientapi or homeserver; only homeserver imports it.
 package federationapi
 
 import (

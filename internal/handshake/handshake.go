@@ -21,6 +21,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/fedclient"
 	"github.com/myelin-chat/myelin/internal/keys"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/pdu"
@@ -257,12 +258,9 @@ func (s *Service) ResolveAlias(ctx context.Context, alias id.RoomAlias, server s
 // remoteError passes on a Matrix error of the remote server (a 403 stays
 // a 403 for the client) and wraps anything else as a gateway error.
 func remoteError(op string, err error) error {
-	var me interface{ MatrixError() (int, string, string) }
-	if errors.As(err, &me) {
-		status, code, msg := me.MatrixError()
-		if status >= 400 && status < 500 && code != "" {
-			return &mxerr.Error{Code: code, Status: status, Message: fmt.Sprintf("remote server: %s", msg), Cause: err}
-		}
+	var fe *fedclient.Error
+	if errors.As(err, &fe) && fe.Status >= 400 && fe.Status < 500 && fe.Code != "" {
+		return &mxerr.Error{Code: fe.Code, Status: fe.Status, Message: fmt.Sprintf("remote server: %s", fe.Message), Cause: err}
 	}
 	return mxerr.Unknown.WithStatus(http.StatusBadGateway).With("%s failed on the remote server", op).Wrap(err)
 }
