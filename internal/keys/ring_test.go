@@ -451,3 +451,44 @@ func TestSignJSONIsCanonicalAndKeepsOthers(t *testing.T) {
 		t.Fatal("signed a non-object")
 	}
 }
+
+func TestRingFetchesOnceForConcurrentCallers(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		c := &clock{t: time.UnixMilli(1_700_000_000_000)}
+		remote := newKey(t, "r1")
+		started, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		f := newFetcher()
+		f.direct["remote.test"] = func() (json.RawMessage, error) {
+			once.Do(func() { close(started) })
+			<-release
+			return keyResponse(t, "remote.test", c.Now().Add(time.Hour), []keys.SigningKey{remote}, nil, remote), nil
+		}
+		r := newRing(t, db, f, c)
+		var wg sync.WaitGroup
+		errs := make(chan error, 20)
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, _, err := r.VerifyKey(context.Background(), "remote.test", remote.ID, c.Now())
+				if err == nil && got != remote.Public() {
+					err = errors.New("wrong key")
+				}
+				errs <- err
+			}()
+		}
+		<-started
+		close(release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := f.count("remote.test"); n != 1 {
+			t.Fatalf("%d fetches for 20 concurrent callers, want 1", n)
+		}
+	})
+}
