@@ -42,7 +42,7 @@ type server struct {
 	http   *httptest.Server
 }
 
-func newKey(t *testing.T, version string) keys.SigningKey {
+func newKey(t testing.TB, version string) keys.SigningKey {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {

@@ -371,9 +371,11 @@ func (r *Ring) fetchDirect(ctx context.Context, server string) error {
 }
 
 func (r *Ring) fetchNotary(ctx context.Context, n config.TrustedKeyServer, server string, keyID id.KeyID, minValidUntil time.Time) error {
-	req := QueryReq{ServerKeys: map[string]map[id.KeyID]QueryCriteria{
-		server: {keyID: {MinimumValidUntilTS: minValidUntil.UnixMilli()}},
-	}}
+	var criteria QueryCriteria
+	if minValidUntil.After(time.UnixMilli(0)) {
+		criteria.MinimumValidUntilTS = minValidUntil.UnixMilli()
+	}
+	req := QueryReq{ServerKeys: map[string]map[id.KeyID]QueryCriteria{server: {keyID: criteria}}}
 	qr, err := r.fetcher.QueryKeys(ctx, n.ServerName, req)
 	if err != nil {
 		return fmt.Errorf("querying notary %s for keys of %s: %w", n.ServerName, server, err)
