@@ -289,3 +289,42 @@ func TestPublic(t *testing.T) {
 		}
 	}
 }
+
+func TestDoThroughDelegationAndSRV(t *testing.T) {
+	ca, err := tlscert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	delegated := newRemote(t, ca, "deleg.test")
+	viaSRV := newRemote(t, ca, "srvname.test")
+	wk := newWellKnownServer(t, ca)
+	_, delegatedPort, _ := net.SplitHostPort(delegated.Listener.Addr().String())
+	_, srvPort, _ := net.SplitHostPort(viaSRV.Listener.Addr().String())
+	wk.set("wkname.test", wellKnownAnswer{body: `{"m.server":"deleg.test:` + delegatedPort + `"}`})
+	port, _ := net.LookupPort("tcp", srvPort)
+	dns := &fakeDNS{fallback: net.IPv4(127, 0, 0, 1), srv: map[string][]*net.SRV{
+		"_matrix-fed._tcp.srvname.test": {{Target: "backend.test.", Port: uint16(port)}},
+	}}
+	c := discoveryClient(t, ca, dns, wk, &testClock{t: time.Now()})
+	key := c.key.Priv.Public().(ed25519.PublicKey)
+	for _, tc := range []struct {
+		dest      string
+		rm        *remote
+		host, sni string
+	}{
+		{"wkname.test", delegated, "deleg.test:" + delegatedPort, "deleg.test"},
+		{"srvname.test", viaSRV, "srvname.test", "srvname.test"},
+	} {
+		t.Run(tc.dest, func(t *testing.T) {
+			if err := c.Do(context.Background(), tc.dest, http.MethodGet, "/_matrix/federation/v1/version", nil, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			req := tc.rm.last(t)
+			if req.host != tc.host || req.sni != tc.sni {
+				t.Fatalf("Host %q SNI %q, want %q and %q", req.host, req.sni, tc.host, tc.sni)
+			}
+			// Signatures name the server, never the delegated host.
+			verifyXMatrix(t, req, "origin.test", tc.dest, key)
+		})
+	}
+}

@@ -27,6 +27,8 @@ const (
 	// targetCacheMax bounds how long a resolution (SRV answers included)
 	// is reused without asking DNS again.
 	targetCacheMax = time.Hour
+	// maxCachedNames bounds each cache; past it the cache starts over.
+	maxCachedNames = 10000
 	defaultPort    = "8448"
 )
 
@@ -151,6 +153,9 @@ func (r *resolver) Resolve(ctx context.Context, serverName string) (Target, erro
 		expires = limit
 	}
 	r.mu.Lock()
+	if len(r.targets) >= maxCachedNames {
+		clear(r.targets)
+	}
 	r.targets[serverName] = targetEntry{target: t, expires: expires}
 	r.mu.Unlock()
 	return t, nil
@@ -251,6 +256,9 @@ func (r *resolver) lookupWellKnown(ctx context.Context, host string) (string, ti
 		e = wellKnownEntry{delegated: delegated, expires: now.Add(ttl)}
 	}
 	r.mu.Lock()
+	if len(r.known) >= maxCachedNames {
+		clear(r.known)
+	}
 	r.known[host] = e
 	r.mu.Unlock()
 	return e.delegated, e.expires

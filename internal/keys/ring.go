@@ -24,12 +24,15 @@ const OwnValidity = 24 * time.Hour
 
 // Fetch pacing: a server whose keys could not be fetched is not asked again
 // before the backoff passes (doubling from backoffMin up to backoffMax); a
-// server whose keys were fetched is asked again for an unknown key ID only
-// after minRefetch, so forged X-Matrix origins cannot make us flood it.
+// server whose keys were fetched is asked again only after minRefetch, so
+// forged X-Matrix key IDs cannot make us flood it. The in-memory maps are
+// dropped when they pass maxServers (the database keeps the keys), so
+// forged origins cannot grow them without bound.
 const (
 	backoffMin = 30 * time.Second
 	backoffMax = time.Hour
 	minRefetch = time.Minute
+	maxServers = 10000
 )
 
 // Errors of VerifyKey, for errors.Is.
@@ -80,6 +83,7 @@ type Ring struct {
 
 	mu       sync.Mutex
 	cache    map[string]map[id.KeyID]Key // server → key ID → key; a loaded server is present even when empty
+	gen      uint64                      // counts stores, see lookup
 	inflight map[string]chan struct{}
 	failures map[string]failure
 	fetched  map[string]time.Time // last successful fetch per server
@@ -129,7 +133,7 @@ func (r *Ring) VerifyKey(ctx context.Context, server string, keyID id.KeyID, min
 	if found && (k.Expired || !k.ValidUntil.Before(minValidUntil)) {
 		return k.Key, k.ValidUntil, nil
 	}
-	fetchErr := r.refresh(ctx, server, keyID, minValidUntil, found)
+	fetchErr := r.refresh(ctx, server, keyID, minValidUntil)
 	if k2, found2, err := r.lookup(ctx, server, keyID); err != nil {
 		return "", time.Time{}, err
 	} else if found2 {
@@ -215,48 +219,61 @@ func (r *Ring) OwnKeys(ctx context.Context) (json.RawMessage, error) {
 }
 
 // lookup returns the key from the cache, loading the server's keys from the
-// database on first use.
+// database on a miss. A load only enters the cache when no store happened
+// while it read (gen unchanged), so a slow reader cannot put back keys
+// older than a concurrent fetch stored.
 func (r *Ring) lookup(ctx context.Context, server string, keyID id.KeyID) (Key, bool, error) {
-	r.mu.Lock()
-	keys, loaded := r.cache[server]
-	r.mu.Unlock()
-	if !loaded {
-		if err := r.reload(ctx, server); err != nil {
+	for attempt := 0; ; attempt++ {
+		r.mu.Lock()
+		cached, loaded := r.cache[server]
+		gen := r.gen
+		r.mu.Unlock()
+		if loaded {
+			k, ok := cached[keyID]
+			return k, ok, nil
+		}
+		rows, err := loadRows(ctx, r.db, server)
+		if err != nil {
 			return Key{}, false, err
 		}
+		keys := make(map[id.KeyID]Key, len(rows))
+		for _, row := range rows {
+			keys[row.keyID] = row.toKey()
+		}
 		r.mu.Lock()
-		keys = r.cache[server]
+		fresh := r.gen == gen
+		if fresh {
+			if len(r.cache) >= maxServers {
+				clear(r.cache)
+			}
+			r.cache[server] = keys
+		}
 		r.mu.Unlock()
+		if fresh || attempt >= 2 {
+			k, ok := keys[keyID]
+			return k, ok, nil
+		}
 	}
-	k, ok := keys[keyID]
-	return k, ok, nil
 }
 
-func (r *Ring) reload(ctx context.Context, server string) error {
-	rows, err := loadRows(ctx, r.db, server)
-	if err != nil {
-		return err
-	}
-	keys := make(map[id.KeyID]Key, len(rows))
-	for _, row := range rows {
-		keys[row.keyID] = row.toKey()
-	}
+// invalidate drops server's cached keys after a store.
+func (r *Ring) invalidate(server string) {
 	r.mu.Lock()
-	r.cache[server] = keys
+	r.gen++
+	delete(r.cache, server)
 	r.mu.Unlock()
-	return nil
 }
 
 // refresh fetches server's keys, unless a successful fetch was too recent
-// to repeat for a key we merely lack.
-func (r *Ring) refresh(ctx context.Context, server string, keyID id.KeyID, minValidUntil time.Time, haveKey bool) error {
+// to repeat.
+func (r *Ring) refresh(ctx context.Context, server string, keyID id.KeyID, minValidUntil time.Time) error {
 	if r.fetcher == nil {
 		return errors.New("no federation client to fetch keys with")
 	}
 	r.mu.Lock()
 	last, ok := r.fetched[server]
 	r.mu.Unlock()
-	if ok && !haveKey && r.now().Sub(last) < minRefetch {
+	if ok && r.now().Sub(last) < minRefetch {
 		return nil
 	}
 	return r.once(ctx, server, func() error { return r.fetch(ctx, server, keyID, minValidUntil) })
@@ -290,6 +307,12 @@ func (r *Ring) once(ctx context.Context, server string, fetch func() error) erro
 	defer r.mu.Unlock()
 	delete(r.inflight, server)
 	close(ch)
+	if len(r.failures) >= maxServers {
+		clear(r.failures)
+	}
+	if len(r.fetched) >= maxServers {
+		clear(r.fetched)
+	}
 	switch {
 	case err == nil:
 		delete(r.failures, server)
@@ -343,13 +366,16 @@ func (r *Ring) fetchDirect(ctx context.Context, server string) error {
 	if err := storeResponse(ctx, r.db, resp, raw, r.now()); err != nil {
 		return err
 	}
-	return r.reload(ctx, server)
+	r.invalidate(server)
+	return nil
 }
 
 func (r *Ring) fetchNotary(ctx context.Context, n config.TrustedKeyServer, server string, keyID id.KeyID, minValidUntil time.Time) error {
-	req := QueryReq{ServerKeys: map[string]map[id.KeyID]QueryCriteria{
-		server: {keyID: {MinimumValidUntilTS: minValidUntil.UnixMilli()}},
-	}}
+	var criteria QueryCriteria
+	if minValidUntil.After(time.UnixMilli(0)) {
+		criteria.MinimumValidUntilTS = minValidUntil.UnixMilli()
+	}
+	req := QueryReq{ServerKeys: map[string]map[id.KeyID]QueryCriteria{server: {keyID: criteria}}}
 	qr, err := r.fetcher.QueryKeys(ctx, n.ServerName, req)
 	if err != nil {
 		return fmt.Errorf("querying notary %s for keys of %s: %w", n.ServerName, server, err)
@@ -372,7 +398,8 @@ func (r *Ring) fetchNotary(ctx context.Context, n config.TrustedKeyServer, serve
 		stored = true
 	}
 	if stored {
-		return r.reload(ctx, server)
+		r.invalidate(server)
+		return nil
 	}
 	if len(errs) == 0 {
 		return fmt.Errorf("notary %s has no keys for %s", n.ServerName, server)

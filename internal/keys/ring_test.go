@@ -79,7 +79,7 @@ func (f *fakeFetcher) count(name string) int {
 	return f.calls[name]
 }
 
-func newKey(t *testing.T, version string) keys.SigningKey {
+func newKey(t testing.TB, version string) keys.SigningKey {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -90,7 +90,7 @@ func newKey(t *testing.T, version string) keys.SigningKey {
 
 // keyResponse builds a key response of server listing current and old,
 // signed by each of signers.
-func keyResponse(t *testing.T, server string, validUntil time.Time, current []keys.SigningKey, old map[id.KeyID]keys.OldVerifyKeyJSON, signers ...keys.SigningKey) json.RawMessage {
+func keyResponse(t testing.TB, server string, validUntil time.Time, current []keys.SigningKey, old map[id.KeyID]keys.OldVerifyKeyJSON, signers ...keys.SigningKey) json.RawMessage {
 	t.Helper()
 	resp := keys.ServerKeysResp{
 		ServerName:    server,
@@ -449,5 +449,76 @@ func TestSignJSONIsCanonicalAndKeepsOthers(t *testing.T) {
 	}
 	if _, err := a.SignJSON("one.test", json.RawMessage(`[1]`)); err == nil {
 		t.Fatal("signed a non-object")
+	}
+}
+
+func TestRingFetchesOnceForConcurrentCallers(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		c := &clock{t: time.UnixMilli(1_700_000_000_000)}
+		remote := newKey(t, "r1")
+		started, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		f := newFetcher()
+		f.direct["remote.test"] = func() (json.RawMessage, error) {
+			once.Do(func() { close(started) })
+			<-release
+			return keyResponse(t, "remote.test", c.Now().Add(time.Hour), []keys.SigningKey{remote}, nil, remote), nil
+		}
+		r := newRing(t, db, f, c)
+		var wg sync.WaitGroup
+		errs := make(chan error, 20)
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, _, err := r.VerifyKey(context.Background(), "remote.test", remote.ID, c.Now())
+				if err == nil && got != remote.Public() {
+					err = errors.New("wrong key")
+				}
+				errs <- err
+			}()
+		}
+		<-started
+		close(release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := f.count("remote.test"); n != 1 {
+			t.Fatalf("%d fetches for 20 concurrent callers, want 1", n)
+		}
+	})
+}
+
+// BenchmarkVerifyKeyCached measures the in-memory path every signature
+// check takes once a server's keys are known.
+func BenchmarkVerifyKeyCached(b *testing.B) {
+	db, err := storage.Open(context.Background(), "sqlite:"+b.TempDir()+"/k.db", "", 0, discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	c := &clock{t: time.UnixMilli(1_700_000_000_000)}
+	remote := newKey(b, "r1")
+	f := newFetcher()
+	f.direct["remote.test"] = func() (json.RawMessage, error) {
+		return keyResponse(b, "remote.test", c.Now().Add(time.Hour), []keys.SigningKey{remote}, nil, remote), nil
+	}
+	r, err := keys.NewRing(context.Background(), keys.RingConfig{DB: db, ServerName: "local.test", Key: newKey(b, "l"), Fetcher: f, Log: discard, Now: c.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := r.VerifyKey(ctx, "remote.test", remote.ID, c.Now()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -24,6 +24,7 @@ func TestServerTLSConfigIssuesFromCA(t *testing.T) {
 		ip                   bool
 	}{
 		{"hs1.test", "hs1.test", false},
+		{"hs1", "hs1", false},
 		{"hs1.test:8448", "hs1.test", false},
 		{"127.0.0.1:8448", "127.0.0.1", true},
 		{"[::1]:8448", "::1", true},
