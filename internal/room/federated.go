@@ -177,7 +177,7 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 		}
 		sets = append(sets, st)
 	}
-	before, err := s.resolve(ctx, in.version, sets)
+	before, err := s.resolve(ctx, in, sets)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +272,7 @@ func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string,
 	if stored.IsState() && !stored.Rejected {
 		ids[stored.Key()] = evID
 	}
-	return s.fromIDs(ctx, ids)
+	return s.fromIDs(ctx, in, ids)
 }
 
 // checkReceived applies auth checks 4 and 5 on receipt of a PDU: against
@@ -418,7 +418,7 @@ func (s *Service) persistReceived(ctx context.Context, tx *storage.Tx, work *inf
 			}
 			sets = append(sets, xs)
 		}
-		if next, err = s.resolve(ctx, work.version, sets); err != nil {
+		if next, err = s.resolve(ctx, work, sets); err != nil {
 			return nil, err
 		}
 	}
@@ -645,7 +645,7 @@ func authOrder(evs map[id.EventID]*pdu.Event) []*pdu.Event {
 
 // resolve merges state sets with the state resolution algorithm of the
 // room version. One set, or identical sets, need no resolution.
-func (s *Service) resolve(ctx context.Context, v id.RoomVersion, sets []State) (State, error) {
+func (s *Service) resolve(ctx context.Context, work *info, sets []State) (State, error) {
 	if len(sets) == 0 {
 		return State{}, nil
 	}
@@ -667,24 +667,29 @@ func (s *Service) resolve(ctx context.Context, v id.RoomVersion, sets []State) (
 		}
 		idSets[i] = m
 	}
-	res, err := stateres.Resolve(ctx, v, idSets, resolverFetcher{s})
+	res, err := stateres.Resolve(ctx, work.version, idSets, resolverFetcher{s, work})
 	if err != nil {
 		return nil, fmt.Errorf("resolving state: %w", err)
 	}
-	return s.fromIDs(ctx, res)
+	return s.fromIDs(ctx, work, res)
 }
 
-// fromIDs turns a state map of event IDs into one with nids.
-func (s *Service) fromIDs(ctx context.Context, m stateres.StateMap) (State, error) {
+// fromIDs turns a state map of event IDs into one with nids, looking in
+// the working view's open transaction first.
+func (s *Service) fromIDs(ctx context.Context, work *info, m stateres.StateMap) (State, error) {
 	ids := make([]id.EventID, 0, len(m))
+	nids := make(map[id.EventID]int64, len(m))
 	for _, evID := range m {
-		ids = append(ids, evID)
+		if p, ok := work.pending[evID]; ok {
+			nids[evID] = p.NID
+		} else {
+			ids = append(ids, evID)
+		}
 	}
 	evs, err := s.Events(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	nids := make(map[id.EventID]int64, len(evs))
 	for _, e := range evs {
 		nids[e.ID] = e.NID
 	}
@@ -699,15 +704,30 @@ func (s *Service) fromIDs(ctx context.Context, m stateres.StateMap) (State, erro
 	return out, nil
 }
 
-// resolverFetcher serves stored events to state resolution.
-type resolverFetcher struct{ s *Service }
+// resolverFetcher serves events to state resolution: those of the working
+// view's open transaction (the event being stored is usually one of the
+// conflicted ones), then stored ones.
+type resolverFetcher struct {
+	s    *Service
+	work *info
+}
 
 func (f resolverFetcher) Events(ctx context.Context, ids []id.EventID) ([]*pdu.Event, error) {
-	got, err := f.s.Events(ctx, ids)
+	var rest []id.EventID
+	out := make([]*pdu.Event, 0, len(ids))
+	for _, evID := range ids {
+		if p, ok := f.work.pending[evID]; ok {
+			if !p.Rejected {
+				out = append(out, p.Event)
+			}
+		} else {
+			rest = append(rest, evID)
+		}
+	}
+	got, err := f.s.Events(ctx, rest)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*pdu.Event, 0, len(got))
 	for _, g := range got {
 		if !g.Rejected {
 			out = append(out, g.Event)

@@ -295,7 +295,7 @@ func (s *Service) StoreJoin(ctx context.Context, v id.RoomVersion, join *pdu.Eve
 			ids[e.Key()] = e.ID
 		}
 	}
-	before, err := s.fromIDs(ctx, ids)
+	before, err := s.fromIDs(ctx, in, ids)
 	if err != nil {
 		return nil, err
 	}
