@@ -101,10 +101,11 @@ func TestProcSamplerSelf(t *testing.T) {
 	if quiet.MeanCPUPercent == nil || busy.MeanCPUPercent == nil {
 		t.Fatalf("CPU missing: quiet=%v busy=%v", quiet.MeanCPUPercent, busy.MeanCPUPercent)
 	}
-	// One spinning goroutine is ~100% of a core; allow for a loaded machine
-	// and the 10ms tick granularity.
-	if *busy.MeanCPUPercent < 40 {
-		t.Errorf("busy CPU = %.1f%%, want >= 40%%", *busy.MeanCPUPercent)
+	// One spinning goroutine is ~100% of a core, but a CI machine running
+	// every test package at once can leave it a third of that; below 10%
+	// the sampler, not the machine, is wrong.
+	if *busy.MeanCPUPercent < 10 {
+		t.Errorf("busy CPU = %.1f%%, want >= 10%%", *busy.MeanCPUPercent)
 	}
 	if *quiet.MeanCPUPercent > *busy.MeanCPUPercent {
 		t.Errorf("quiet CPU %.1f%% > busy CPU %.1f%%", *quiet.MeanCPUPercent, *busy.MeanCPUPercent)

@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/myelin-chat/myelin/internal/mxtest"
+	"github.com/myelin-chat/myelin/internal/pdu"
 )
 
 // TestMeasureMessaging reports the figures the closing notes quote: the time
@@ -75,6 +76,83 @@ func TestMeasureMessaging(t *testing.T) {
 			t.Logf("%s: 1000 sequential sends in %v (%.0f/s); send→sync latency p50 %v p99 %v max %v",
 				engine, seq.Round(time.Millisecond), 1000/seq.Seconds(),
 				lat[len(lat)/2].Round(10*time.Microsecond), lat[len(lat)*99/100].Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
+		})
+	}
+}
+
+// TestMeasureFederatedJoin reports the figure the federation closing note
+// quotes: how long a user of one server takes to join a room of 1,000
+// members that lives on another, and the send→remote-/sync latency after.
+func TestMeasureFederatedJoin(t *testing.T) {
+	if os.Getenv("MYELIN_MEASURE") == "" {
+		t.Skip("set MYELIN_MEASURE=1 to measure")
+	}
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			hs := mxtest.Federation(t, engine, 2)
+			alice := hs[0].Client("alice")
+			created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			for i := range 999 {
+				u, err := hs[0].Users.Create(ctx, fmt.Sprintf("member%d", i), "", false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sk := u.String()
+				if _, err := hs[0].Rooms.Send(ctx, pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: u,
+					Content: []byte(`{"membership":"join"}`), RoomID: created.RoomID}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("%s: filled the room with 1,000 members in %v", engine, time.Since(t0).Round(time.Millisecond))
+			bob := hs[1].Client("bob")
+			t0 = time.Now()
+			if _, err := bob.JoinRoom(ctx, created.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err != nil {
+				t.Fatal(err)
+			}
+			join := time.Since(t0)
+			members, err := bob.JoinedMembers(ctx, created.RoomID)
+			if err != nil || len(members.Joined) != 1001 {
+				t.Fatalf("bob sees %d joined members (%v), want 1001", len(members.Joined), err)
+			}
+			carol := hs[1].Client("carol")
+			t0 = time.Now()
+			if _, err := carol.JoinRoomByID(ctx, created.RoomID); err != nil {
+				t.Fatal(err)
+			}
+			warm := time.Since(t0)
+
+			sync, err := bob.SyncRequest(ctx, 0, "", `{"room":{"timeline":{"limit":1}}}`, false, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			since := sync.NextBatch
+			var lat []time.Duration
+			for i := range 100 {
+				sent := time.Now()
+				if _, err := alice.SendText(ctx, created.RoomID, fmt.Sprintf("fed %d", i)); err != nil {
+					t.Fatal(err)
+				}
+				for {
+					r, err := bob.SyncRequest(ctx, 30000, since, "", false, "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					since = r.NextBatch
+					if jr, ok := r.Rooms.Join[created.RoomID]; ok && len(jr.Timeline.Events) > 0 {
+						break
+					}
+				}
+				lat = append(lat, time.Since(sent))
+			}
+			slices.Sort(lat)
+			t.Logf("%s: remote join of a 1,000-member room %v (second local user, room already here: %v); "+
+				"send→remote /sync p50 %v p99 %v", engine, join.Round(time.Millisecond), warm.Round(time.Millisecond),
+				lat[len(lat)/2].Round(10*time.Microsecond), lat[len(lat)*99/100].Round(10*time.Microsecond))
 		})
 	}
 }

@@ -7,6 +7,7 @@
 package httpx
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -114,7 +115,8 @@ func DecodeJSON(r *http.Request, v any) error {
 
 // ReadBody reads a JSON request body whole, for handlers that must see its
 // exact bytes (PDUs are checked for canonical JSON). It fails with
-// M_TOO_LARGE over the body limit and M_NOT_JSON when it is not JSON.
+// M_TOO_LARGE over the body limit and M_NOT_JSON when it is not JSON; an
+// empty body is returned as is.
 func ReadBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -124,7 +126,7 @@ func ReadBody(r *http.Request) ([]byte, error) {
 		}
 		return nil, mxerr.BadJSON.With("reading body: %v", err)
 	}
-	if !json.Valid(body) {
+	if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
 		return nil, mxerr.NotJSON.With("the body is not valid JSON")
 	}
 	return body, nil
