@@ -200,3 +200,37 @@ func TestThreeServersFederate(t *testing.T) {
 		waitSameState(t, roomID, alice, bob)
 	})
 }
+
+// TestFederationAcrossRoomVersions joins a remote room of every event
+// format and auth-rule generation and exchanges messages both ways.
+func TestFederationAcrossRoomVersions(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 2)
+		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+		for _, v := range []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"} {
+			t.Run("v"+v, func(t *testing.T) {
+				created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomVersion: id.RoomVersion(v)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := bob.JoinRoom(ctx, created.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err != nil {
+					t.Fatalf("joining a v%s room over federation: %v", v, err)
+				}
+				if _, err := bob.SendText(ctx, created.RoomID, "from bob"); err != nil {
+					t.Fatal(err)
+				}
+				// Each server shows events in the order they arrived there, so
+				// wait for bob's before alice answers.
+				waitMessages(t, alice, created.RoomID, []string{"from bob"})
+				if _, err := alice.SendText(ctx, created.RoomID, "from alice"); err != nil {
+					t.Fatal(err)
+				}
+				want := []string{"from bob", "from alice"}
+				waitMessages(t, alice, created.RoomID, want)
+				waitMessages(t, bob, created.RoomID, want)
+				waitSameState(t, created.RoomID, alice, bob)
+			})
+		}
+	})
+}
