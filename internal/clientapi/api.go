@@ -10,6 +10,7 @@ package clientapi
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,18 +48,26 @@ type API struct {
 	// handshake reaches other servers for joins, invites and invite
 	// rejections; nil when federation is off.
 	handshake *handshake.Service
+	// edus passes typing notices and receipts on to the other servers in
+	// a room; nil when federation is off.
+	edus EDUSender
+}
+
+// EDUSender queues an EDU for other servers (sender.Sender).
+type EDUSender interface {
+	EnqueueEDU(ctx context.Context, destinations []string, eduType string, content json.RawMessage) error
 }
 
 // New returns the client API.
 func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service,
-	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service) *API {
+	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service, edus EDUSender) *API {
 	var lim *ratelimit.Limiter
 	if cfg.RateLimit.Enabled {
 		lim = ratelimit.New(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)
 	}
 	return &API{
 		cfg: cfg, log: log, users: u, rooms: r, syncer: s, limiter: lim,
-		accountData: ad, receipts: rc, typing: ty, handshake: hs,
+		accountData: ad, receipts: rc, typing: ty, handshake: hs, edus: edus,
 		uia:  newUIASessions(),
 		http: &httpx.Adapter{Log: log},
 	}
@@ -143,4 +152,24 @@ func pathRoomID(r *http.Request) (id.RoomID, error) {
 func parseStreamToken(s string) (int64, error) {
 	t, err := clientsync.ParseToken(s)
 	return t.Pos, err
+}
+
+// shareEDU sends an EDU about roomID to the other servers in it. EDUs are
+// best effort: a failure to queue is logged, not returned.
+func (a *API) shareEDU(ctx context.Context, roomID id.RoomID, eduType string, content any) {
+	if a.edus == nil {
+		return
+	}
+	servers, err := a.rooms.Servers(ctx, roomID)
+	if err != nil {
+		a.log.Warn("listing servers for an EDU failed", "room_id", roomID, "err", err)
+		return
+	}
+	raw, err := json.Marshal(content)
+	if err != nil {
+		return
+	}
+	if err := a.edus.EnqueueEDU(ctx, servers, eduType, raw); err != nil {
+		a.log.Warn("queueing an EDU failed", "room_id", roomID, "edu_type", eduType, "err", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -73,8 +74,19 @@ func (a *API) markRead(ctx context.Context, roomID id.RoomID, user id.UserID, re
 		_, err := a.accountData.Put(ctx, user, roomID, fullyRead, content)
 		return err
 	}
-	_, err := a.receipts.Put(ctx, roomID, receiptType, user, threadID, eventID)
-	return err
+	if _, err := a.receipts.Put(ctx, roomID, receiptType, user, threadID, eventID); err != nil {
+		return err
+	}
+	if receiptType == "m.read" {
+		// Private receipts stay on this server.
+		data := map[string]any{"ts": time.Now().UnixMilli()}
+		if threadID != "" {
+			data["thread_id"] = threadID
+		}
+		a.shareEDU(ctx, roomID, "m.receipt", map[id.RoomID]any{roomID: map[string]any{"m.read": map[id.UserID]any{
+			user: map[string]any{"event_ids": []id.EventID{eventID}, "data": data}}}})
+	}
+	return nil
 }
 
 // checkReceiptEvent rejects event IDs that are malformed or that name an

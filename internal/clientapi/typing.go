@@ -39,6 +39,7 @@ func (a *API) setTyping(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !*body.Typing {
 		a.typing.Stop(r.Context(), roomID, user)
+		a.shareEDU(r.Context(), roomID, "m.typing", map[string]any{"room_id": roomID, "user_id": user, "typing": false})
 		return httpx.OK(w, httpx.Empty)
 	}
 	timeout := defaultTypingTimeout
@@ -49,5 +50,6 @@ func (a *API) setTyping(w http.ResponseWriter, r *http.Request) error {
 		timeout = time.Duration(min(*body.Timeout, typing.MaxTimeout.Milliseconds())) * time.Millisecond
 	}
 	a.typing.Start(r.Context(), roomID, user, timeout)
+	a.shareEDU(r.Context(), roomID, "m.typing", map[string]any{"room_id": roomID, "user_id": user, "typing": true})
 	return httpx.OK(w, httpx.Empty)
 }

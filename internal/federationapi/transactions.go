@@ -220,6 +220,9 @@ func (a *API) processEDU(ctx context.Context, origin string, raw json.RawMessage
 				continue
 			}
 			for rtype, byUser := range byType {
+				if rtype != "m.read" {
+					continue // private receipts never cross servers
+				}
 				for user, rc := range byUser {
 					if user.Homeserver() != origin || len(rc.EventIDs) == 0 {
 						continue

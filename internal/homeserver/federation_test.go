@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,6 +165,44 @@ func TestThreeServersFederate(t *testing.T) {
 			}
 		}
 		waitSameState(t, roomID, alice, bob, carol)
+
+		// Typing and read receipts travel as EDUs.
+		if _, err := bob.UserTyping(ctx, roomID, true, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		lastID := id.EventID("")
+		if resp, err := alice.Messages(ctx, roomID, "", "", mautrix.DirectionBackward, nil, 1); err == nil && len(resp.Chunk) == 1 {
+			lastID = resp.Chunk[0].ID
+		}
+		if err := alice.SendReceipt(ctx, roomID, lastID, event.ReceiptTypeRead, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "bob's typing notice on alice's and carol's servers, alice's receipt on bob's", func() (bool, error) {
+			typingSeen := func(c *mautrix.Client) bool {
+				resp, err := c.SyncRequest(ctx, 0, "", "", false, "")
+				if err != nil {
+					return false
+				}
+				for _, ev := range resp.Rooms.Join[roomID].Ephemeral.Events {
+					if ev.Type == event.EphemeralEventTyping && strings.Contains(string(ev.Content.VeryRaw), bob.UserID.String()) {
+						return true
+					}
+				}
+				return false
+			}
+			resp, err := bob.SyncRequest(ctx, 0, "", "", false, "")
+			if err != nil {
+				return false, err
+			}
+			receipt := false
+			for _, ev := range resp.Rooms.Join[roomID].Ephemeral.Events {
+				if ev.Type == event.EphemeralEventReceipt && strings.Contains(string(ev.Content.VeryRaw), alice.UserID.String()) {
+					receipt = true
+				}
+			}
+			ta, tc := typingSeen(alice), typingSeen(carol)
+			return receipt && ta && tc, fmt.Errorf("receipt %v, typing at alice %v, at carol %v", receipt, ta, tc)
+		})
 
 		// Leave and rejoin.
 		if _, err := carol.LeaveRoom(ctx, roomID); err != nil {
