@@ -52,11 +52,13 @@ func (a *API) getRoomEvents(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	var to int64 = -1
+	var to int64
+	hasTo := false
 	if v := q.Get("to"); v != "" {
 		if to, err = parseStreamToken(v); err != nil {
 			return err
 		}
+		hasTo = true
 	}
 	if !acc.joined && (dir == "b" && from > acc.until) {
 		from = acc.until
@@ -65,16 +67,17 @@ func (a *API) getRoomEvents(w http.ResponseWriter, r *http.Request) error {
 	var chunk []*room.Stored
 	cursor := from
 	more := true
+	backfilled := false
 	for len(chunk) < limit && more {
 		rg := room.Range{Limit: limit - len(chunk) + 1}
 		if dir == "b" {
 			rg.Before, rg.Backwards = cursor+1, true
-			if to >= 0 {
+			if hasTo {
 				rg.After = to
 			}
 		} else {
 			rg.After = cursor
-			if to >= 0 {
+			if hasTo {
 				rg.Before = to + 1
 			}
 			if !acc.joined {
@@ -88,6 +91,15 @@ func (a *API) getRoomEvents(w http.ResponseWriter, r *http.Request) error {
 		more = len(page) == rg.Limit
 		if more {
 			page = page[:len(page)-1]
+		}
+		if !more && dir == "b" && !hasTo && !backfilled && a.handshake != nil {
+			// The start of what we hold: other servers may have more.
+			backfilled = true
+			if n, err := a.handshake.Backfill(r.Context(), roomID, limit-len(chunk)+1); err != nil {
+				a.log.Info("backfill failed", "room_id", roomID, "err", err)
+			} else if n > 0 {
+				more = true
+			}
 		}
 		for _, ev := range page {
 			if dir == "b" {

@@ -72,6 +72,7 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 		if since > now {
 			since = now // a token from the future (e.g. after a restore) is clamped
 		}
+		since = max(since, 0) // pagination tokens into backfilled history
 	}
 	initial := req.Since == nil
 	typingSerial := s.typingSerial()

@@ -34,7 +34,9 @@ func ParseToken(s string) (Token, error) {
 	parts := strings.Split(rest, "_")
 	var t Token
 	var err error
-	if t.Pos, err = strconv.ParseInt(parts[0], 10, 64); err != nil || t.Pos < 0 {
+	// Positions below zero are backfilled history, which pagination
+	// tokens may point into.
+	if t.Pos, err = strconv.ParseInt(parts[0], 10, 64); err != nil {
 		return Token{}, mxerr.InvalidParam.With("malformed token %q", s)
 	}
 	if len(parts) > 1 {

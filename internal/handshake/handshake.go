@@ -264,3 +264,40 @@ func remoteError(op string, err error) error {
 	}
 	return mxerr.Unknown.WithStatus(http.StatusBadGateway).With("%s failed on the remote server", op).Wrap(err)
 }
+
+// Backfill asks the room's other servers for history before the oldest
+// events held here, and stores what one of them returns. It returns how
+// many events were added (0 when there is nothing further back).
+func (s *Service) Backfill(ctx context.Context, roomID id.RoomID, limit int) (int, error) {
+	from, err := s.rooms.BackwardExtremities(ctx, roomID, 20)
+	if err != nil || len(from) == 0 {
+		return 0, err
+	}
+	v, err := s.rooms.Version(ctx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	servers, err := s.rooms.Servers(ctx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	q := url.Values{"limit": {fmt.Sprint(min(max(limit, 1), 100))}}
+	for _, e := range from {
+		q.Add("v", e.String())
+	}
+	var lastErr error
+	for _, server := range servers {
+		if server == s.serverName {
+			continue
+		}
+		var resp struct {
+			PDUs []json.RawMessage `json:"pdus"`
+		}
+		if err := s.client.Do(ctx, server, http.MethodGet, "/_matrix/federation/v1/backfill/"+url.PathEscape(roomID.String()), q, nil, &resp); err != nil {
+			lastErr = err
+			continue
+		}
+		return s.rooms.StoreBackfilled(ctx, server, roomID, s.checkAll(ctx, v, resp.PDUs))
+	}
+	return 0, lastErr
+}

@@ -105,7 +105,8 @@ func (s *Service) StateEvents(ctx context.Context, st State) ([]*Stored, error) 
 	return s.Events(ctx, ids)
 }
 
-// Range is a window of a room's timeline in stream order.
+// Range is a window of a room's timeline in stream order. Backfilled
+// history has negative stream positions, below everything else.
 type Range struct {
 	// After and Before bound stream positions exclusively (0 means open).
 	After, Before int64
@@ -117,10 +118,14 @@ type Range struct {
 // Timeline returns accepted events of the room within r.
 func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, r Range) ([]*Stored, error) {
 	q := `SELECT ` + eventColumns + ` FROM events e JOIN rooms r ON r.room_id = e.room_id
-		WHERE e.room_id = $1 AND e.rejected = 0 AND e.soft_failed = 0 AND e.stream_pos > $2 AND e.stream_pos < $3`
+		WHERE e.room_id = $1 AND e.rejected = 0 AND e.soft_failed = 0 AND e.outlier = 0 AND e.stream_pos > $2 AND e.stream_pos < $3`
 	before := r.Before
-	if before <= 0 {
+	if before == 0 {
 		before = 1 << 62
+	}
+	after := r.After
+	if after == 0 {
+		after = -(1 << 62)
 	}
 	if r.Backwards {
 		q += ` ORDER BY e.stream_pos DESC`
@@ -128,7 +133,7 @@ func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, r Range) ([]*S
 		q += ` ORDER BY e.stream_pos ASC`
 	}
 	q += ` LIMIT $4`
-	rows, err := s.db.QueryContext(ctx, q, roomID.String(), r.After, before, r.Limit)
+	rows, err := s.db.QueryContext(ctx, q, roomID.String(), after, before, r.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("loading timeline of %s: %w", roomID, err)
 	}

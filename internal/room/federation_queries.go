@@ -405,3 +405,95 @@ func (s *Service) SendBuilt(ctx context.Context, ev *pdu.Event) (*Stored, error)
 	}
 	return st, nil
 }
+
+// BackwardExtremities returns events the room's timeline refers to through
+// prev_events but does not hold: where history fetched from other servers
+// (backfill) continues. At most limit are returned.
+func (s *Service) BackwardExtremities(ctx context.Context, roomID id.RoomID, limit int) ([]id.EventID, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT ee.prev_event_id FROM event_edges ee
+		JOIN events e ON e.event_nid = ee.event_nid
+		WHERE e.room_id = $1 AND e.outlier = 0
+		AND NOT EXISTS (SELECT 1 FROM events p WHERE p.event_id = ee.prev_event_id AND p.outlier = 0)
+		LIMIT $2`, roomID.String(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding backward extremities of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var out []id.EventID
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			return nil, err
+		}
+		out = append(out, id.EventID(e))
+	}
+	return out, rows.Err()
+}
+
+// StoreBackfilled adds history fetched from origin to the start of the
+// room's timeline: each event gets a stream position below every other, so
+// backward pagination finds it and no sync sees it as new. It does not
+// change the current state or forward extremities. Events failing auth
+// against their own auth events are stored rejected. The state before a
+// backfilled event is not known, so it has none. It returns how many
+// events were added.
+func (s *Service) StoreBackfilled(ctx context.Context, origin string, roomID id.RoomID, evs []*pdu.Event) (int, error) {
+	in, err := s.lockedInfo(ctx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	defer in.mu.Unlock()
+	if !in.exists {
+		return 0, mxerr.NotFound.With("unknown room")
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Depth > evs[j].Depth })
+	added := 0
+	for _, ev := range evs {
+		if ev.RoomID() != roomID || ev.Version != in.version {
+			continue
+		}
+		existing, err := s.Event(ctx, ev.ID)
+		if err == nil && !existing.Outlier {
+			continue
+		}
+		if err != nil {
+			existing = nil
+		}
+		auth, err := s.Events(ctx, ev.AuthEvents)
+		if err != nil {
+			return added, err
+		}
+		if len(auth) < len(ev.AuthEvents) && s.remote != nil {
+			if chain, err := s.remote.GetEventAuth(ctx, origin, roomID, in.version, ev.ID); err == nil {
+				if err := s.StoreOutliers(ctx, roomID, chain); err != nil {
+					return added, err
+				}
+			}
+		}
+		rejected := s.authorizeOwn(ctx, ev) != nil
+		ev.PDU.InternalMeta.Rejected = rejected
+		err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+			pos, err := storage.NextID(ctx, tx, "outlier", 1)
+			if err != nil {
+				return err
+			}
+			if existing != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE events SET outlier = 0, stream_pos = $2, rejected = $3 WHERE event_nid = $1`,
+					existing.NID, -pos, storage.Bool(rejected)); err != nil {
+					return fmt.Errorf("storing backfilled %s: %w", ev.ID, err)
+				}
+				return nil
+			}
+			_, err = s.insertEvent(ctx, tx, ev, -pos, 0, rejected, false, false)
+			return err
+		})
+		if err != nil {
+			return added, err
+		}
+		s.events.Remove(ev.ID)
+		if !rejected {
+			added++
+		}
+	}
+	return added, nil
+}
