@@ -120,12 +120,6 @@ func (a *API) sendTransaction(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// incoming is one PDU of a transaction after the stateless checks.
-type incoming struct {
-	ev  *pdu.Event
-	err string
-}
-
 // processPDUs checks and stores the PDUs of a transaction, oldest first
 // within each room.
 func (a *API) processPDUs(ctx context.Context, origin string, raws []json.RawMessage) map[id.EventID]pduResult {
