@@ -248,5 +248,17 @@ func TestMaliciousServerIsRefused(t *testing.T) {
 		if strings.Join(got, "|") != "hello|still here" {
 			t.Errorf("alice sees %q, want hello and still here", got)
 		}
+
+		// A server ACL shuts the server out. ACLs match the host without the
+		// port, so this denies every server on 127.0.0.1 but alice's own.
+		if _, err := alice.SendStateEvent(ctx, roomID, event.StateServerACL, "", map[string]any{
+			"allow": []string{"*"}, "deny": []string{"127.0.0.*"}, "allow_ip_literals": true,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		denied := evil.build(t, roomID, after, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "denied"})
+		if errText := evil.send(t, victim, denied.JSON()); errText == "" {
+			t.Error("a server denied by the ACL could still send")
+		}
 	})
 }

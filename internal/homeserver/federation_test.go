@@ -146,6 +146,17 @@ func TestThreeServersFederate(t *testing.T) {
 		if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
 			t.Fatalf("bob joining through alice's server: %v", err)
 		}
+		// Carol turns an invite down; her server is not in the room, so the
+		// rejection goes through alice's (make_leave, send_leave).
+		if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: carol.UserID}); err != nil {
+			t.Fatalf("inviting carol: %v", err)
+		}
+		if _, err := carol.LeaveRoom(ctx, roomID); err != nil {
+			t.Fatalf("carol rejecting the invite: %v", err)
+		}
+		waitFor(t, "carol's rejection on alice's server", func() (bool, error) {
+			return membershipOf(ctx, alice, roomID, carol.UserID) == "leave", nil
+		})
 		// Carol joins by alias, resolved over federation.
 		alias := fmt.Sprintf("#fed:%s", hs[0].Config.ServerName)
 		if _, err := carol.JoinRoom(ctx, alias, nil); err != nil {
