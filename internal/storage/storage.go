@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
@@ -56,6 +57,12 @@ type DB struct {
 	// position N has seen everything below N.
 	writeMu sync.Mutex
 	log     *slog.Logger
+
+	// SQLite only: prepared statements of each pool, and $n → ?n
+	// rewrites by query text (see stmtCache and rebind).
+	readStmts, writeStmts *stmtCache
+	rebound               sync.Map // string → string
+	reboundN              atomic.Int64
 }
 
 // Open connects to the database named by dsn. An empty dsn, or one starting
@@ -99,6 +106,7 @@ func Open(ctx context.Context, dsn, dataDir string, wait time.Duration, log *slo
 		}
 		db.read.SetMaxOpenConns(8)
 		db.read.SetMaxIdleConns(8)
+		db.readStmts, db.writeStmts = newStmtCache(db.read), newStmtCache(db.write)
 	}
 	deadline := time.Now().Add(wait)
 	for {
@@ -125,6 +133,10 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 // Close closes every pool.
 func (db *DB) Close() error {
 	var errs []error
+	if db.readStmts != nil {
+		db.readStmts.close()
+		db.writeStmts.close()
+	}
 	if db.write != nil && db.write != db.read {
 		errs = append(errs, db.write.Close())
 	}
@@ -146,27 +158,54 @@ type Querier interface {
 
 var placeholder = regexp.MustCompile(`\$(\d+)`)
 
+// maxRebound bounds the memo of rewritten query texts.
+const maxRebound = 4096
+
 func (db *DB) rebind(q string) string {
-	if db.dialect == SQLite {
-		return placeholder.ReplaceAllString(q, "?$1")
+	if db.dialect != SQLite {
+		return q
 	}
-	return q
+	if r, ok := db.rebound.Load(q); ok {
+		return r.(string)
+	}
+	r := placeholder.ReplaceAllString(q, "?$1")
+	if db.reboundN.Load() < maxRebound {
+		if _, loaded := db.rebound.LoadOrStore(q, r); !loaded {
+			db.reboundN.Add(1)
+		}
+	}
+	return r
 }
 
 // ExecContext runs a statement outside a transaction, on the writer.
 func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	if db.writeStmts != nil {
+		if st := db.writeStmts.get(ctx, q, db.rebind(q)); st != nil {
+			return st.ExecContext(ctx, args...)
+		}
+	}
 	return db.write.ExecContext(ctx, db.rebind(q), args...)
 }
 
 // QueryContext runs a read query.
 func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if db.readStmts != nil {
+		if st := db.readStmts.get(ctx, q, db.rebind(q)); st != nil {
+			return st.QueryContext(ctx, args...)
+		}
+	}
 	return db.read.QueryContext(ctx, db.rebind(q), args...)
 }
 
 // QueryRowContext runs a read query returning at most one row.
 func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if db.readStmts != nil {
+		if st := db.readStmts.get(ctx, q, db.rebind(q)); st != nil {
+			return st.QueryRowContext(ctx, args...)
+		}
+	}
 	return db.read.QueryRowContext(ctx, db.rebind(q), args...)
 }
 
@@ -178,18 +217,42 @@ type Tx struct {
 	afterCommit []func()
 }
 
+// stmt returns the transaction's copy of the cached statement of q, or nil
+// when q is not cached yet (it is then prepared before the next
+// transaction; see stmtCache.pending).
+func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	c := t.db.writeStmts
+	if c == nil {
+		return nil
+	}
+	if st := c.lookup(q); st != nil {
+		return t.tx.StmtContext(ctx, st)
+	}
+	c.deferPrepare(q)
+	return nil
+}
+
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return t.tx.ExecContext(ctx, t.db.rebind(q), args...)
 }
 
 // QueryContext runs a query in the transaction.
 func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return t.tx.QueryContext(ctx, t.db.rebind(q), args...)
 }
 
 // QueryRowContext runs a single-row query in the transaction.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return t.tx.QueryRowContext(ctx, t.db.rebind(q), args...)
 }
 
@@ -202,6 +265,9 @@ func (t *Tx) AfterCommit(f func()) { t.afterCommit = append(t.afterCommit, f) }
 func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	if db.writeStmts != nil {
+		db.writeStmts.preparePending(ctx, db.rebind)
+	}
 	sqltx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
