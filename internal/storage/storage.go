@@ -56,6 +56,7 @@ type DB struct {
 	// positions commit in the order they were allocated: a reader that sees
 	// position N has seen everything below N.
 	writeMu sync.Mutex
+	writes  writeQueue
 	log     *slog.Logger
 
 	// SQLite only: prepared statements of each pool, and $n → ?n
@@ -234,6 +235,7 @@ func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx) // see WriteTx
 	if st := t.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -242,6 +244,7 @@ func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 
 // QueryContext runs a query in the transaction.
 func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx) // see WriteTx
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -250,6 +253,7 @@ func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows
 
 // QueryRowContext runs a single-row query in the transaction.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx) // see WriteTx
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -261,29 +265,150 @@ func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Ro
 func (t *Tx) AfterCommit(f func()) { t.afterCommit = append(t.afterCommit, f) }
 
 // WriteTx runs fn in a write transaction and commits it when fn returns nil.
-// Write transactions are serialised within the process.
+// Write transactions are serialised within the process. Concurrent calls
+// may share one database transaction (group commit, see writeBatch): fn
+// then runs inside a savepoint, so its writes still commit or roll back as
+// a unit, and WriteTx returns only once they are durable (or rolled back).
+// Once fn starts, cancelling ctx no longer interrupts its statements, which
+// would break the shared transaction; a ctx done before fn starts makes
+// WriteTx return its error without running fn.
 func (db *DB) WriteTx(ctx context.Context, fn func(tx *Tx) error) error {
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	q := &db.writes
+	q.mu.Lock()
+	q.pending = append(q.pending, r)
+	lead := !q.leading
+	q.leading = true
+	q.mu.Unlock()
+	if !lead {
+		if err := <-r.done; err != errLead {
+			return err
+		}
+	}
+	// This call leads: it runs the queue's head as one transaction
+	// (including r), then hands the lead to the next waiter, so no caller
+	// keeps running other callers' batches.
+	q.mu.Lock()
+	n := min(len(q.pending), maxWriteBatch)
+	batch := q.pending[:n:n]
+	q.pending = q.pending[n:]
+	q.mu.Unlock()
+	db.writeBatch(batch)
+	q.mu.Lock()
+	if len(q.pending) > 0 {
+		q.pending[0].done <- errLead
+	} else {
+		q.leading = false
+	}
+	q.mu.Unlock()
+	return <-r.done
+}
+
+// maxWriteBatch bounds how many WriteTx calls share one transaction.
+const maxWriteBatch = 64
+
+// errLead tells a waiting WriteTx that it now leads the queue.
+var errLead = errors.New("storage: lead the write queue")
+
+// writeQueue collects WriteTx calls waiting for the writer.
+type writeQueue struct {
+	mu      sync.Mutex
+	pending []*writeReq
+	leading bool // a WriteTx is running a batch or about to
+}
+
+// writeReq is one WriteTx call; done receives its result (or errLead).
+type writeReq struct {
+	ctx  context.Context
+	fn   func(tx *Tx) error
+	done chan error
+	err  error
+	tx   *Tx
+}
+
+// writeBatch runs the calls in one transaction and reports each result.
+//
+// Committing is most of the cost of a small write: on PostgreSQL each
+// commit waits for a WAL flush, and on SQLite it appends the changed pages
+// to the WAL. While one batch commits, the next calls queue up, so under
+// load one commit covers many events, and when idle a batch is a single
+// call with no savepoint: exactly the old one-transaction-per-call path.
+// Stream positions keep committing in allocation order, because batches
+// run one at a time under writeMu and a batch commits all at once.
+func (db *DB) writeBatch(batch []*writeReq) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	ctx := context.WithoutCancel(batch[0].ctx)
 	if db.writeStmts != nil {
 		db.writeStmts.preparePending(ctx, db.rebind)
 	}
+	fail := func(err error) {
+		for _, r := range batch {
+			if r.err == nil {
+				r.err = err
+			}
+			r.done <- r.err
+		}
+	}
 	sqltx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", err)
+		fail(fmt.Errorf("beginning transaction: %w", err))
+		return
 	}
-	tx := &Tx{tx: sqltx, db: db}
-	if err := fn(tx); err != nil {
+	savepoints := len(batch) > 1
+	committed := 0
+	for _, r := range batch {
+		if r.err = r.ctx.Err(); r.err != nil {
+			continue
+		}
+		if savepoints {
+			if _, err := sqltx.ExecContext(ctx, "SAVEPOINT write_call"); err != nil {
+				_ = sqltx.Rollback()
+				fail(fmt.Errorf("opening savepoint: %w", err))
+				return
+			}
+		}
+		tx := &Tx{tx: sqltx, db: db}
+		if r.err = r.fn(tx); r.err != nil {
+			if !savepoints {
+				_ = sqltx.Rollback()
+				fail(nil)
+				return
+			}
+			if _, err := sqltx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT write_call"); err != nil {
+				_ = sqltx.Rollback()
+				fail(fmt.Errorf("rolling back to savepoint: %w", err))
+				return
+			}
+		} else {
+			r.tx = tx
+			committed++
+		}
+		if savepoints {
+			if _, err := sqltx.ExecContext(ctx, "RELEASE SAVEPOINT write_call"); err != nil {
+				_ = sqltx.Rollback()
+				fail(fmt.Errorf("releasing savepoint: %w", err))
+				return
+			}
+		}
+	}
+	if committed == 0 {
 		_ = sqltx.Rollback()
-		return err
+		fail(nil)
+		return
 	}
 	if err := sqltx.Commit(); err != nil {
-		return fmt.Errorf("committing transaction: %w", err)
+		fail(fmt.Errorf("committing transaction: %w", err))
+		return
 	}
-	for _, f := range tx.afterCommit {
-		f()
+	for _, r := range batch {
+		if r.tx != nil {
+			for _, f := range r.tx.afterCommit {
+				f()
+			}
+		}
+		r.done <- r.err
 	}
-	return nil
 }
 
 // NextID allocates n consecutive values from the named counter and returns
