@@ -10,6 +10,9 @@ package clientsync
 import (
 	"log/slog"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+	"maunium.net/go/mautrix/id"
+
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/receipts"
@@ -29,10 +32,25 @@ type Service struct {
 	receipts         *receipts.Store
 	typing           *typing.Tracker
 	log              *slog.Logger
+	// filters holds parsed stored filters. Stored filters never change
+	// once created, and clients send the same filter ID with every /sync,
+	// so each poll would otherwise read and parse it again.
+	filters *lru.Cache[filterKey, *Filter]
 }
+
+// filterKey names a stored filter.
+type filterKey struct {
+	user id.UserID
+	id   string
+}
+
+// maxCachedFilters bounds the parsed-filter cache (a few hundred bytes
+// each).
+const maxCachedFilters = 10000
 
 // New returns a sync Service reading events through rooms, account data,
 // receipts and typing from their stores, and waiting on n.
 func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, log *slog.Logger) *Service {
-	return &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log}
+	filters, _ := lru.New[filterKey, *Filter](maxCachedFilters)
+	return &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log, filters: filters}
 }

@@ -52,20 +52,29 @@ func (s *Service) LoadFilter(ctx context.Context, user id.UserID, filterID strin
 
 // ResolveFilter interprets the filter query parameter of /sync and
 // /messages: an inline JSON filter when it starts with '{', else a stored
-// filter ID.
+// filter ID. The returned filter is shared and must not be modified.
 func (s *Service) ResolveFilter(ctx context.Context, user id.UserID, param string) (*Filter, error) {
 	if param == "" {
 		return &Filter{}, nil
 	}
-	raw := []byte(param)
-	if param[0] != '{' {
-		var err error
-		if raw, err = s.LoadFilter(ctx, user, param); err != nil {
-			if errors.Is(err, mxerr.NotFound) {
-				return nil, mxerr.InvalidParam.With("unknown filter %q", param)
-			}
-			return nil, err
-		}
+	if param[0] == '{' {
+		return ParseFilter([]byte(param))
 	}
-	return ParseFilter(raw)
+	key := filterKey{user: user, id: param}
+	if f, ok := s.filters.Get(key); ok {
+		return f, nil
+	}
+	raw, err := s.LoadFilter(ctx, user, param)
+	if err != nil {
+		if errors.Is(err, mxerr.NotFound) {
+			return nil, mxerr.InvalidParam.With("unknown filter %q", param)
+		}
+		return nil, err
+	}
+	f, err := ParseFilter(raw)
+	if err != nil {
+		return nil, err
+	}
+	s.filters.Add(key, f)
+	return f, nil
 }

@@ -84,7 +84,13 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 	}
 	var active map[id.RoomID]int64
 	if !initial {
-		if active, err = s.rooms.RoomsWithEventsSince(ctx, since); err != nil {
+		joined := make([]id.RoomID, 0, len(memberships))
+		for _, m := range memberships {
+			if m.Membership == "join" {
+				joined = append(joined, m.RoomID)
+			}
+		}
+		if active, err = s.rooms.LatestPositionsSince(ctx, joined, since); err != nil {
 			return nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -19,13 +20,24 @@ const eventColumns = `e.event_nid, e.event_id, e.stream_pos, e.snapshot_nid, e.r
 // scanner is the subset of *sql.Row and *sql.Rows that scanEvent needs.
 type scanner interface{ Scan(...any) error }
 
-func scanEvent(sc scanner) (*Stored, error) {
+func scanEvent(sc scanner) (*Stored, error) { return scanEventOrCached(sc, nil) }
+
+// scanEventOrCached is scanEvent returning the copy in cache, when there is
+// one, without parsing the row's JSON: timelines are mostly recent events,
+// which the cache holds, and parsing them again was a large share of
+// building a /sync response.
+func scanEventOrCached(sc scanner, cache *lru.Cache[id.EventID, *Stored]) (*Stored, error) {
 	var st Stored
 	var evID, raw, version string
 	var rejected, soft, outlier int64
 	var redactedBy, txnDev, txnID sql.NullString
 	if err := sc.Scan(&st.NID, &evID, &st.StreamPos, &st.Snapshot, &rejected, &soft, &redactedBy, &txnDev, &txnID, &raw, &version, &outlier); err != nil {
 		return nil, err
+	}
+	if cache != nil {
+		if cached, ok := cache.Get(id.EventID(evID)); ok {
+			return cached, nil
+		}
 	}
 	ev, err := pdu.ParseTrusted(id.RoomVersion(version), id.EventID(evID), []byte(raw))
 	if err != nil {
@@ -140,12 +152,9 @@ func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, r Range) ([]*S
 	defer rows.Close()
 	var out []*Stored
 	for rows.Next() {
-		ev, err := scanEvent(rows)
+		ev, err := scanEventOrCached(rows, s.events)
 		if err != nil {
 			return nil, fmt.Errorf("scanning timeline event: %w", err)
-		}
-		if cached, ok := s.events.Get(ev.ID); ok {
-			ev = cached
 		}
 		out = append(out, ev)
 	}

@@ -46,6 +46,13 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 		return nil, mxerr.NotFound.With("unknown room")
 	}
 	work := in.clone()
+	// Build, sign and authorize under the room lock only: they read the
+	// room's state, not the database being written, and keeping them out
+	// of WriteTx keeps the process-wide write lock for the writes alone.
+	ev, err := s.buildLocal(ctx, work, p)
+	if err != nil {
+		return nil, err
+	}
 	var stored *Stored
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		if txn != nil {
@@ -61,10 +68,7 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 				return fmt.Errorf("checking transaction: %w", err)
 			}
 		}
-		ev, err := s.buildLocal(ctx, work, p)
-		if err != nil {
-			return err
-		}
+		var err error
 		stored, err = s.persist(ctx, tx, work, ev, txn)
 		return err
 	})

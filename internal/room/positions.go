@@ -1,0 +1,48 @@
+package room
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// LatestPositionsSince returns, for each of rooms that has events after
+// pos, the newest stream position in it. Unlike RoomsWithEventsSince it
+// reads only those rooms' index ranges (events_room_stream), so a /sync
+// woken by one message reads a handful of rows rather than every event any
+// room received since the client's token.
+func (s *Service) LatestPositionsSince(ctx context.Context, rooms []id.RoomID, pos int64) (map[id.RoomID]int64, error) {
+	out := make(map[id.RoomID]int64)
+	for len(rooms) > 0 {
+		batch := rooms[:min(len(rooms), 500)]
+		rooms = rooms[len(batch):]
+		args := make([]any, 0, len(batch)+1)
+		args = append(args, pos)
+		ph := make([]string, len(batch))
+		for i, r := range batch {
+			ph[i] = fmt.Sprintf("$%d", i+2)
+			args = append(args, r.String())
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT room_id, MAX(stream_pos) FROM events
+			WHERE room_id IN (`+strings.Join(ph, ",")+`) AND stream_pos > $1 GROUP BY room_id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("finding active rooms: %w", err)
+		}
+		for rows.Next() {
+			var r string
+			var p int64
+			if err := rows.Scan(&r, &p); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("scanning active room: %w", err)
+			}
+			out[id.RoomID(r)] = p
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("finding active rooms: %w", err)
+		}
+	}
+	return out, nil
+}
