@@ -55,7 +55,7 @@ func (s *Service) hasRoomEphemeral(roomID id.RoomID, req Request, since int64) b
 		return false
 	}
 	_, serial := s.typing.Room(roomID)
-	return serial > s.typingSince(req)
+	return serial > s.typingSince(req) && serial <= req.typingUpto
 }
 
 // roomEphemeral returns the room's ephemeral events for the response: its
@@ -70,6 +70,10 @@ func (s *Service) roomEphemeral(ctx context.Context, req Request, roomID id.Room
 	}
 	if ef.Match("m.typing", "") {
 		users, serial := s.typing.Room(roomID)
+		// A change after next_batch's serial waits for the next sync.
+		if serial > req.typingUpto {
+			users, serial = nil, 0
+		}
 		if (req.Since == nil && len(users) > 0) || (req.Since != nil && serial > s.typingSince(req)) {
 			out = append(out, typingEvent(users))
 		}

@@ -24,6 +24,9 @@ type Request struct {
 	// the user's account data changes and the receipts of their rooms.
 	accountData accountDataChanges
 	receipts    roomReceipts
+	// typingUpto is the typing serial next_batch carries: typing changes
+	// after it are left for the next sync, which would otherwise repeat them.
+	typingUpto int64
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -76,6 +79,7 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 	}
 	initial := req.Since == nil
 	typingSerial := s.typingSerial()
+	req.typingUpto = typingSerial
 	resp.NextBatch = Token{Pos: now, Typing: typingSerial}.String()
 
 	memberships, err := s.rooms.LocalMemberships(ctx, req.User, 0)
