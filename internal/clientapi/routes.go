@@ -72,6 +72,11 @@ func (a *API) Register(mux *http.ServeMux) {
 
 		// directory.yaml
 		{"GET", "/directory/room/{roomAlias}", v3r0, a.getRoomIdByAlias},
+		// list_public_rooms.yaml
+		{"GET", "/directory/list/room/{roomId}", v3r0, a.getRoomVisibilityOnDirectory},
+		{"PUT", "/directory/list/room/{roomId}", v3r0, a.authed(a.setRoomVisibilityOnDirectory)},
+		{"GET", "/publicRooms", v3r0, a.getPublicRooms},
+		{"POST", "/publicRooms", v3r0, a.authed(a.queryPublicRooms)},
 		{"PUT", "/directory/room/{roomAlias}", v3r0, a.authed(a.setRoomAlias)},
 		{"DELETE", "/directory/room/{roomAlias}", v3r0, a.authed(a.deleteRoomAlias)},
 		{"GET", "/rooms/{roomId}/aliases", v3r0, a.authed(a.getLocalAliases)},

@@ -35,6 +35,9 @@ func (a *API) Register(mux *http.ServeMux, auth func(httpx.HandlerFunc) httpx.Ha
 		// backfill.yaml
 		{"GET", "/_matrix/federation/v1/backfill/{roomId}", a.backfillRoom},
 		{"POST", "/_matrix/federation/v1/get_missing_events/{roomId}", a.getMissingPreviousEvents},
+		// public_rooms.yaml
+		{"GET", "/_matrix/federation/v1/publicRooms", a.getPublicRooms},
+		{"POST", "/_matrix/federation/v1/publicRooms", a.queryPublicRooms},
 		// query.yaml
 		{"GET", "/_matrix/federation/v1/query/directory", a.queryRoomDirectory},
 		{"GET", "/_matrix/federation/v1/query/profile", a.queryProfile},

@@ -301,3 +301,32 @@ func (s *Service) Backfill(ctx context.Context, roomID id.RoomID, limit int) (in
 	}
 	return 0, lastErr
 }
+
+// PublicRooms asks server for a page of its public room directory.
+func (s *Service) PublicRooms(ctx context.Context, server string, limit int, since, search string) (json.RawMessage, error) {
+	var resp json.RawMessage
+	var err error
+	if search == "" {
+		q := url.Values{}
+		if limit > 0 {
+			q.Set("limit", fmt.Sprint(limit))
+		}
+		if since != "" {
+			q.Set("since", since)
+		}
+		err = s.client.Do(ctx, server, http.MethodGet, "/_matrix/federation/v1/publicRooms", q, nil, &resp)
+	} else {
+		body := map[string]any{"filter": map[string]string{"generic_search_term": search}}
+		if limit > 0 {
+			body["limit"] = limit
+		}
+		if since != "" {
+			body["since"] = since
+		}
+		err = s.client.Do(ctx, server, http.MethodPost, "/_matrix/federation/v1/publicRooms", nil, body, &resp)
+	}
+	if err != nil {
+		return nil, remoteError("publicRooms", err)
+	}
+	return resp, nil
+}

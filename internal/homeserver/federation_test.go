@@ -337,3 +337,60 @@ func TestBackfillOverFederation(t *testing.T) {
 		}
 	})
 }
+
+// TestPublicRoomDirectory: publishing, searching and listing rooms, locally
+// and from another server.
+func TestPublicRoomDirectory(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 2)
+		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+		lobby, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Visibility: "public", Name: "Lobby", Topic: "say hello"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Secret"}); err != nil {
+			t.Fatal(err)
+		}
+		names := func(resp *mautrix.RespPublicRooms) []string {
+			var out []string
+			for _, r := range resp.Chunk {
+				out = append(out, r.Name)
+			}
+			return out
+		}
+		local, err := alice.PublicRooms(ctx, &mautrix.ReqPublicRooms{})
+		if err != nil || !slices.Equal(names(local), []string{"Lobby"}) || local.Chunk[0].NumJoinedMembers != 1 {
+			t.Fatalf("local directory = %+v, %v", local, err)
+		}
+		remote, err := bob.PublicRooms(ctx, &mautrix.ReqPublicRooms{Server: hs[0].Config.ServerName})
+		if err != nil || !slices.Equal(names(remote), []string{"Lobby"}) || remote.Chunk[0].Topic != "say hello" {
+			t.Fatalf("remote directory = %+v, %v", remote, err)
+		}
+		for term, want := range map[string]int{"LOB": 1, "hello": 1, "nothing": 0} {
+			var got mautrix.RespPublicRooms
+			u := bob.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "publicRooms"}, map[string]string{"server": hs[0].Config.ServerName})
+			_, err := bob.MakeRequest(ctx, "POST", u, map[string]any{"filter": map[string]string{"generic_search_term": term}}, &got)
+			if err != nil || len(got.Chunk) != want {
+				t.Errorf("search %q over federation: %d rooms (%v), want %d", term, len(got.Chunk), err, want)
+			}
+		}
+		visURL := func(c *mautrix.Client) string {
+			return c.BuildClientURL("v3", "directory", "list", "room", lobby.RoomID)
+		}
+		private := map[string]string{"visibility": "private"}
+		if _, err := bob.MakeRequest(ctx, "PUT", visURL(bob), private, nil); err == nil {
+			t.Error("a non-member unpublished the room")
+		}
+		if _, err := alice.MakeRequest(ctx, "PUT", visURL(alice), private, nil); err != nil {
+			t.Fatal(err)
+		}
+		var vis struct{ Visibility string }
+		if _, err := alice.MakeRequest(ctx, "GET", visURL(alice), nil, &vis); err != nil || vis.Visibility != "private" {
+			t.Fatalf("visibility after unpublishing = %+v, %v", vis, err)
+		}
+		if local, err := alice.PublicRooms(ctx, &mautrix.ReqPublicRooms{}); err != nil || len(local.Chunk) != 0 {
+			t.Fatalf("directory after unpublishing = %+v, %v", local, err)
+		}
+	})
+}
