@@ -185,3 +185,27 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	return n
 }
+
+// WriteCert issues a certificate for host and writes it (with the CA
+// certificate after it) and its key as PEM files, for tls_cert/tls_key.
+func (ca *CA) WriteCert(host, certFile, keyFile string) error {
+	cert, err := ca.Issue(host)
+	if err != nil {
+		return err
+	}
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("encoding key for %s: %w", host, err)
+	}
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
+		return fmt.Errorf("writing certificate: %w", err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("writing key: %w", err)
+	}
+	return nil
+}
