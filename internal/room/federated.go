@@ -546,10 +546,13 @@ func (s *Service) StoreOutliers(ctx context.Context, roomID id.RoomID, evs []*pd
 	}
 	order := authOrder(byID)
 	var stored []*Stored
+	batch := make(map[id.EventID]*Stored, len(order))
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		clear(batch)
+		stored = stored[:0]
 		for _, e := range order {
 			rejected := false
-			if err := s.authorizeOutlier(ctx, e, stored); err != nil {
+			if err := s.authorizeOutlier(ctx, e, batch); err != nil {
 				rejected = true
 				s.log.Info("rejected outlier", "room_id", roomID, "event_id", e.ID, "err", err)
 			}
@@ -562,7 +565,9 @@ func (s *Service) StoreOutliers(ctx context.Context, roomID id.RoomID, evs []*pd
 			if err != nil {
 				return err
 			}
-			stored = append(stored, &Stored{Event: e, NID: nid, StreamPos: -pos, Rejected: rejected, Outlier: true})
+			st := &Stored{Event: e, NID: nid, StreamPos: -pos, Rejected: rejected, Outlier: true}
+			stored = append(stored, st)
+			batch[e.ID] = st
 		}
 		return nil
 	})
@@ -577,15 +582,13 @@ func (s *Service) StoreOutliers(ctx context.Context, roomID id.RoomID, evs []*pd
 
 // authorizeOutlier checks an outlier against its own auth events, looking
 // in the batch being written first.
-func (s *Service) authorizeOutlier(ctx context.Context, e *pdu.Event, batch []*Stored) error {
+func (s *Service) authorizeOutlier(ctx context.Context, e *pdu.Event, batch map[id.EventID]*Stored) error {
 	get := func(ids []id.EventID) ([]*mpdu.PDU, error) {
 		out := make([]*mpdu.PDU, len(ids))
 		var rest []id.EventID
 		for i, evID := range ids {
-			for _, b := range batch {
-				if b.ID == evID {
-					out[i] = b.PDU
-				}
+			if b, ok := batch[evID]; ok {
+				out[i] = b.PDU
 			}
 			if out[i] == nil {
 				rest = append(rest, evID)
