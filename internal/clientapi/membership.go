@@ -300,3 +300,40 @@ func (a *API) forgetRoom(w http.ResponseWriter, r *http.Request) error {
 	}
 	return httpx.OK(w, httpx.Empty)
 }
+
+// knockRoom serves POST /_matrix/client/v3/knock/{roomIdOrAlias} (knocking.yaml).
+func (a *API) knockRoom(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	sess := session(r)
+	roomID, via, err := a.resolveRoom(ctx, r.PathValue("roomIdOrAlias"), viaServers(r))
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := httpx.DecodeJSON(r, &body); err != nil {
+		return err
+	}
+	here, err := a.rooms.ServerInRoom(ctx, roomID, a.cfg.ServerName)
+	if err != nil {
+		return err
+	}
+	if !here && a.handshake != nil {
+		content := map[string]any{}
+		if body.Reason != "" {
+			content["reason"] = body.Reason
+		}
+		if err := a.handshake.Knock(ctx, roomID, sess.UserID, via, content); err != nil {
+			return err
+		}
+		return httpx.OK(w, map[string]any{"room_id": roomID})
+	}
+	if _, err := a.rooms.Version(ctx, roomID); err != nil {
+		return err
+	}
+	if _, err := a.sendMembership(ctx, sess.UserID, roomID, sess.UserID, "knock", body.Reason, nil); err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"room_id": roomID})
+}

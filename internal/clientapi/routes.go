@@ -62,6 +62,8 @@ func (a *API) Register(mux *http.ServeMux) {
 
 		// joining.yaml, inviting.yaml, leaving.yaml, kicking.yaml, banning.yaml
 		{"POST", "/join/{roomIdOrAlias}", v3r0, a.authed(a.joinRoom)},
+		// knocking.yaml
+		{"POST", "/knock/{roomIdOrAlias}", v3r0, a.authed(a.knockRoom)},
 		{"POST", "/rooms/{roomId}/join", v3r0, a.authed(a.joinRoomById)},
 		{"POST", "/rooms/{roomId}/invite", v3r0, a.authed(a.inviteUser)},
 		{"POST", "/rooms/{roomId}/leave", v3r0, a.authed(a.leaveRoom)},

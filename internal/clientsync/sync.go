@@ -132,6 +132,14 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 				}
 				resp.Rooms.Invite[m.RoomID] = ir
 			}
+		case "knock":
+			if initial || changed {
+				kr, err := s.knockedRoom(ctx, req.User, m)
+				if err != nil {
+					return nil, err
+				}
+				resp.Rooms.Knock[m.RoomID] = kr
+			}
 		case "leave", "ban":
 			if (initial && !rf.IncludeLeave) || (!initial && !changed) {
 				continue
@@ -352,22 +360,40 @@ func (s *Service) summary(ctx context.Context, roomID id.RoomID, user id.UserID)
 
 // invitedRoom builds rooms.invite[roomID] from stripped state.
 func (s *Service) invitedRoom(ctx context.Context, user id.UserID, m room.Membership) (*InvitedRoom, error) {
+	evs, err := s.strippedState(ctx, user, m)
+	if err != nil {
+		return nil, err
+	}
 	ir := &InvitedRoom{}
-	ir.InviteState.Events = []StrippedEvent{}
+	ir.InviteState.Events = evs
+	return ir, nil
+}
+
+// knockedRoom builds rooms.knock[roomID] from stripped state.
+func (s *Service) knockedRoom(ctx context.Context, user id.UserID, m room.Membership) (*KnockedRoom, error) {
+	evs, err := s.strippedState(ctx, user, m)
+	if err != nil {
+		return nil, err
+	}
+	kr := &KnockedRoom{}
+	kr.KnockState.Events = evs
+	return kr, nil
+}
+
+// strippedState is what a user invited to or knocking on a room is shown:
+// the stripped state at their membership event, or, for a room this server
+// is not in, the stripped state the other server sent.
+func (s *Service) strippedState(ctx context.Context, user id.UserID, m room.Membership) ([]StrippedEvent, error) {
+	out := []StrippedEvent{}
 	if remote, err := s.rooms.RemoteInviteFor(ctx, user, m.RoomID); err != nil {
 		return nil, err
 	} else if remote != nil && remote.Event.ID == m.EventID {
-		// An invite to a room this server is not in: the inviting server
-		// sent the stripped state along.
-		_ = json.Unmarshal(remote.InviteState, &ir.InviteState.Events)
-		if ir.InviteState.Events == nil {
-			ir.InviteState.Events = []StrippedEvent{}
+		_ = json.Unmarshal(remote.InviteState, &out)
+		if out == nil {
+			out = []StrippedEvent{}
 		}
 		ev := remote.Event
-		ir.InviteState.Events = append(ir.InviteState.Events, StrippedEvent{
-			Content: ev.Content, Sender: ev.Sender, StateKey: *ev.StateKey, Type: ev.Type,
-		})
-		return ir, nil
+		return append(out, StrippedEvent{Content: ev.Content, Sender: ev.Sender, StateKey: *ev.StateKey, Type: ev.Type}), nil
 	}
 	inv, err := s.rooms.Event(ctx, m.EventID)
 	if err != nil {
@@ -393,11 +419,11 @@ func (s *Service) invitedRoom(ctx context.Context, user id.UserID, m room.Member
 		if err != nil {
 			return nil, err
 		}
-		ir.InviteState.Events = append(ir.InviteState.Events, StrippedEvent{
+		out = append(out, StrippedEvent{
 			Content: ev.Content, Sender: ev.Sender, StateKey: *ev.StateKey, Type: ev.Type,
 		})
 	}
-	return ir, nil
+	return out, nil
 }
 
 // leftRoom builds rooms.leave[roomID]: the timeline up to the departure.

@@ -330,3 +330,50 @@ func (s *Service) PublicRooms(ctx context.Context, server string, limit int, sin
 	}
 	return resp, nil
 }
+
+// Knock knocks on roomID for user through the first of servers that
+// answers (make_knock, send_knock), and keeps the stripped state the
+// resident server returns for user's clients.
+func (s *Service) Knock(ctx context.Context, roomID id.RoomID, user id.UserID, servers []string, content map[string]any) error {
+	var errs []error
+	tried := map[string]bool{s.serverName: true}
+	for _, server := range servers {
+		if tried[server] {
+			continue
+		}
+		tried[server] = true
+		err := s.knockVia(ctx, server, roomID, user, content)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", server, err))
+		if e, ok := mxerr.From(err); ok && e.Status >= 400 && e.Status < 500 {
+			return err
+		}
+	}
+	if len(errs) == 0 {
+		return mxerr.NotFound.With("no server to knock on room %s through", roomID)
+	}
+	return mxerr.Unknown.WithStatus(http.StatusBadGateway).With("could not knock on room %s through any server", roomID).Wrap(errors.Join(errs...))
+}
+
+func (s *Service) knockVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID, content map[string]any) error {
+	var tmpl template
+	if err := s.client.Do(ctx, server, http.MethodGet, roomPath("/_matrix/federation/v1/make_knock/", roomID, user.String()), supportedVersions(), nil, &tmpl); err != nil {
+		return remoteError("make_knock", err)
+	}
+	if !pdu.IsSupported(tmpl.RoomVersion) {
+		return mxerr.UnsupportedRoomVer.With("room version %q is not supported", tmpl.RoomVersion)
+	}
+	ev, err := s.complete(tmpl, user, "knock", content)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		KnockRoomState json.RawMessage `json:"knock_room_state"`
+	}
+	if err := s.client.Do(ctx, server, http.MethodPut, roomPath("/_matrix/federation/v1/send_knock/", roomID, ev.ID.String()), nil, json.RawMessage(ev.JSON()), &resp); err != nil {
+		return remoteError("send_knock", err)
+	}
+	return s.rooms.StoreRemoteInvite(ctx, ev, resp.KnockRoomState)
+}

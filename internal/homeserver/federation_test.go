@@ -394,3 +394,46 @@ func TestPublicRoomDirectory(t *testing.T) {
 		}
 	})
 }
+
+// TestKnockOverFederation: a user of another server knocks, sees the
+// room's stripped state, is invited in answer and joins.
+func TestKnockOverFederation(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 2)
+		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Knock knock",
+			InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{JoinRule: event.JoinRuleKnock}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomID := created.RoomID
+		// Joining outright is refused: the room is not public.
+		if _, err := bob.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err == nil {
+			t.Fatal("joined a knock-only room without an invite")
+		}
+		if _, err := bob.KnockRoom(ctx, roomID.String(), &mautrix.ReqKnockRoom{Via: []string{hs[0].Config.ServerName}, Reason: "let me in"}); err != nil {
+			t.Fatalf("knocking over federation: %v", err)
+		}
+		resp, err := bob.SyncRequest(ctx, 0, "", "", false, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr, ok := resp.Rooms.Knock[roomID]
+		if !ok || !slices.ContainsFunc(kr.State.Events, func(e *event.Event) bool { return e.Type == event.StateRoomName }) {
+			t.Fatalf("bob's sync shows no knock with the room's name: %+v", resp.Rooms.Knock)
+		}
+		waitFor(t, "bob's knock on alice's server", func() (bool, error) {
+			return membershipOf(ctx, alice, roomID, bob.UserID) == "knock", nil
+		})
+		if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+			t.Fatalf("inviting the knocker: %v", err)
+		}
+		if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+			t.Fatalf("joining after the invite: %v", err)
+		}
+		waitFor(t, "bob joined on alice's server", func() (bool, error) {
+			return membershipOf(ctx, alice, roomID, bob.UserID) == "join", nil
+		})
+	})
+}

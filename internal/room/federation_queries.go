@@ -178,10 +178,12 @@ func (s *Service) walkBack(ctx context.Context, roomID id.RoomID, start []id.Eve
 }
 
 // StoreRemoteInvite records an invite of a local user to a room this
-// server is not in, with the stripped state its clients are shown.
+// server is not in (or a local user's knock on one), with the stripped
+// state its clients are shown.
 func (s *Service) StoreRemoteInvite(ctx context.Context, ev *pdu.Event, inviteState json.RawMessage) error {
-	if ev.StateKey == nil || id.UserID(*ev.StateKey).Homeserver() != s.serverName || ev.Membership() != "invite" {
-		return mxerr.BadJSON.With("not an invite of a user on this server")
+	m := ev.Membership()
+	if ev.StateKey == nil || id.UserID(*ev.StateKey).Homeserver() != s.serverName || (m != "invite" && m != "knock") {
+		return mxerr.BadJSON.With("not an invite or knock of a user on this server")
 	}
 	user := id.UserID(*ev.StateKey)
 	if len(inviteState) == 0 {
@@ -199,9 +201,9 @@ func (s *Service) StoreRemoteInvite(ctx context.Context, ev *pdu.Event, inviteSt
 			return fmt.Errorf("storing invite: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO local_memberships (user_id, room_id, membership, event_id, stream_pos, forgotten)
-			VALUES ($1, $2, 'invite', $3, $4, 0) ON CONFLICT (user_id, room_id)
-			DO UPDATE SET membership = 'invite', event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
-			user.String(), ev.RoomID().String(), ev.ID.String(), pos); err != nil {
+			VALUES ($1, $2, $5, $3, $4, 0) ON CONFLICT (user_id, room_id)
+			DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0`,
+			user.String(), ev.RoomID().String(), ev.ID.String(), pos, m); err != nil {
 			return fmt.Errorf("storing invite membership: %w", err)
 		}
 		return nil
