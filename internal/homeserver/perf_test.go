@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxtest"
 	"github.com/myelin-chat/myelin/internal/pdu"
@@ -155,4 +157,87 @@ func TestMeasureFederatedJoin(t *testing.T) {
 				lat[len(lat)/2].Round(10*time.Microsecond), lat[len(lat)*99/100].Round(10*time.Microsecond))
 		})
 	}
+}
+
+// TestMeasureForkResolution reports how long two servers take to converge
+// after a partition in a room with 10,000 state events (members): each side
+// changes the topic and power levels while cut off, then the time from
+// reconnecting to identical state on both is measured. SQLite only; the
+// room takes a while to fill.
+func TestMeasureForkResolution(t *testing.T) {
+	if os.Getenv("MYELIN_MEASURE") == "" {
+		t.Skip("set MYELIN_MEASURE=1 to measure")
+	}
+	ctx := context.Background()
+	hs := mxtest.Federation(t, "sqlite", 2)
+	alice := hs[0].Client("alice")
+	created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roomID := created.RoomID
+	t0 := time.Now()
+	for i := range 10000 {
+		u := id.UserID(fmt.Sprintf("@m%d:%s", i, hs[0].Config.ServerName))
+		if _, err := hs[0].Users.Create(ctx, fmt.Sprintf("m%d", i), "", false); err != nil {
+			t.Fatal(err)
+		}
+		sk := u.String()
+		if _, err := hs[0].Rooms.Send(ctx, pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: u,
+			Content: []byte(`{"membership":"join"}`), RoomID: roomID}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("filled the room with 10,000 members in %v", time.Since(t0).Round(time.Millisecond))
+	bob := hs[1].Client("bob")
+	t0 = time.Now()
+	if _, err := bob.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("remote join of the 10,001-member room: %v", time.Since(t0).Round(time.Millisecond))
+	var pl event.PowerLevelsEventContent
+	if err := alice.StateEvent(ctx, roomID, event.StatePowerLevels, "", &pl); err != nil {
+		t.Fatal(err)
+	}
+	pl.SetUserLevel(bob.UserID, 100)
+	if _, err := alice.SendStateEvent(ctx, roomID, event.StatePowerLevels, "", &pl); err != nil {
+		t.Fatal(err)
+	}
+	waitSame := func(what string) time.Duration {
+		start := time.Now()
+		deadline := start.Add(5 * time.Minute)
+		for {
+			a, errA := stateOf(ctx, alice, roomID)
+			b, errB := stateOf(ctx, bob, roomID)
+			if errA == nil && errB == nil && len(a) == len(b) && fmt.Sprint(a) == fmt.Sprint(b) {
+				return time.Since(start)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no convergence", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitSame("before the fork")
+	hs[0].Partition(true)
+	hs[1].Partition(true)
+	if _, err := alice.SendStateEvent(ctx, roomID, event.StateTopic, "", &event.TopicEventContent{Topic: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	pl.SetUserLevel(id.UserID(fmt.Sprintf("@m1:%s", hs[0].Config.ServerName)), 50)
+	if _, err := alice.SendStateEvent(ctx, roomID, event.StatePowerLevels, "", &pl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendStateEvent(ctx, roomID, event.StateTopic, "", &event.TopicEventContent{Topic: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	pl.SetUserLevel(id.UserID(fmt.Sprintf("@m2:%s", hs[0].Config.ServerName)), 50)
+	if _, err := bob.SendStateEvent(ctx, roomID, event.StatePowerLevels, "", &pl); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	hs[0].Partition(false)
+	hs[1].Partition(false)
+	waitSame("after the fork")
+	t.Logf("fork across 10,000 state events: identical state on both servers %v after reconnecting", time.Since(t0).Round(time.Millisecond))
 }
