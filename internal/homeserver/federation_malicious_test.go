@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ type evilServer struct {
 	name   string
 	key    keys.SigningKey
 	client *fedclient.Client
+	// missing is what the server answers /get_missing_events with.
+	missing atomic.Pointer[[]json.RawMessage]
 }
 
 func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
@@ -61,6 +64,14 @@ func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(signed)
+	})
+	mux.HandleFunc("POST /_matrix/federation/v1/get_missing_events/{roomId}", func(w http.ResponseWriter, r *http.Request) {
+		evs := []json.RawMessage{}
+		if m := e.missing.Load(); m != nil {
+			evs = *m
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"events": evs})
 	})
 	cert, err := ca.CA.Issue("127.0.0.1")
 	if err != nil {
@@ -248,6 +259,20 @@ func TestMaliciousServerIsRefused(t *testing.T) {
 		if strings.Join(got, "|") != "hello|still here" {
 			t.Errorf("alice sees %q, want hello and still here", got)
 		}
+
+		// A gap: the victim gets an event whose parent it never saw, and
+		// fetches the parent from the sender with /get_missing_events.
+		parent := evil.build(t, roomID, after, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "parent"})
+		child := evil.build(t, roomID, parent, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "child"})
+		evil.missing.Store(&[]json.RawMessage{parent.JSON()})
+		if errText := evil.send(t, victim, child.JSON()); errText != "" {
+			t.Fatalf("an event after a gap was refused: %s", errText)
+		}
+		got, err = messagesIn(ctx, alice, roomID)
+		if err != nil || strings.Join(got, "|") != "hello|still here|parent|child" {
+			t.Errorf("after the gap alice sees %q (%v), want the parent fetched before the child", got, err)
+		}
+		after = child
 
 		// A server ACL shuts the server out. ACLs match the host without the
 		// port, so this denies every server on 127.0.0.1 but alice's own.
