@@ -61,12 +61,10 @@ func (s *Service) Format(ctx context.Context, ev *Stored, v Viewer, withRoomID b
 		u.TransactionID = ev.TxnID
 	}
 	if ev.IsState() && ev.Snapshot != 0 {
-		if st, _, err := s.loadSnapshot(ctx, ev.Snapshot); err == nil {
-			if ref, ok := st[ev.Key()]; ok {
-				u.ReplacesState = ref.ID
-				if prev, err := s.Event(ctx, ref.ID); err == nil {
-					u.PrevContent = json.RawMessage(prev.Content)
-				}
+		if ref, ok, err := s.stateEntry(ctx, ev.Snapshot, ev.Key()); err == nil && ok {
+			u.ReplacesState = ref.ID
+			if prev, err := s.Event(ctx, ref.ID); err == nil {
+				u.PrevContent = json.RawMessage(prev.Content)
 			}
 		}
 	}

@@ -150,3 +150,35 @@ func (s *Service) writeSnapshot(ctx context.Context, tx *storage.Tx, roomID id.R
 	}
 	return nid, chain, nil
 }
+
+// stateEntry looks up one key of a snapshot without loading the whole
+// state: from the cache when the snapshot is there, else by walking the
+// delta chain one row per level. Formatting a state event's prev_content
+// needs just this, and loading every snapshot in full made /state of a big
+// room quadratic.
+func (s *Service) stateEntry(ctx context.Context, nid int64, key pdu.StateKey) (Ref, bool, error) {
+	for cur := nid; cur != 0; {
+		if c, ok := s.snapshots.Get(cur); ok {
+			ref, found := c.state[key]
+			return ref, found, nil
+		}
+		var parent int64
+		var enid *int64
+		var evID *string
+		err := s.db.QueryRowContext(ctx, `SELECT s.parent_nid, e.event_nid, ev.event_id FROM state_snapshots s
+			LEFT JOIN state_snapshot_entries e ON e.snapshot_nid = s.snapshot_nid AND e.type = $2 AND e.state_key = $3
+			LEFT JOIN events ev ON ev.event_nid = e.event_nid
+			WHERE s.snapshot_nid = $1`, cur, key.Type, key.StateKey).Scan(&parent, &enid, &evID)
+		if err != nil {
+			return Ref{}, false, fmt.Errorf("reading state snapshot %d: %w", cur, err)
+		}
+		if enid != nil {
+			if *enid == 0 || evID == nil {
+				return Ref{}, false, nil // removed relative to the parent
+			}
+			return Ref{NID: *enid, ID: id.EventID(*evID)}, true, nil
+		}
+		cur = parent
+	}
+	return Ref{}, false, nil
+}
