@@ -1,5 +1,6 @@
-// Command myelin is the Myelin homeserver: `myelin serve` runs it, and
-// `myelin register-user` creates accounts on a running server.
+// Command myelin is the Myelin homeserver: `myelin serve` runs it,
+// `myelin register-user` creates accounts on a running server and
+// `myelin check-federation` checks that a server name federates.
 package main
 
 import (
@@ -22,6 +23,7 @@ const usage = `Usage: myelin <command> [flags]
 Commands:
   serve           run the homeserver
   register-user   create a user through shared-secret registration
+  check-federation  check a server name's discovery, TLS, version and keys
 
 Run "myelin <command> -h" for a command's flags.
 `
@@ -37,6 +39,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "register-user":
 		err = registerUser(os.Args[2:])
+	case "check-federation":
+		err = checkFederation(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
