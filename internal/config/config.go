@@ -68,6 +68,10 @@ type Config struct {
 	RateLimit RateLimit `yaml:"rate_limit"`
 	// LogLevel is debug, info, warn or error. Env: MYELIN_LOG_LEVEL.
 	LogLevel string `yaml:"log_level"`
+	// MetricsListen is the address of a separate HTTP listener serving
+	// Prometheus metrics at /metrics, e.g. 127.0.0.1:9000. Empty: no
+	// metrics. Env: MYELIN_METRICS_LISTEN.
+	MetricsListen string `yaml:"metrics_listen"`
 	// Federation configures server-to-server traffic.
 	Federation Federation `yaml:"federation"`
 }
@@ -201,6 +205,11 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q must be host:port: %w", c.Listen, err)
 	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen %q must be host:port: %w", c.MetricsListen, err)
+		}
+	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		return fmt.Errorf("bcrypt_cost %d must be between 4 and 31", c.BcryptCost)
 	}
@@ -266,6 +275,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 	str("MYELIN_SIGNING_KEY_PATH", &c.SigningKeyPath)
 	str("MYELIN_DEFAULT_ROOM_VERSION", &c.DefaultRoomVersion)
 	str("MYELIN_LOG_LEVEL", &c.LogLevel)
+	str("MYELIN_METRICS_LISTEN", &c.MetricsListen)
 	if v, ok := env("MYELIN_MAX_REQUEST_BYTES"); ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
