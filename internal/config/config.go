@@ -74,6 +74,20 @@ type Config struct {
 	MetricsListen string `yaml:"metrics_listen"`
 	// Federation configures server-to-server traffic.
 	Federation Federation `yaml:"federation"`
+	// ServeServerWellKnown serves /.well-known/matrix/server delegating
+	// federation to the public_baseurl host on port 443 (or the URL's
+	// port), unless federation.well_known_server is set.
+	// Env: MYELIN_SERVE_WELLKNOWN.
+	ServeServerWellKnown bool `yaml:"serve_server_wellknown"`
+	// XForwarded trusts X-Forwarded-For and X-Forwarded-Proto on the
+	// client listener (set it only behind a proxy that sets them).
+	// Env: MYELIN_X_FORWARDED.
+	XForwarded bool `yaml:"x_forwarded"`
+	// AdminUser and AdminPassword create a server admin at start when it
+	// does not exist yet (never written to the config file).
+	// Env: MYELIN_ADMIN_USER, MYELIN_ADMIN_PASSWORD.
+	AdminUser     string `yaml:"-"`
+	AdminPassword string `yaml:"-"`
 }
 
 // Federation holds the server-server settings. The federation API is always
@@ -191,6 +205,9 @@ func Load(path string, env func(string) (string, bool), generate bool) (Config, 
 		}
 		wrote = true
 	}
+	if err := cfg.derive(); err != nil {
+		return cfg, wrote, err
+	}
 	return cfg, wrote, cfg.Validate()
 }
 
@@ -222,6 +239,9 @@ func (c *Config) Validate() error {
 		if !hasCert && !hasCA {
 			return errors.New("federation.listen needs tls_cert and tls_key (MYELIN_TLS_CERT, MYELIN_TLS_KEY), or tls_ca_cert and tls_ca_key")
 		}
+	}
+	if err := c.validateDeploy(); err != nil {
+		return err
 	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
@@ -311,6 +331,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		c.Federation.TestHosts = hosts
 	}
 	return errors.Join(
+		applyDeployEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_ENABLE_REGISTRATION", &c.EnableRegistration),
 		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),

@@ -111,6 +111,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts),
 		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
 		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
+	if err := s.ensureAdmin(ctx); err != nil {
+		return fail(err)
+	}
 	adminapi.New(&s.cfg, log, s.Users).Register(mux)
 	mux.HandleFunc("GET /health", s.health)
 	s.handler = s.metrics.Middleware(httpx.CORS(httpx.LimitBody(cfg.MaxRequestBytes, httpx.Fallback(mux))))
@@ -142,7 +145,7 @@ func (s *Server) Start() error {
 	}
 	s.listener = ln
 	s.httpSrv = &http.Server{
-		Handler:           s.handler,
+		Handler:           httpx.Forwarded(s.cfg.XForwarded, s.handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
