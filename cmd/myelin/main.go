@@ -70,6 +70,13 @@ func serve(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	for _, n := range cfg.Notes {
+		if n.Warn {
+			log.Warn(n.Msg)
+		} else {
+			log.Info(n.Msg)
+		}
+	}
 	if wrote {
 		log.Info("wrote a new config file with generated secrets", "data_dir", cfg.DataDir)
 	}

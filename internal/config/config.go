@@ -88,6 +88,9 @@ type Config struct {
 	// Env: MYELIN_ADMIN_USER, MYELIN_ADMIN_PASSWORD.
 	AdminUser     string `yaml:"-"`
 	AdminPassword string `yaml:"-"`
+	// Notes are what Load has to tell the operator about the file read
+	// (a Synapse config's ignored and unknown keys); the caller logs them.
+	Notes []Note `yaml:"-"`
 }
 
 // Federation holds the server-server settings. The federation API is always
@@ -170,6 +173,9 @@ func Load(path string, env func(string) (string, bool), generate bool) (Config, 
 	if v, ok := env("MYELIN_DATA_DIR"); ok && v != "" {
 		cfg.DataDir = v
 	}
+	if v, ok := env("SYNAPSE_CONFIG_PATH"); ok && v != "" && path == "" {
+		path = v
+	}
 	if path == "" {
 		path = filepath.Join(cfg.DataDir, "homeserver.yaml")
 	}
@@ -177,6 +183,16 @@ func Load(path string, env func(string) (string, bool), generate bool) (Config, 
 	exists := err == nil
 	switch {
 	case exists:
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return cfg, false, fmt.Errorf("config %s: %w", path, err)
+		}
+		if isSynapse(&doc) {
+			if cfg.Notes, err = readSynapse(&cfg, &doc); err != nil {
+				return cfg, false, fmt.Errorf("config %s (Synapse format): %w", path, err)
+			}
+			break
+		}
 		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {

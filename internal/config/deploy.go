@@ -11,6 +11,12 @@ import (
 // applyDeployEnv reads the environment variables of container
 // deployments: the first admin, well-known serving and proxy headers.
 func applyDeployEnv(c *Config, env func(string) (string, bool)) error {
+	// Synapse's image takes the server name from SYNAPSE_SERVER_NAME.
+	if v, ok := env("SYNAPSE_SERVER_NAME"); ok && v != "" {
+		if _, mine := env("MYELIN_SERVER_NAME"); !mine {
+			c.ServerName = v
+		}
+	}
 	if v, ok := env("MYELIN_ADMIN_USER"); ok {
 		c.AdminUser = v
 	}
