@@ -24,6 +24,7 @@ Commands:
   serve           run the homeserver
   register-user   create a user through shared-secret registration
   check-federation  check a server name's discovery, TLS, version and keys
+  healthcheck     exit 0 when the local server is healthy (container HEALTHCHECK)
 
 Run "myelin <command> -h" for a command's flags.
 `
@@ -41,6 +42,8 @@ func main() {
 		err = registerUser(os.Args[2:])
 	case "check-federation":
 		err = checkFederation(os.Args[2:], os.Stdout)
+	case "healthcheck":
+		err = healthcheck(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
