@@ -1,5 +1,6 @@
-// Command myelin is the Myelin homeserver: `myelin serve` runs it, and
-// `myelin register-user` creates accounts on a running server.
+// Command myelin is the Myelin homeserver: `myelin serve` runs it,
+// `myelin register-user` creates accounts on a running server and
+// `myelin check-federation` checks that a server name federates.
 package main
 
 import (
@@ -22,6 +23,8 @@ const usage = `Usage: myelin <command> [flags]
 Commands:
   serve           run the homeserver
   register-user   create a user through shared-secret registration
+  check-federation  check a server name's discovery, TLS, version and keys
+  healthcheck     exit 0 when the local server is healthy (container HEALTHCHECK)
 
 Run "myelin <command> -h" for a command's flags.
 `
@@ -37,6 +40,10 @@ func main() {
 		err = serve(os.Args[2:])
 	case "register-user":
 		err = registerUser(os.Args[2:])
+	case "check-federation":
+		err = checkFederation(os.Args[2:], os.Stdout)
+	case "healthcheck":
+		err = healthcheck(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -66,6 +73,13 @@ func serve(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	for _, n := range cfg.Notes {
+		if n.Warn {
+			log.Warn(n.Msg)
+		} else {
+			log.Info(n.Msg)
+		}
+	}
 	if wrote {
 		log.Info("wrote a new config file with generated secrets", "data_dir", cfg.DataDir)
 	}

@@ -68,8 +68,29 @@ type Config struct {
 	RateLimit RateLimit `yaml:"rate_limit"`
 	// LogLevel is debug, info, warn or error. Env: MYELIN_LOG_LEVEL.
 	LogLevel string `yaml:"log_level"`
+	// MetricsListen is the address of a separate HTTP listener serving
+	// Prometheus metrics at /metrics, e.g. 127.0.0.1:9000. Empty: no
+	// metrics. Env: MYELIN_METRICS_LISTEN.
+	MetricsListen string `yaml:"metrics_listen"`
 	// Federation configures server-to-server traffic.
 	Federation Federation `yaml:"federation"`
+	// ServeServerWellKnown serves /.well-known/matrix/server delegating
+	// federation to the public_baseurl host on port 443 (or the URL's
+	// port), unless federation.well_known_server is set.
+	// Env: MYELIN_SERVE_WELLKNOWN.
+	ServeServerWellKnown bool `yaml:"serve_server_wellknown"`
+	// XForwarded trusts X-Forwarded-For and X-Forwarded-Proto on the
+	// client listener (set it only behind a proxy that sets them).
+	// Env: MYELIN_X_FORWARDED.
+	XForwarded bool `yaml:"x_forwarded"`
+	// AdminUser and AdminPassword create a server admin at start when it
+	// does not exist yet (never written to the config file).
+	// Env: MYELIN_ADMIN_USER, MYELIN_ADMIN_PASSWORD.
+	AdminUser     string `yaml:"-"`
+	AdminPassword string `yaml:"-"`
+	// Notes are what Load has to tell the operator about the file read
+	// (a Synapse config's ignored and unknown keys); the caller logs them.
+	Notes []Note `yaml:"-"`
 }
 
 // Federation holds the server-server settings. The federation API is always
@@ -152,6 +173,9 @@ func Load(path string, env func(string) (string, bool), generate bool) (Config, 
 	if v, ok := env("MYELIN_DATA_DIR"); ok && v != "" {
 		cfg.DataDir = v
 	}
+	if v, ok := env("SYNAPSE_CONFIG_PATH"); ok && v != "" && path == "" {
+		path = v
+	}
 	if path == "" {
 		path = filepath.Join(cfg.DataDir, "homeserver.yaml")
 	}
@@ -159,6 +183,16 @@ func Load(path string, env func(string) (string, bool), generate bool) (Config, 
 	exists := err == nil
 	switch {
 	case exists:
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return cfg, false, fmt.Errorf("config %s: %w", path, err)
+		}
+		if isSynapse(&doc) {
+			if cfg.Notes, err = readSynapse(&cfg, &doc); err != nil {
+				return cfg, false, fmt.Errorf("config %s (Synapse format): %w", path, err)
+			}
+			break
+		}
 		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
@@ -187,6 +221,9 @@ func Load(path string, env func(string) (string, bool), generate bool) (Config, 
 		}
 		wrote = true
 	}
+	if err := cfg.derive(); err != nil {
+		return cfg, wrote, err
+	}
 	return cfg, wrote, cfg.Validate()
 }
 
@@ -201,6 +238,11 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q must be host:port: %w", c.Listen, err)
 	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen %q must be host:port: %w", c.MetricsListen, err)
+		}
+	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		return fmt.Errorf("bcrypt_cost %d must be between 4 and 31", c.BcryptCost)
 	}
@@ -213,6 +255,9 @@ func (c *Config) Validate() error {
 		if !hasCert && !hasCA {
 			return errors.New("federation.listen needs tls_cert and tls_key (MYELIN_TLS_CERT, MYELIN_TLS_KEY), or tls_ca_cert and tls_ca_key")
 		}
+	}
+	if err := c.validateDeploy(); err != nil {
+		return err
 	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
@@ -266,6 +311,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 	str("MYELIN_SIGNING_KEY_PATH", &c.SigningKeyPath)
 	str("MYELIN_DEFAULT_ROOM_VERSION", &c.DefaultRoomVersion)
 	str("MYELIN_LOG_LEVEL", &c.LogLevel)
+	str("MYELIN_METRICS_LISTEN", &c.MetricsListen)
 	if v, ok := env("MYELIN_MAX_REQUEST_BYTES"); ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -301,6 +347,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		c.Federation.TestHosts = hosts
 	}
 	return errors.Join(
+		applyDeployEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_ENABLE_REGISTRATION", &c.EnableRegistration),
 		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),

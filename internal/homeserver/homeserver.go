@@ -22,6 +22,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/keys"
+	"github.com/myelin-chat/myelin/internal/metrics"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pducheck"
 	"github.com/myelin-chat/myelin/internal/receipts"
@@ -54,6 +55,8 @@ type Server struct {
 	served    chan error
 	fedSrv    *http.Server
 	fedServed chan error
+	metrics   *metrics.Metrics
+	metricsL  *metricsListener
 }
 
 // New opens the database, applies migrations, loads the signing key and
@@ -90,9 +93,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	checker := pducheck.New(ring)
 	s.transport = &transport{client: fed}
 	s.sender = sender.New(db, cfg.ServerName, s.transport, log)
+	s.metrics = s.newMetrics()
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
-		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender))
+		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender),
+		room.WithPersistObserver(s.metrics.ObservePersist))
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
 	accountData := accountdata.New(db, n)
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
@@ -106,9 +111,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts),
 		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
 		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
+	if err := s.ensureAdmin(ctx); err != nil {
+		return fail(err)
+	}
 	adminapi.New(&s.cfg, log, s.Users).Register(mux)
 	mux.HandleFunc("GET /health", s.health)
-	s.handler = httpx.CORS(httpx.LimitBody(cfg.MaxRequestBytes, httpx.Fallback(mux)))
+	s.handler = s.metrics.Middleware(httpx.CORS(httpx.LimitBody(cfg.MaxRequestBytes, httpx.Fallback(mux))))
 	return s, nil
 }
 
@@ -137,7 +145,7 @@ func (s *Server) Start() error {
 	}
 	s.listener = ln
 	s.httpSrv = &http.Server{
-		Handler:           s.handler,
+		Handler:           httpx.Forwarded(s.cfg.XForwarded, s.handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -145,6 +153,13 @@ func (s *Server) Start() error {
 	go func() { s.served <- s.httpSrv.Serve(ln) }()
 	if err := s.startFederationListener(); err != nil {
 		_ = s.httpSrv.Close()
+		return err
+	}
+	if err := s.startMetrics(); err != nil {
+		_ = s.httpSrv.Close()
+		if s.fedSrv != nil {
+			_ = s.fedSrv.Close()
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -160,7 +175,7 @@ func (s *Server) Addr() string { return s.listener.Addr().String() }
 // Shutdown stops accepting requests, lets those in flight finish (until ctx
 // ends), then closes the database.
 func (s *Server) Shutdown(ctx context.Context) error {
-	var errs []error
+	errs := []error{s.stopMetrics(ctx)}
 	if s.fedSrv != nil {
 		if err := s.fedSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping federation listener: %w", err))

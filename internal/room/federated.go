@@ -198,6 +198,7 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 	}
 	work := in.clone()
 	var stored *Stored
+	start := time.Now()
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		var err error
 		serversBefore := work.servers
@@ -210,6 +211,7 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 	if err != nil {
 		return nil, err
 	}
+	s.persisted("received", start)
 	s.commit(in, work, []*Stored{stored})
 	return stored, nil
 }

@@ -48,8 +48,9 @@ type Service struct {
 	events    *lru.Cache[id.EventID, *Stored]
 	snapshots *lru.Cache[int64, cachedSnapshot]
 
-	remote Remote
-	outbox Outbox
+	remote         Remote
+	outbox         Outbox
+	observePersist PersistObserver
 }
 
 // Option configures a Service.

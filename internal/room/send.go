@@ -54,6 +54,7 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 		return nil, err
 	}
 	var stored *Stored
+	start := time.Now()
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		if txn != nil {
 			// Checked again under the room lock and in the transaction, so
@@ -78,6 +79,7 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 	if err != nil {
 		return nil, err
 	}
+	s.persisted("local", start)
 	s.commit(in, work, []*Stored{stored})
 	return stored, nil
 }
