@@ -16,7 +16,9 @@ func TestMiddlewareAndCollectors(t *testing.T) {
 	queueErr := false
 	m := New(Sources{
 		SyncWakeups: func() int64 { return 7 },
-		DBPools:     func() map[string]sql.DBStats { return map[string]sql.DBStats{"main": {MaxOpenConnections: 32, InUse: 2}} },
+		DBPools: func() map[string]sql.DBStats {
+			return map[string]sql.DBStats{"main": {MaxOpenConnections: 32, InUse: 2}}
+		},
 		FederationQueue: func(context.Context) (map[string]int64, error) {
 			if queueErr {
 				return nil, errors.New("database gone")
