@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -286,4 +287,57 @@ func TestMaliciousServerIsRefused(t *testing.T) {
 			t.Error("a server denied by the ACL could still send")
 		}
 	})
+}
+
+// TestSendJoinOmitMembers: a resident server answers send_join with
+// omit_members=true with a partial state: no member events beyond the
+// heroes, members_omitted set, and the servers in the room listed.
+func TestSendJoinOmitMembers(t *testing.T) {
+	ctx := context.Background()
+	hs := mxtest.Federation(t, "sqlite", 1)
+	victim := hs[0].Config.ServerName
+	alice := hs[0].Client("alice")
+	created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "named"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		c := hs[0].Client(fmt.Sprintf("member%d-", i))
+		if _, err := c.JoinRoomByID(ctx, created.RoomID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evil := startEvil(t, hs[0].TestCA)
+	user := id.UserID("@mallory:" + evil.name)
+	var tmpl struct {
+		RoomVersion id.RoomVersion  `json:"room_version"`
+		Event       json.RawMessage `json:"event"`
+	}
+	path := "/_matrix/federation/v1/make_join/" + url.PathEscape(created.RoomID.String()) + "/" + url.PathEscape(user.String())
+	if err := evil.client.Do(ctx, victim, "GET", path, url.Values{"ver": {"12"}}, nil, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	join, err := pdu.FromTemplate(tmpl.RoomVersion, tmpl.Event, json.RawMessage(`{"membership":"join"}`), time.Now().UnixMilli(), evil.name, evil.key.ID, evil.key.Priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		State          []json.RawMessage `json:"state"`
+		MembersOmitted bool              `json:"members_omitted"`
+		ServersInRoom  []string          `json:"servers_in_room"`
+	}
+	path = "/_matrix/federation/v2/send_join/" + url.PathEscape(created.RoomID.String()) + "/" + url.PathEscape(join.ID.String())
+	if err := evil.client.Do(ctx, victim, "PUT", path, url.Values{"omit_members": {"true"}}, json.RawMessage(join.JSON()), &resp); err != nil {
+		t.Fatal(err)
+	}
+	members := 0
+	for _, raw := range resp.State {
+		if ev, err := pdu.Parse(tmpl.RoomVersion, raw); err == nil && ev.Type == "m.room.member" {
+			members++
+		}
+	}
+	if !resp.MembersOmitted || members != 0 || !slices.Contains(resp.ServersInRoom, victim) {
+		t.Fatalf("omit_members answer: omitted=%v, %d member events (want 0: the room has a name), servers %v",
+			resp.MembersOmitted, members, resp.ServersInRoom)
+	}
 }
