@@ -21,6 +21,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -45,6 +46,7 @@ type API struct {
 	accountData *accountdata.Store
 	receipts    *receipts.Store
 	typing      *typing.Tracker
+	e2ee        *e2ee.Service
 	// handshake reaches other servers for joins, invites and invite
 	// rejections; nil when federation is off.
 	handshake *handshake.Service
@@ -60,14 +62,14 @@ type EDUSender interface {
 
 // New returns the client API.
 func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service,
-	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service, edus EDUSender) *API {
+	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service, edus EDUSender, keys *e2ee.Service) *API {
 	var lim *ratelimit.Limiter
 	if cfg.RateLimit.Enabled {
 		lim = ratelimit.New(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)
 	}
 	return &API{
 		cfg: cfg, log: log, users: u, rooms: r, syncer: s, limiter: lim,
-		accountData: ad, receipts: rc, typing: ty, handshake: hs, edus: edus,
+		accountData: ad, receipts: rc, typing: ty, handshake: hs, edus: edus, e2ee: keys,
 		uia:  newUIASessions(),
 		http: &httpx.Adapter{Log: log},
 	}
