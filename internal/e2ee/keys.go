@@ -172,7 +172,7 @@ func (s *Service) UnusedFallbackKeyTypes(ctx context.Context, user id.UserID, de
 // QueryResp is the body of /keys/query, on both APIs (keys.yaml,
 // user_keys.yaml).
 type QueryResp struct {
-	Failures        map[string]any                                 `json:"failures,omitempty"`
+	Failures        map[string]any                                `json:"failures,omitempty"`
 	DeviceKeys      map[id.UserID]map[id.DeviceID]json.RawMessage `json:"device_keys"`
 	MasterKeys      map[id.UserID]json.RawMessage                 `json:"master_keys,omitempty"`
 	SelfSigningKeys map[id.UserID]json.RawMessage                 `json:"self_signing_keys,omitempty"`

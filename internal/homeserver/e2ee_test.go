@@ -29,13 +29,17 @@ type e2eeClient struct {
 	state     mautrix.StateStore
 	since     string
 	decrypted []string
-	lastSync  *mautrix.RespSync
+	// pending are encrypted events whose room key has not arrived yet
+	// (over federation the event may come before the to-device message
+	// carrying its key); each sync tries them again.
+	pending  []*event.Event
+	lastSync *mautrix.RespSync
 }
 
 func newE2EEClient(t *testing.T, cli *mautrix.Client) *e2eeClient {
 	t.Helper()
 	ctx := context.Background()
-	log := zerolog.Nop()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	st := mautrix.NewMemoryStateStore()
 	mach := crypto.NewOlmMachine(cli, &log, crypto.NewMemoryStore(nil), st.(crypto.StateStore))
 	if err := mach.Load(ctx); err != nil {
@@ -65,19 +69,23 @@ func (c *e2eeClient) sync(timeout int) {
 				mautrix.UpdateStateStore(ctx, c.state, evt)
 				continue
 			}
-			if evt.Type != event.EventEncrypted {
-				continue
-			}
-			dec, err := c.mach.DecryptMegolmEvent(ctx, evt)
-			if err != nil {
-				c.t.Logf("%s cannot decrypt %s: %v", c.cli.UserID, evt.ID, err)
-				continue
-			}
-			if msg, ok := dec.Content.Parsed.(*event.MessageEventContent); ok {
-				c.decrypted = append(c.decrypted, msg.Body)
+			if evt.Type == event.EventEncrypted {
+				c.pending = append(c.pending, evt)
 			}
 		}
 	}
+	var still []*event.Event
+	for _, evt := range c.pending {
+		dec, err := c.mach.DecryptMegolmEvent(ctx, evt)
+		if err != nil {
+			still = append(still, evt)
+			continue
+		}
+		if msg, ok := dec.Content.Parsed.(*event.MessageEventContent); ok {
+			c.decrypted = append(c.decrypted, msg.Body)
+		}
+	}
+	c.pending = still
 	c.since = resp.NextBatch
 }
 
