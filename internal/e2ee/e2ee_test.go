@@ -324,3 +324,27 @@ func TestCrossSigningNeedsAuth(t *testing.T) {
 		}
 	})
 }
+
+func TestDeleteDevices(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		if _, err := s.Upload(ctx, bob, "B1", devKeys(bob, "B1"), map[string]json.RawMessage{"signed_curve25519:A": key("k")}, nil); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := db.CurrentID(ctx, "stream")
+		if err := s.DeleteDevices(ctx, bob, []id.DeviceID{"B1"}); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := db.CurrentID(ctx, "stream")
+		if changed, _, _ := s.DeviceListChanges(ctx, bob, before, after); len(changed) != 1 {
+			t.Errorf("deletion is not a device list change: %v", changed)
+		}
+		if n, _ := s.OneTimeKeyCounts(ctx, bob, "B1"); n["signed_curve25519"] != 0 {
+			t.Errorf("one-time keys survive deletion: %v", n)
+		}
+		if resp, _ := s.Query(ctx, alice, map[id.UserID][]id.DeviceID{bob: nil}); len(resp.DeviceKeys[bob]) != 0 {
+			t.Errorf("deleted device still served")
+		}
+	})
+}

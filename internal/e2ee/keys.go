@@ -422,3 +422,28 @@ func claimOne(ctx context.Context, tx *storage.Tx, user id.UserID, dev id.Device
 	k.json = json.RawMessage(raw)
 	return &k, nil
 }
+
+// DeleteDevices drops the keys and the to-device inbox of a local user's
+// deleted devices and records the change, so that other users (and other
+// servers, through m.device_list_update with deleted set) stop encrypting
+// for them. Whoever deletes devices (users.Service's callers) calls it
+// after the deletion.
+func (s *Service) DeleteDevices(ctx context.Context, user id.UserID, devices []id.DeviceID) error {
+	var out outbox
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		out = outbox{}
+		for _, d := range devices {
+			for _, table := range []string{"e2ee_device_keys", "e2ee_one_time_keys", "e2ee_fallback_keys", "e2ee_to_device"} {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE user_id = $1 AND device_id = $2`, user.String(), d.String()); err != nil {
+					return err
+				}
+			}
+		}
+		return s.keysChanged(ctx, tx, &out, user, devices, false)
+	})
+	if err != nil {
+		return fmt.Errorf("deleting the keys of %d devices of %s: %w", len(devices), user, err)
+	}
+	s.send(ctx, &out)
+	return nil
+}

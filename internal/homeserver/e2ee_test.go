@@ -181,8 +181,9 @@ func TestEncryptedRoomDecryptsBothWays(t *testing.T) {
 		bob2 := srv.Login(bob.UserID, "password-"+bob.UserID.Localpart())
 		b2 := newE2EEClient(t, bob2)
 		b2.sync(0)
+		a.lastSync = nil // a change seen before the new device does not count
 		a.syncUntil("bob's new device in device_lists.changed", func() bool {
-			return slices.Contains(a.lastSync.DeviceLists.Changed, bob.UserID)
+			return a.lastSync != nil && slices.Contains(a.lastSync.DeviceLists.Changed, bob.UserID)
 		})
 		ctx := context.Background()
 		if err := a.mach.CryptoStore.RemoveOutboundGroupSession(ctx, roomID); err != nil {
@@ -389,14 +390,19 @@ func TestEncryptedRoomAcrossFederation(t *testing.T) {
 		bob2 := hs[1].Login(bob.UserID, "password-"+bob.UserID.Localpart())
 		b2 := newE2EEClient(t, bob2)
 		b2.sync(0)
+		a.lastSync = nil // a change seen before the new device does not count
 		a.syncUntil("bob's new device in device_lists.changed", func() bool {
-			return slices.Contains(a.lastSync.DeviceLists.Changed, bob.UserID)
+			return a.lastSync != nil && slices.Contains(a.lastSync.DeviceLists.Changed, bob.UserID)
 		})
 		ctx := context.Background()
 		if err := a.mach.CryptoStore.RemoveOutboundGroupSession(ctx, roomID); err != nil {
 			t.Fatal(err)
 		}
 		a.send(roomID, []id.UserID{alice.UserID, bob.UserID}, "hello new device")
+		devs, _ := a.mach.CryptoStore.GetDevices(ctx, bob.UserID)
+		if _, ok := devs[bob2.DeviceID]; !ok {
+			t.Fatalf("alice's machine does not know bob's new device after the device list change")
+		}
 		b2.syncUntil("the message for the new device", func() bool { return slices.Contains(b2.decrypted, "hello new device") })
 	})
 }
