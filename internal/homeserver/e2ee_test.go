@@ -191,6 +191,14 @@ func TestEncryptedRoomDecryptsBothWays(t *testing.T) {
 		}
 		a.send(roomID, []id.UserID{alice.UserID, bob.UserID}, "hello new device")
 		b2.syncUntil("the message for the new device", func() bool { return slices.Contains(b2.decrypted, "hello new device") })
+
+		// Once bob shares no room with alice, he is in device_lists.left.
+		if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+		a.syncUntil("bob in device_lists.left", func() bool {
+			return a.lastSync != nil && slices.Contains(a.lastSync.DeviceLists.Left, bob.UserID)
+		})
 	})
 }
 
@@ -404,5 +412,23 @@ func TestEncryptedRoomAcrossFederation(t *testing.T) {
 			t.Fatalf("alice's machine does not know bob's new device after the device list change")
 		}
 		b2.syncUntil("the message for the new device", func() bool { return slices.Contains(b2.decrypted, "hello new device") })
+
+		// Bob's cross-signing keys reach alice through user/keys/query,
+		// and the m.signing_key_update EDU shows up as a device list change.
+		keys, err := b.mach.GenerateCrossSigningKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.mach.PublishCrossSigningKeys(ctx, keys, nil); err != nil {
+			t.Fatalf("publishing bob's cross-signing keys: %v", err)
+		}
+		a.lastSync = nil
+		a.syncUntil("bob's cross-signing keys in device_lists.changed", func() bool {
+			return a.lastSync != nil && slices.Contains(a.lastSync.DeviceLists.Changed, bob.UserID)
+		})
+		got, err := a.mach.GetCrossSigningPublicKeys(ctx, bob.UserID)
+		if err != nil || got == nil || got.MasterKey != keys.MasterKey.PublicKey() {
+			t.Errorf("alice's view of bob's master key: %+v (%v), want %s", got, err, keys.MasterKey.PublicKey())
+		}
 	})
 }
