@@ -38,9 +38,11 @@ func (a *API) deactivateAccount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || !done {
 		return err
 	}
+	devs := a.allDevices(r.Context(), sess.UserID)
 	if err := a.users.Deactivate(r.Context(), sess.UserID); err != nil {
 		return err
 	}
+	a.devicesGone(r.Context(), sess.UserID, devs)
 	a.uia.finish(uia.id)
 	a.leaveAllRooms(r.Context(), sess.UserID)
 	a.log.Info("account deactivated", "user_id", sess.UserID)

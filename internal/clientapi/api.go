@@ -21,6 +21,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -45,6 +46,7 @@ type API struct {
 	accountData *accountdata.Store
 	receipts    *receipts.Store
 	typing      *typing.Tracker
+	e2ee        *e2ee.Service
 	// handshake reaches other servers for joins, invites and invite
 	// rejections; nil when federation is off.
 	handshake *handshake.Service
@@ -60,14 +62,14 @@ type EDUSender interface {
 
 // New returns the client API.
 func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service,
-	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service, edus EDUSender) *API {
+	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service, edus EDUSender, keys *e2ee.Service) *API {
 	var lim *ratelimit.Limiter
 	if cfg.RateLimit.Enabled {
 		lim = ratelimit.New(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)
 	}
 	return &API{
 		cfg: cfg, log: log, users: u, rooms: r, syncer: s, limiter: lim,
-		accountData: ad, receipts: rc, typing: ty, handshake: hs, edus: edus,
+		accountData: ad, receipts: rc, typing: ty, handshake: hs, edus: edus, e2ee: keys,
 		uia:  newUIASessions(),
 		http: &httpx.Adapter{Log: log},
 	}
@@ -172,4 +174,29 @@ func (a *API) shareEDU(ctx context.Context, roomID id.RoomID, eduType string, co
 	if err := a.edus.EnqueueEDU(ctx, servers, eduType, raw); err != nil {
 		a.log.Warn("queueing an EDU failed", "room_id", roomID, "edu_type", eduType, "err", err)
 	}
+}
+
+// devicesGone drops the keys and to-device inbox of deleted devices and
+// tells the users who share rooms. The devices are gone either way, so a
+// failure is logged, not returned.
+func (a *API) devicesGone(ctx context.Context, user id.UserID, devices []id.DeviceID) {
+	if a.e2ee == nil || len(devices) == 0 {
+		return
+	}
+	if err := a.e2ee.DeleteDevices(ctx, user, devices); err != nil {
+		a.log.Warn("dropping keys of deleted devices failed", "user_id", user, "err", err)
+	}
+}
+
+// allDevices lists a user's devices before they are all deleted.
+func (a *API) allDevices(ctx context.Context, user id.UserID) []id.DeviceID {
+	devs, err := a.users.Devices(ctx, user)
+	if err != nil {
+		return nil
+	}
+	out := make([]id.DeviceID, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, d.DeviceID)
+	}
+	return out
 }

@@ -91,6 +91,7 @@ func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request) error {
 	if err := a.users.DeleteDevices(r.Context(), sess.UserID, []id.DeviceID{dev}); err != nil {
 		return err
 	}
+	a.devicesGone(r.Context(), sess.UserID, []id.DeviceID{dev})
 	a.uia.finish(uia.id)
 	return httpx.OK(w, httpx.Empty)
 }
@@ -121,6 +122,7 @@ func (a *API) deleteDevices(w http.ResponseWriter, r *http.Request) error {
 	if err := a.users.DeleteDevices(r.Context(), sess.UserID, req.Devices); err != nil {
 		return err
 	}
+	a.devicesGone(r.Context(), sess.UserID, req.Devices)
 	a.uia.finish(uia.id)
 	return httpx.OK(w, httpx.Empty)
 }

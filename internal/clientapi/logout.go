@@ -3,6 +3,8 @@ package clientapi
 import (
 	"net/http"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/myelin-chat/myelin/internal/httpx"
 )
 
@@ -13,6 +15,7 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
 	if err := a.users.Logout(r.Context(), sess.UserID, sess.DeviceID); err != nil {
 		return err
 	}
+	a.devicesGone(r.Context(), sess.UserID, []id.DeviceID{sess.DeviceID})
 	return httpx.OK(w, httpx.Empty)
 }
 
@@ -20,8 +23,10 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
 // deletes every device and access token of the requesting user. It needs no
 // User-Interactive Authentication because it also ends the caller's session.
 func (a *API) logoutAll(w http.ResponseWriter, r *http.Request) error {
+	devs := a.allDevices(r.Context(), session(r).UserID)
 	if err := a.users.LogoutAll(r.Context(), session(r).UserID); err != nil {
 		return err
 	}
+	a.devicesGone(r.Context(), session(r).UserID, devs)
 	return httpx.OK(w, httpx.Empty)
 }

@@ -118,6 +118,31 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"PUT", "/rooms/{roomId}/typing/{userId}", v3r0, a.authed(a.setTyping)},
 		{"POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", v3r0, a.authed(a.postReceipt)},
 		{"POST", "/rooms/{roomId}/read_markers", v3r0, a.authed(a.setReadMarker)},
+
+		// keys.yaml, cross_signing.yaml, to_device.yaml
+		{"POST", "/keys/upload", v3r0, a.authed(a.uploadKeys)},
+		{"POST", "/keys/query", v3r0, a.authed(a.queryKeys)},
+		{"POST", "/keys/claim", v3r0, a.authed(a.claimKeys)},
+		{"GET", "/keys/changes", v3r0, a.authed(a.getKeysChanges)},
+		{"POST", "/keys/device_signing/upload", v3r0, a.authed(a.uploadCrossSigningKeys)},
+		{"POST", "/keys/signatures/upload", v3r0, a.authed(a.uploadCrossSigningSignatures)},
+		{"PUT", "/sendToDevice/{eventType}/{txnId}", v3r0, a.authed(a.sendToDevice)},
+
+		// key_backup.yaml
+		{"POST", "/room_keys/version", v3r0, a.authed(a.postRoomKeysVersion)},
+		{"GET", "/room_keys/version", v3r0, a.authed(a.getRoomKeysVersionCurrent)},
+		{"GET", "/room_keys/version/{version}", v3r0, a.authed(a.getRoomKeysVersion)},
+		{"PUT", "/room_keys/version/{version}", v3r0, a.authed(a.putRoomKeysVersion)},
+		{"DELETE", "/room_keys/version/{version}", v3r0, a.authed(a.deleteRoomKeysVersion)},
+		{"PUT", "/room_keys/keys", v3r0, a.authed(a.putRoomKeys)},
+		{"GET", "/room_keys/keys", v3r0, a.authed(a.getRoomKeys)},
+		{"DELETE", "/room_keys/keys", v3r0, a.authed(a.deleteRoomKeys)},
+		{"PUT", "/room_keys/keys/{roomId}", v3r0, a.authed(a.putRoomKeysByRoomId)},
+		{"GET", "/room_keys/keys/{roomId}", v3r0, a.authed(a.getRoomKeysByRoomId)},
+		{"DELETE", "/room_keys/keys/{roomId}", v3r0, a.authed(a.deleteRoomKeysByRoomId)},
+		{"PUT", "/room_keys/keys/{roomId}/{sessionId}", v3r0, a.authed(a.putRoomKeyBySessionId)},
+		{"GET", "/room_keys/keys/{roomId}/{sessionId}", v3r0, a.authed(a.getRoomKeyBySessionId)},
+		{"DELETE", "/room_keys/keys/{roomId}/{sessionId}", v3r0, a.authed(a.deleteRoomKeyBySessionId)},
 	}
 	for _, rt := range routes {
 		h := a.http.Wrap(rt.h)

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/accountdata"
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
@@ -31,6 +32,7 @@ type Service struct {
 	accountDataStore *accountdata.Store
 	receipts         *receipts.Store
 	typing           *typing.Tracker
+	e2ee             *e2ee.Service
 	log              *slog.Logger
 	// filters holds parsed stored filters. Stored filters never change
 	// once created, and clients send the same filter ID with every /sync,
@@ -50,7 +52,11 @@ const maxCachedFilters = 10000
 
 // New returns a sync Service reading events through rooms, account data,
 // receipts and typing from their stores, and waiting on n.
-func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, log *slog.Logger) *Service {
+func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, log *slog.Logger, opts ...Option) *Service {
 	filters, _ := lru.New[filterKey, *Filter](maxCachedFilters)
-	return &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log, filters: filters}
+	s := &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log, filters: filters}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }

@@ -154,6 +154,9 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 	if err := s.accountData(ctx, req, since, now, resp); err != nil {
 		return nil, err
 	}
+	if err := s.encryption(ctx, req, since, now, resp); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 

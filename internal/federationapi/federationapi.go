@@ -19,6 +19,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/pducheck"
@@ -39,16 +40,17 @@ type API struct {
 	checker    *pducheck.Checker
 	typing     *typing.Tracker
 	receipts   *receipts.Store
+	e2ee       *e2ee.Service
 	http       *httpx.Adapter
 	txns       *txnGate
 }
 
 // New returns the federation API.
 func New(serverName string, log *slog.Logger, db *storage.DB, rooms *room.Service, u *users.Service, checker *pducheck.Checker,
-	ty *typing.Tracker, rc *receipts.Store) *API {
+	ty *typing.Tracker, rc *receipts.Store, keys *e2ee.Service) *API {
 	return &API{
 		serverName: serverName, log: log, db: db, rooms: rooms, users: u, checker: checker,
-		typing: ty, receipts: rc, http: &httpx.Adapter{Log: log}, txns: newTxnGate(),
+		typing: ty, receipts: rc, e2ee: keys, http: &httpx.Adapter{Log: log}, txns: newTxnGate(),
 	}
 }
 

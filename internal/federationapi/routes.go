@@ -41,6 +41,10 @@ func (a *API) Register(mux *http.ServeMux, auth func(httpx.HandlerFunc) httpx.Ha
 		// query.yaml
 		{"GET", "/_matrix/federation/v1/query/directory", a.queryRoomDirectory},
 		{"GET", "/_matrix/federation/v1/query/profile", a.queryProfile},
+		// user_keys.yaml, user_devices.yaml
+		{"POST", "/_matrix/federation/v1/user/keys/query", a.userKeysQuery},
+		{"POST", "/_matrix/federation/v1/user/keys/claim", a.userKeysClaim},
+		{"GET", "/_matrix/federation/v1/user/devices/{userId}", a.userDevices},
 	}
 	for _, rt := range routes {
 		mux.Handle(rt.method+" "+rt.path, a.http.Wrap(auth(rt.h)))

@@ -227,5 +227,17 @@ func (a *API) processEDU(ctx context.Context, origin string, raw json.RawMessage
 				}
 			}
 		}
+	case "m.direct_to_device":
+		if err := a.e2ee.ReceiveToDevice(ctx, origin, edu.Content); err != nil {
+			a.log.Info("dropped to-device messages", "server", origin, "err", err)
+		}
+	case "m.device_list_update":
+		if err := a.e2ee.ReceiveDeviceListUpdate(ctx, origin, edu.Content); err != nil {
+			a.log.Info("dropped a device list update", "server", origin, "err", err)
+		}
+	case "m.signing_key_update":
+		if err := a.e2ee.ReceiveSigningKeyUpdate(ctx, origin, edu.Content); err != nil {
+			a.log.Info("dropped a signing key update", "server", origin, "err", err)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/clientapi"
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/fedclient"
 	"github.com/myelin-chat/myelin/internal/federationapi"
 	"github.com/myelin-chat/myelin/internal/handshake"
@@ -101,14 +102,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
 	accountData := accountdata.New(db, n)
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
-	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log)
+	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
+	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
 	mux := http.NewServeMux()
-	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender)
+	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys)
 	client.Register(mux)
 	s.federationRoutes(mux,
-		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts),
+		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys),
 		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
 		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
 	if err := s.ensureAdmin(ctx); err != nil {

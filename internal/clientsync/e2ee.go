@@ -1,0 +1,47 @@
+package clientsync
+
+import (
+	"context"
+
+	"github.com/myelin-chat/myelin/internal/e2ee"
+)
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithE2EE fills the encryption sections of /sync (to_device,
+// device_lists, device_one_time_keys_count,
+// device_unused_fallback_key_types) from keys.
+func WithE2EE(keys *e2ee.Service) Option {
+	return func(s *Service) { s.e2ee = keys }
+}
+
+// encryption fills the encryption sections for the request's device. The
+// to-device inbox is read up to now; the since token acknowledges (deletes)
+// the messages an earlier response carried.
+func (s *Service) encryption(ctx context.Context, req Request, since, now int64, resp *Response) error {
+	if s.e2ee == nil || req.Device == "" {
+		return nil
+	}
+	acked := int64(-1)
+	if req.Since != nil {
+		acked = since
+	}
+	msgs, err := s.e2ee.ToDevice(ctx, req.User, req.Device, acked, now)
+	if err != nil {
+		return err
+	}
+	resp.ToDevice.Events = msgs
+	if resp.OneTimeKeysCount, err = s.e2ee.OneTimeKeyCounts(ctx, req.User, req.Device); err != nil {
+		return err
+	}
+	if resp.UnusedFallbackKeyTypes, err = s.e2ee.UnusedFallbackKeyTypes(ctx, req.User, req.Device); err != nil {
+		return err
+	}
+	if req.Since != nil {
+		if resp.DeviceLists.Changed, resp.DeviceLists.Left, err = s.e2ee.DeviceListChanges(ctx, req.User, since, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}

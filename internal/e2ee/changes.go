@@ -1,0 +1,157 @@
+package e2ee
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// keysChanged records, inside tx, that user's devices or keys changed: it
+// takes a stream position for the change, and after commit wakes the user
+// and every local user sharing a room with them. For a local user it also
+// tells the other servers in those rooms (devices lists the changed devices;
+// crossSigning marks a change of cross-signing keys or signatures).
+func (s *Service) keysChanged(ctx context.Context, tx *storage.Tx, out *outbox, user id.UserID, devices []id.DeviceID, crossSigning bool) error {
+	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_key_changes (user_id, stream_pos) VALUES ($1, $2)
+		ON CONFLICT (user_id) DO UPDATE SET stream_pos = excluded.stream_pos`, user.String(), pos); err != nil {
+		return fmt.Errorf("recording a key change of %s: %w", user, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT lm.user_id FROM current_state cs
+		JOIN local_memberships lm ON lm.room_id = cs.room_id AND lm.membership = 'join'
+		WHERE cs.type = 'm.room.member' AND cs.state_key = $1 AND cs.membership = 'join'`, user.String())
+	if err != nil {
+		return fmt.Errorf("listing users sharing a room with %s: %w", user, err)
+	}
+	wake := []id.UserID{}
+	if s.local(user) {
+		wake = append(wake, user)
+	}
+	for rows.Next() {
+		var u id.UserID
+		if err := rows.Scan(&u); err != nil {
+			rows.Close()
+			return err
+		}
+		wake = append(wake, u)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	tx.AfterCommit(func() { s.notifier.Notify(wake...) })
+	if s.local(user) && s.edus != nil {
+		return s.shareChange(ctx, tx, out, user, pos, devices, crossSigning)
+	}
+	return nil
+}
+
+// DeviceListChanges returns the device_lists section of a sync from since
+// to upto for user (also /keys/changes): changed lists the users sharing a
+// room with user whose keys changed in (since, upto], those who joined a
+// room with user in that window, and user; left lists those who left the
+// last room they shared with user in that window.
+func (s *Service) DeviceListChanges(ctx context.Context, user id.UserID, since, upto int64) (changed, left []id.UserID, err error) {
+	shared, err := s.sharedUsers(ctx, user)
+	if err != nil {
+		return nil, nil, err
+	}
+	changedSet := map[id.UserID]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT user_id FROM e2ee_key_changes WHERE stream_pos > $1 AND stream_pos <= $2`, since, upto)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing key changes since %d: %w", since, err)
+	}
+	for rows.Next() {
+		var u id.UserID
+		if err := rows.Scan(&u); err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		if shared[u] || u == user {
+			changedSet[u] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	// Membership changes in rooms user is (or was, in the window) in.
+	rows, err = s.db.QueryContext(ctx, `SELECT cs.state_key, cs.membership, lm.membership, lm.stream_pos
+		FROM local_memberships lm
+		JOIN current_state cs ON cs.room_id = lm.room_id AND cs.type = 'm.room.member'
+		JOIN events e ON e.event_nid = cs.event_nid
+		WHERE lm.user_id = $1 AND (lm.membership = 'join' OR (lm.stream_pos > $2 AND lm.stream_pos <= $3))
+		AND ((e.stream_pos > $2 AND e.stream_pos <= $3) OR (lm.stream_pos > $2 AND lm.stream_pos <= $3))`,
+		user.String(), since, upto)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing membership changes for %s since %d: %w", user, since, err)
+	}
+	leftSet := map[id.UserID]bool{}
+	for rows.Next() {
+		var other id.UserID
+		var membership *string
+		var mine string
+		var minePos int64
+		if err := rows.Scan(&other, &membership, &mine, &minePos); err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		if other == user {
+			continue
+		}
+		m := ""
+		if membership != nil {
+			m = *membership
+		}
+		switch {
+		case shared[other]:
+			if mine == "join" && m == "join" {
+				changedSet[other] = true
+			}
+		case m == "join" || m == "leave" || m == "ban":
+			leftSet[other] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	for u := range changedSet {
+		if !leftSet[u] {
+			changed = append(changed, u)
+		}
+	}
+	for u := range leftSet {
+		left = append(left, u)
+	}
+	slices.Sort(changed)
+	slices.Sort(left)
+	return changed, left, nil
+}
+
+// sharedUsers returns the users who share a joined room with user.
+func (s *Service) sharedUsers(ctx context.Context, user id.UserID) (map[id.UserID]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT cs.state_key FROM local_memberships lm
+		JOIN current_state cs ON cs.room_id = lm.room_id AND cs.type = 'm.room.member' AND cs.membership = 'join'
+		WHERE lm.user_id = $1 AND lm.membership = 'join'`, user.String())
+	if err != nil {
+		return nil, fmt.Errorf("listing users sharing a room with %s: %w", user, err)
+	}
+	defer rows.Close()
+	out := map[id.UserID]bool{}
+	for rows.Next() {
+		var u id.UserID
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out[u] = true
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,290 @@
+package e2ee
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// crossSigningKey is the part of a cross-signing key the server checks.
+type crossSigningKey struct {
+	UserID id.UserID         `json:"user_id"`
+	Usage  []string          `json:"usage"`
+	Keys   map[string]string `json:"keys"`
+}
+
+// CrossSigningTypes are the cross-signing key types, as named in
+// /keys/device_signing/upload (without the _key suffix) and in storage.
+var CrossSigningTypes = []string{"master", "self_signing", "user_signing"}
+
+// crossSigningKeys returns the user's cross-signing keys by type.
+func (s *Service) crossSigningKeys(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key_type, key_json FROM e2ee_cross_signing_keys WHERE user_id = $1`, user.String())
+	if err != nil {
+		return nil, fmt.Errorf("loading cross-signing keys of %s: %w", user, err)
+	}
+	defer rows.Close()
+	out := map[string]json.RawMessage{}
+	for rows.Next() {
+		var typ, raw string
+		if err := rows.Scan(&typ, &raw); err != nil {
+			return nil, err
+		}
+		out[typ] = json.RawMessage(raw)
+	}
+	return out, rows.Err()
+}
+
+// CrossSigningNeedsAuth reports whether uploading keys (by type) needs
+// User-Interactive Auth: it does unless the user has no master key yet, or
+// every key uploaded equals the one stored (cross_signing.yaml).
+func (s *Service) CrossSigningNeedsAuth(ctx context.Context, user id.UserID, keys map[string]json.RawMessage) (bool, error) {
+	have, err := s.crossSigningKeys(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	if _, ok := have["master"]; !ok {
+		return false, nil
+	}
+	for typ, raw := range keys {
+		if !jsonEqual(have[typ], raw) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// UploadCrossSigning stores the user's cross-signing keys (by type: master,
+// self_signing, user_signing). A self-signing or user-signing key needs a
+// master key, uploaded now or before.
+func (s *Service) UploadCrossSigning(ctx context.Context, user id.UserID, keys map[string]json.RawMessage) error {
+	for typ, raw := range keys {
+		var k crossSigningKey
+		if err := json.Unmarshal(raw, &k); err != nil {
+			return mxerr.BadJSON.With("%s_key: %v", typ, err)
+		}
+		if k.UserID != user {
+			return mxerr.InvalidParam.With("%s_key must belong to the calling user", typ)
+		}
+		if len(k.Keys) != 1 {
+			return mxerr.InvalidParam.With("%s_key must hold exactly one key", typ)
+		}
+		usage := false
+		for _, u := range k.Usage {
+			usage = usage || u == typ
+		}
+		if !usage {
+			return mxerr.InvalidParam.With("%s_key must have usage %q", typ, typ)
+		}
+	}
+	have, err := s.crossSigningKeys(ctx, user)
+	if err != nil {
+		return err
+	}
+	if _, ok := keys["master"]; !ok && have["master"] == nil && len(keys) > 0 {
+		return mxerr.MissingParam.With("a master key is required")
+	}
+	changed := false
+	var out outbox
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		out = outbox{}
+		for _, typ := range CrossSigningTypes {
+			raw, ok := keys[typ]
+			if !ok || jsonEqual(have[typ], raw) {
+				continue
+			}
+			changed = true
+			if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_cross_signing_keys (user_id, key_type, key_json) VALUES ($1, $2, $3)
+				ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = excluded.key_json`, user.String(), typ, string(raw)); err != nil {
+				return err
+			}
+		}
+		if !changed {
+			return nil
+		}
+		return s.keysChanged(ctx, tx, &out, user, nil, true)
+	})
+	if err != nil {
+		return fmt.Errorf("uploading cross-signing keys of %s: %w", user, err)
+	}
+	s.send(ctx, &out)
+	return nil
+}
+
+// targetSignatures maps a signed object (a device ID, or a cross-signing
+// public key) to its uploaded signatures: signer, key ID, signature.
+type targetSignatures map[string]map[id.UserID]map[string]string
+
+// signatures loads the signatures uploaded for the user's keys.
+func (s *Service) signatures(ctx context.Context, user id.UserID) (targetSignatures, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT target_key, signer_user, signer_key_id, signature FROM e2ee_signatures
+		WHERE target_user = $1`, user.String())
+	if err != nil {
+		return nil, fmt.Errorf("loading signatures of %s's keys: %w", user, err)
+	}
+	defer rows.Close()
+	out := targetSignatures{}
+	for rows.Next() {
+		var target, signer, keyID, sig string
+		if err := rows.Scan(&target, &signer, &keyID, &sig); err != nil {
+			return nil, err
+		}
+		if out[target] == nil {
+			out[target] = map[id.UserID]map[string]string{}
+		}
+		if out[target][id.UserID(signer)] == nil {
+			out[target][id.UserID(signer)] = map[string]string{}
+		}
+		out[target][id.UserID(signer)][keyID] = sig
+	}
+	return out, rows.Err()
+}
+
+// withSignatures merges sigs into the signatures of a signed object, for
+// the signers visible allows (all when nil).
+func withSignatures(raw json.RawMessage, sigs map[id.UserID]map[string]string, visible func(id.UserID) bool) json.RawMessage {
+	if len(sigs) == 0 {
+		return raw
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	all := map[id.UserID]map[string]string{}
+	_ = json.Unmarshal(m["signatures"], &all)
+	for signer, byKey := range sigs {
+		if visible != nil && !visible(signer) {
+			continue
+		}
+		if all[signer] == nil {
+			all[signer] = map[string]string{}
+		}
+		for k, v := range byKey {
+			all[signer][k] = v
+		}
+	}
+	m["signatures"], _ = json.Marshal(all)
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// publicKeyOf returns the public key of a cross-signing key object.
+func publicKeyOf(raw json.RawMessage) string {
+	var k crossSigningKey
+	_ = json.Unmarshal(raw, &k)
+	for _, v := range k.Keys {
+		return v
+	}
+	return ""
+}
+
+// UploadSignatures stores the signatures that signer made of keys
+// (POST /keys/signatures/upload): for each user, objects keyed by device ID
+// or by cross-signing public key. Only the signer's own signatures of
+// objects the server knows are kept; the rest are reported in failures.
+func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs map[id.UserID]map[string]json.RawMessage) (map[id.UserID]map[string]any, error) {
+	failures := map[id.UserID]map[string]any{}
+	fail := func(user id.UserID, key string, e *mxerr.Error) {
+		if failures[user] == nil {
+			failures[user] = map[string]any{}
+		}
+		failures[user][key] = e
+	}
+	type sig struct {
+		target id.UserID
+		key    string
+		keyID  string
+		value  string
+	}
+	var sigs []sig
+	for user, byKey := range objs {
+		if !s.local(user) {
+			// Signatures of remote users' keys stay on this server.
+			for key := range byKey {
+				fail(user, key, mxerr.Unrecognized.WithStatus(400).With("signing remote users' keys is not supported"))
+			}
+			continue
+		}
+		known, err := s.knownKeys(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		for key, raw := range byKey {
+			var obj struct {
+				Signatures map[id.UserID]map[string]string `json:"signatures"`
+			}
+			if json.Unmarshal(raw, &obj) != nil || len(obj.Signatures[signer]) == 0 {
+				fail(user, key, mxerr.InvalidSignature.WithStatus(400).With("no signature by %s", signer))
+				continue
+			}
+			if !known[key] {
+				fail(user, key, mxerr.NotFound.WithStatus(400).With("unknown key %s", key))
+				continue
+			}
+			for keyID, v := range obj.Signatures[signer] {
+				sigs = append(sigs, sig{user, key, keyID, v})
+			}
+		}
+	}
+	if len(sigs) == 0 {
+		return failures, nil
+	}
+	var out outbox
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		out = outbox{}
+		changed := map[id.UserID]bool{}
+		for _, g := range sigs {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_signatures (target_user, target_key, signer_user, signer_key_id, signature)
+				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (target_user, target_key, signer_user, signer_key_id)
+				DO UPDATE SET signature = excluded.signature`, g.target.String(), g.key, signer.String(), g.keyID, g.value); err != nil {
+				return err
+			}
+			changed[g.target] = true
+		}
+		for user := range changed {
+			if err := s.keysChanged(ctx, tx, &out, user, nil, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storing signatures by %s: %w", signer, err)
+	}
+	s.send(ctx, &out)
+	return failures, nil
+}
+
+// knownKeys returns the device IDs with keys and the cross-signing public
+// keys of a user.
+func (s *Service) knownKeys(ctx context.Context, user id.UserID) (map[string]bool, error) {
+	out := map[string]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id FROM e2ee_device_keys WHERE user_id = $1`, user.String())
+	if err != nil {
+		return nil, fmt.Errorf("listing keys of %s: %w", user, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, err
+		}
+		out[d] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	cs, err := s.crossSigningKeys(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	for _, raw := range cs {
+		out[publicKeyOf(raw)] = true
+	}
+	return out, nil
+}

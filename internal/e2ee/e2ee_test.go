@@ -1,0 +1,350 @@
+package e2ee_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/e2ee"
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/storage"
+	"github.com/myelin-chat/myelin/internal/storage/storagetest"
+)
+
+const (
+	alice = id.UserID("@alice:test")
+	bob   = id.UserID("@bob:test")
+)
+
+func newService(t *testing.T, db *storage.DB) *e2ee.Service {
+	t.Helper()
+	for _, d := range []struct {
+		user id.UserID
+		dev  string
+	}{{alice, "A1"}, {bob, "B1"}, {bob, "B2"}} {
+		if _, err := db.ExecContext(context.Background(), `INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES ($1, $2, $3, 0)`,
+			d.user.String(), d.dev, "dev "+d.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e2ee.New(db, notifier.New(), "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func devKeys(user id.UserID, dev id.DeviceID) json.RawMessage {
+	raw, _ := json.Marshal(map[string]any{"user_id": user, "device_id": dev, "algorithms": []string{"m.olm.v1.curve25519-aes-sha2"},
+		"keys": map[string]string{"curve25519:" + dev.String(): "c-" + dev.String(), "ed25519:" + dev.String(): "e-" + dev.String()}})
+	return raw
+}
+
+func key(v string) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"key":%q}`, v)) }
+
+func TestClaimOrder(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		counts, err := s.Upload(ctx, bob, "B1", devKeys(bob, "B1"),
+			map[string]json.RawMessage{"signed_curve25519:AAAA": key("otk1"), "signed_curve25519:AAAB": key("otk2")},
+			map[string]json.RawMessage{"signed_curve25519:FFFF": key("fb")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts["signed_curve25519"] != 2 {
+			t.Fatalf("counts after upload: %v", counts)
+		}
+		req := map[id.UserID]map[id.DeviceID]string{bob: {"B1": "signed_curve25519"}}
+		want := []string{"otk1", "otk2", "fb", "fb"}
+		for i, w := range want {
+			got, _, err := s.Claim(ctx, req, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var k struct{ Key string }
+			for _, raw := range got[bob]["B1"] {
+				_ = json.Unmarshal(raw, &k)
+			}
+			if k.Key != w {
+				t.Errorf("claim %d: got %q, want %q", i, k.Key, w)
+			}
+		}
+		types, err := s.UnusedFallbackKeyTypes(ctx, bob, "B1")
+		if err != nil || len(types) != 0 {
+			t.Errorf("unused fallback types after claiming it: %v, %v", types, err)
+		}
+		// A new fallback key is unused again.
+		if _, err := s.Upload(ctx, bob, "B1", nil, nil, map[string]json.RawMessage{"signed_curve25519:FFFG": key("fb2")}); err != nil {
+			t.Fatal(err)
+		}
+		if types, _ := s.UnusedFallbackKeyTypes(ctx, bob, "B1"); len(types) != 1 {
+			t.Errorf("unused fallback types after a new upload: %v", types)
+		}
+		// No keys at all: the device is left out.
+		got, _, err := s.Claim(ctx, map[id.UserID]map[id.DeviceID]string{bob: {"B2": "signed_curve25519"}}, false)
+		if err != nil || len(got[bob]) != 0 {
+			t.Errorf("claim from a device without keys: %v, %v", got, err)
+		}
+	})
+}
+
+func TestUploadChecksOwner(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		tests := []struct {
+			name string
+			keys json.RawMessage
+			otk  map[string]json.RawMessage
+		}{
+			{"other user", devKeys(alice, "B1"), nil},
+			{"other device", devKeys(bob, "B2"), nil},
+			{"not an object", json.RawMessage(`"x"`), nil},
+			{"bad key ID", nil, map[string]json.RawMessage{"nocolon": key("x")}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				_, err := s.Upload(ctx, bob, "B1", tc.keys, tc.otk, nil)
+				if e, ok := mxerr.From(err); !ok || e.Status != 400 {
+					t.Errorf("got %v, want a 400 Matrix error", err)
+				}
+			})
+		}
+	})
+}
+
+func TestQueryAndChanges(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		before, _ := db.CurrentID(ctx, "stream")
+		for _, d := range []id.DeviceID{"B1", "B2"} {
+			if _, err := s.Upload(ctx, bob, d, devKeys(bob, d), nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		after, _ := db.CurrentID(ctx, "stream")
+		if after <= before {
+			t.Fatalf("key uploads took no stream position")
+		}
+		// Uploading the same keys again is no change.
+		if _, err := s.Upload(ctx, bob, "B1", devKeys(bob, "B1"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := db.CurrentID(ctx, "stream"); again != after {
+			t.Errorf("an identical upload moved the stream from %d to %d", after, again)
+		}
+		resp, err := s.Query(ctx, alice, map[id.UserID][]id.DeviceID{bob: nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.DeviceKeys[bob]) != 2 {
+			t.Fatalf("query of all devices: %d, want 2", len(resp.DeviceKeys[bob]))
+		}
+		var dk struct {
+			Unsigned struct {
+				Name string `json:"device_display_name"`
+			}
+		}
+		_ = json.Unmarshal(resp.DeviceKeys[bob]["B1"], &dk)
+		if dk.Unsigned.Name != "dev B1" {
+			t.Errorf("display name %q, want dev B1", dk.Unsigned.Name)
+		}
+		resp, _ = s.Query(ctx, alice, map[id.UserID][]id.DeviceID{bob: {"B2"}})
+		if len(resp.DeviceKeys[bob]) != 1 {
+			t.Errorf("query of one device: %d", len(resp.DeviceKeys[bob]))
+		}
+		// A deleted device's keys are not served.
+		if _, err := db.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = 'B2'`, bob.String()); err != nil {
+			t.Fatal(err)
+		}
+		resp, _ = s.Query(ctx, alice, map[id.UserID][]id.DeviceID{bob: nil})
+		if len(resp.DeviceKeys[bob]) != 1 {
+			t.Errorf("query after deleting a device: %d, want 1", len(resp.DeviceKeys[bob]))
+		}
+		// bob sees his own change; alice shares no room with bob.
+		changed, _, err := s.DeviceListChanges(ctx, bob, before, after)
+		if err != nil || len(changed) != 1 || changed[0] != bob {
+			t.Errorf("bob's changes: %v, %v", changed, err)
+		}
+		changed, _, _ = s.DeviceListChanges(ctx, alice, before, after)
+		if len(changed) != 0 {
+			t.Errorf("alice sees changes of a stranger: %v", changed)
+		}
+	})
+}
+
+func TestToDeviceAck(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		send := func(txn string) {
+			t.Helper()
+			if err := s.SendToDevice(ctx, alice, "A1", txn, "m.test", e2ee.ToDeviceMessages{bob: {"*": json.RawMessage(`{"txn":"` + txn + `"}`)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		send("t1")
+		send("t1") // a retry
+		now, _ := db.CurrentID(ctx, "stream")
+		for _, dev := range []id.DeviceID{"B1", "B2"} {
+			msgs, err := s.ToDevice(ctx, bob, dev, -1, now)
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("%s: %d messages (%v), want 1", dev, len(msgs), err)
+			}
+		}
+		send("t2")
+		now2, _ := db.CurrentID(ctx, "stream")
+		// Acknowledging the first position leaves only the second message.
+		msgs, err := s.ToDevice(ctx, bob, "B1", now, now2)
+		if err != nil || len(msgs) != 1 || !json.Valid(msgs[0]) {
+			t.Fatalf("after ack: %d messages (%v), want 1", len(msgs), err)
+		}
+		// Not acknowledged: still there; a message past upto is held back.
+		send("t3")
+		if msgs, _ := s.ToDevice(ctx, bob, "B1", now, now2); len(msgs) != 1 {
+			t.Errorf("repeat: %d messages, want 1", len(msgs))
+		}
+		if msgs, _ := s.ToDevice(ctx, bob, "B1", now2, now2+10); len(msgs) != 1 {
+			t.Errorf("after second ack: %d messages, want 1 (t3)", len(msgs))
+		}
+	})
+}
+
+func TestKeyBackup(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		if _, err := s.Backup(ctx, alice, ""); !errors.Is(err, mxerr.NotFound) {
+			t.Fatalf("no backup: %v", err)
+		}
+		v1, err := s.CreateBackup(ctx, alice, "alg", json.RawMessage(`{"a":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := func(idx int64, verified bool) e2ee.BackupKey {
+			return e2ee.BackupKey{FirstMessageIndex: idx, IsVerified: verified, SessionData: json.RawMessage(fmt.Sprintf(`{"i":%d}`, idx))}
+		}
+		etag0, count, err := s.PutBackupKeys(ctx, alice, v1, e2ee.BackupKeys{"!r:test": {"s": k(5, false)}})
+		if err != nil || count != 1 {
+			t.Fatalf("put: %d, %v", count, err)
+		}
+		tests := []struct {
+			name    string
+			key     e2ee.BackupKey
+			replace bool
+		}{
+			{"higher index", k(7, false), false},
+			{"lower index", k(2, false), true},
+			{"verified with higher index", k(9, true), true},
+			{"unverified with lower index", k(0, false), false},
+		}
+		etag := etag0
+		for _, tc := range tests {
+			newTag, _, err := s.PutBackupKeys(ctx, alice, v1, e2ee.BackupKeys{"!r:test": {"s": tc.key}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (newTag != etag) != tc.replace {
+				t.Errorf("%s: etag %s→%s, replace want %v", tc.name, etag, newTag, tc.replace)
+			}
+			etag = newTag
+		}
+		got, err := s.GetBackupKeys(ctx, alice, v1, "!r:test", "s")
+		if err != nil || got["!r:test"]["s"].FirstMessageIndex != 9 {
+			t.Errorf("stored key: %+v, %v", got, err)
+		}
+		if err := s.UpdateBackup(ctx, alice, v1, "other", json.RawMessage(`{}`)); err == nil {
+			t.Errorf("changing the algorithm succeeded")
+		}
+		v2, _ := s.CreateBackup(ctx, alice, "alg", json.RawMessage(`{}`))
+		_, _, err = s.PutBackupKeys(ctx, alice, v1, e2ee.BackupKeys{"!r:test": {"s": k(1, true)}})
+		if e, ok := mxerr.From(err); !ok || e.Code != "M_WRONG_ROOM_KEYS_VERSION" || e.Extra["current_version"] != v2 {
+			t.Errorf("put to old version: %v", err)
+		}
+		if err := s.DeleteBackup(ctx, alice, v2); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.Backup(ctx, alice, ""); err != nil || b.Version != v1 || b.Count != 1 {
+			t.Errorf("current after delete: %+v, %v", b, err)
+		}
+		if _, err := s.Backup(ctx, bob, v1); !errors.Is(err, mxerr.NotFound) {
+			t.Errorf("bob reads alice's backup: %v", err)
+		}
+	})
+}
+
+func TestCrossSigningNeedsAuth(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		cs := func(usage, pub string) json.RawMessage {
+			raw, _ := json.Marshal(map[string]any{"user_id": alice, "usage": []string{usage}, "keys": map[string]string{"ed25519:" + pub: pub}})
+			return raw
+		}
+		first := map[string]json.RawMessage{"master": cs("master", "M1"), "self_signing": cs("self_signing", "S1")}
+		if need, err := s.CrossSigningNeedsAuth(ctx, alice, first); err != nil || need {
+			t.Fatalf("first upload needs auth: %v %v", need, err)
+		}
+		if err := s.UploadCrossSigning(ctx, alice, first); err != nil {
+			t.Fatal(err)
+		}
+		if need, _ := s.CrossSigningNeedsAuth(ctx, alice, first); need {
+			t.Errorf("repeating the same keys needs auth")
+		}
+		if need, _ := s.CrossSigningNeedsAuth(ctx, alice, map[string]json.RawMessage{"master": cs("master", "M2")}); !need {
+			t.Errorf("replacing the master key needs no auth")
+		}
+		if err := s.UploadCrossSigning(ctx, alice, map[string]json.RawMessage{"user_signing": cs("master", "U1")}); err == nil {
+			t.Errorf("a key with the wrong usage was accepted")
+		}
+		// Signatures by alice of bob's device are merged in on query.
+		if _, err := s.Upload(ctx, bob, "B1", devKeys(bob, "B1"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		signed := json.RawMessage(`{"signatures":{"@alice:test":{"ed25519:S1":"sig"}}}`)
+		failures, err := s.UploadSignatures(ctx, alice, map[id.UserID]map[string]json.RawMessage{bob: {"B1": signed, "NOPE": signed}})
+		if err != nil || len(failures[bob]) != 1 {
+			t.Fatalf("signature upload: %v, %v", failures, err)
+		}
+		resp, _ := s.Query(ctx, bob, map[id.UserID][]id.DeviceID{bob: nil, alice: nil})
+		var dk struct {
+			Signatures map[id.UserID]map[string]string
+		}
+		_ = json.Unmarshal(resp.DeviceKeys[bob]["B1"], &dk)
+		if dk.Signatures[alice]["ed25519:S1"] != "sig" {
+			t.Errorf("device keys lack alice's signature: %s", resp.DeviceKeys[bob]["B1"])
+		}
+		if resp.MasterKeys[alice] == nil || resp.SelfSigningKeys[alice] == nil {
+			t.Errorf("bob does not see alice's master and self-signing keys")
+		}
+	})
+}
+
+func TestDeleteDevices(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		if _, err := s.Upload(ctx, bob, "B1", devKeys(bob, "B1"), map[string]json.RawMessage{"signed_curve25519:A": key("k")}, nil); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := db.CurrentID(ctx, "stream")
+		if err := s.DeleteDevices(ctx, bob, []id.DeviceID{"B1"}); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := db.CurrentID(ctx, "stream")
+		if changed, _, _ := s.DeviceListChanges(ctx, bob, before, after); len(changed) != 1 {
+			t.Errorf("deletion is not a device list change: %v", changed)
+		}
+		if n, _ := s.OneTimeKeyCounts(ctx, bob, "B1"); n["signed_curve25519"] != 0 {
+			t.Errorf("one-time keys survive deletion: %v", n)
+		}
+		if resp, _ := s.Query(ctx, alice, map[id.UserID][]id.DeviceID{bob: nil}); len(resp.DeviceKeys[bob]) != 0 {
+			t.Errorf("deleted device still served")
+		}
+	})
+}

@@ -1,0 +1,277 @@
+package e2ee
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// outbox collects the EDUs of one write transaction; they are queued once it
+// has committed (sender.EnqueueEDU takes its own write transaction).
+type outbox struct {
+	edus []pendingEDU
+}
+
+type pendingEDU struct {
+	servers []string
+	eduType string
+	content json.RawMessage
+}
+
+// send queues the outbox's EDUs. EDUs are best effort: a failure is logged.
+func (s *Service) send(ctx context.Context, out *outbox) {
+	if s.edus == nil {
+		return
+	}
+	for _, e := range out.edus {
+		if err := s.edus.EnqueueEDU(ctx, e.servers, e.eduType, e.content); err != nil {
+			s.log.Warn("queueing an EDU failed", "edu_type", e.eduType, "err", err)
+		}
+	}
+}
+
+// DeviceListUpdate is the content of an m.device_list_update EDU.
+type DeviceListUpdate struct {
+	UserID            id.UserID       `json:"user_id"`
+	DeviceID          id.DeviceID     `json:"device_id"`
+	DeviceDisplayName string          `json:"device_display_name,omitempty"`
+	StreamID          int64           `json:"stream_id"`
+	PrevID            []int64         `json:"prev_id"`
+	Deleted           bool            `json:"deleted,omitempty"`
+	Keys              json.RawMessage `json:"keys,omitempty"`
+}
+
+// SigningKeyUpdate is the content of an m.signing_key_update EDU.
+type SigningKeyUpdate struct {
+	UserID         id.UserID       `json:"user_id"`
+	MasterKey      json.RawMessage `json:"master_key,omitempty"`
+	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
+}
+
+// shareChange adds to out the EDUs telling the servers that share a room
+// with local user about a change at stream position pos: one
+// m.device_list_update per changed device, chained by prev_id (spec:
+// server-server-api "Device Management"), and an m.signing_key_update for
+// cross-signing changes.
+func (s *Service) shareChange(ctx context.Context, tx *storage.Tx, out *outbox, user id.UserID, pos int64, devices []id.DeviceID, crossSigning bool) error {
+	servers, err := s.sharingServers(ctx, tx, user)
+	if err != nil || len(servers) == 0 {
+		return err
+	}
+	for _, dev := range devices {
+		var prev int64
+		err := tx.QueryRowContext(ctx, `SELECT stream_id FROM e2ee_device_list_streams WHERE user_id = $1`, user.String()).Scan(&prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_device_list_streams (user_id, stream_id) VALUES ($1, $2)
+			ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id`, user.String(), pos); err != nil {
+			return err
+		}
+		upd := DeviceListUpdate{UserID: user, DeviceID: dev, StreamID: pos, PrevID: []int64{}}
+		if prev != 0 {
+			upd.PrevID = []int64{prev}
+		}
+		var raw, name string
+		err = tx.QueryRowContext(ctx, `SELECT k.key_json, COALESCE(d.display_name, '') FROM e2ee_device_keys k
+			JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
+			WHERE k.user_id = $1 AND k.device_id = $2`, user.String(), dev.String()).Scan(&raw, &name)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			upd.Deleted = true
+		case err != nil:
+			return err
+		default:
+			upd.Keys, upd.DeviceDisplayName = json.RawMessage(raw), name
+		}
+		content, err := json.Marshal(upd)
+		if err != nil {
+			return err
+		}
+		out.edus = append(out.edus, pendingEDU{servers, "m.device_list_update", content})
+		pos++ // a second device in one change chains after the first
+	}
+	if crossSigning {
+		upd := SigningKeyUpdate{UserID: user}
+		rows, err := tx.QueryContext(ctx, `SELECT key_type, key_json FROM e2ee_cross_signing_keys WHERE user_id = $1`, user.String())
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var typ, raw string
+			if err := rows.Scan(&typ, &raw); err != nil {
+				rows.Close()
+				return err
+			}
+			switch typ {
+			case "master":
+				upd.MasterKey = json.RawMessage(raw)
+			case "self_signing":
+				upd.SelfSigningKey = json.RawMessage(raw)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		content, err := json.Marshal(upd)
+		if err != nil {
+			return err
+		}
+		out.edus = append(out.edus, pendingEDU{servers, "m.signing_key_update", content})
+	}
+	return nil
+}
+
+// sharingServers lists the other servers with a user joined to a room that
+// user is joined to.
+func (s *Service) sharingServers(ctx context.Context, tx *storage.Tx, user id.UserID) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT other.state_key FROM current_state me
+		JOIN current_state other ON other.room_id = me.room_id AND other.type = 'm.room.member' AND other.membership = 'join'
+		WHERE me.type = 'm.room.member' AND me.state_key = $1 AND me.membership = 'join'`, user.String())
+	if err != nil {
+		return nil, fmt.Errorf("listing servers sharing a room with %s: %w", user, err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var out []string
+	for rows.Next() {
+		var u id.UserID
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		srv := u.Homeserver()
+		if srv != "" && srv != s.serverName && !seen[srv] {
+			seen[srv] = true
+			out = append(out, srv)
+		}
+	}
+	return out, rows.Err()
+}
+
+// ReceiveDeviceListUpdate applies an m.device_list_update EDU from origin.
+// This server keeps no copy of remote device lists (keys of remote users
+// are queried from their server each time), so an update only has to
+// reach the local users sharing a room with its user as a device list
+// change; gaps in the prev_id chain need no resync.
+func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, content json.RawMessage) error {
+	var u DeviceListUpdate
+	if err := json.Unmarshal(content, &u); err != nil {
+		return fmt.Errorf("parsing m.device_list_update from %s: %w", origin, err)
+	}
+	return s.remoteChanged(ctx, origin, u.UserID)
+}
+
+// ReceiveSigningKeyUpdate applies an m.signing_key_update EDU from origin.
+func (s *Service) ReceiveSigningKeyUpdate(ctx context.Context, origin string, content json.RawMessage) error {
+	var u SigningKeyUpdate
+	if err := json.Unmarshal(content, &u); err != nil {
+		return fmt.Errorf("parsing m.signing_key_update from %s: %w", origin, err)
+	}
+	return s.remoteChanged(ctx, origin, u.UserID)
+}
+
+// remoteChanged records a key change of a remote user that origin told us
+// about.
+func (s *Service) remoteChanged(ctx context.Context, origin string, user id.UserID) error {
+	if user.Homeserver() != origin || s.local(user) {
+		return fmt.Errorf("%s sent a device update for %s", origin, user)
+	}
+	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		return s.keysChanged(ctx, tx, &outbox{}, user, nil, false)
+	})
+}
+
+// UserDevicesResp is the body of GET /_matrix/federation/v1/user/devices/{userId}
+// (user_devices.yaml).
+type UserDevicesResp struct {
+	UserID         id.UserID       `json:"user_id"`
+	StreamID       int64           `json:"stream_id"`
+	Devices        []Device        `json:"devices"`
+	MasterKey      json.RawMessage `json:"master_key,omitempty"`
+	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
+}
+
+// UserDevices returns a local user's devices with their keys, for another
+// server.
+func (s *Service) UserDevices(ctx context.Context, user id.UserID) (*UserDevicesResp, error) {
+	if !s.local(user) {
+		return nil, mxerr.InvalidParam.With("%s is not a user of this server", user)
+	}
+	sigs, err := s.signatures(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	devs, err := s.localDevices(ctx, user, nil, sigs)
+	if err != nil {
+		return nil, err
+	}
+	resp := &UserDevicesResp{UserID: user, Devices: devs}
+	if resp.Devices == nil {
+		resp.Devices = []Device{}
+	}
+	err = s.db.QueryRowContext(ctx, `SELECT stream_id FROM e2ee_device_list_streams WHERE user_id = $1`, user.String()).Scan(&resp.StreamID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("loading the device list stream of %s: %w", user, err)
+	}
+	cs, err := s.crossSigningKeys(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	own := func(signer id.UserID) bool { return signer == user }
+	if k, ok := cs["master"]; ok {
+		resp.MasterKey = withSignatures(k, sigs[publicKeyOf(k)], own)
+	}
+	if k, ok := cs["self_signing"]; ok {
+		resp.SelfSigningKey = withSignatures(k, sigs[publicKeyOf(k)], own)
+	}
+	return resp, nil
+}
+
+// queryRemote asks server for its users' keys (POST
+// /_matrix/federation/v1/user/keys/query).
+func (s *Service) queryRemote(ctx context.Context, server string, users map[id.UserID][]id.DeviceID) (*QueryResp, error) {
+	body := map[string]any{"device_keys": users}
+	var resp QueryResp
+	if err := s.remote.Do(ctx, server, "POST", "/_matrix/federation/v1/user/keys/query", nil, body, &resp); err != nil {
+		return nil, fmt.Errorf("querying keys on %s: %w", server, err)
+	}
+	for user, devs := range resp.DeviceKeys {
+		if user.Homeserver() != server {
+			delete(resp.DeviceKeys, user)
+			continue
+		}
+		for dev, raw := range devs {
+			var dk deviceKeys
+			if json.Unmarshal(raw, &dk) != nil || dk.UserID != user || dk.DeviceID != dev {
+				delete(devs, dev)
+			}
+		}
+	}
+	return &resp, nil
+}
+
+// claimRemote claims keys of server's users (POST
+// /_matrix/federation/v1/user/keys/claim).
+func (s *Service) claimRemote(ctx context.Context, server string, oneTimeKeys map[id.UserID]map[id.DeviceID]string) (ClaimedKeys, error) {
+	body := map[string]any{"one_time_keys": oneTimeKeys}
+	var resp struct {
+		OneTimeKeys ClaimedKeys `json:"one_time_keys"`
+	}
+	if err := s.remote.Do(ctx, server, "POST", "/_matrix/federation/v1/user/keys/claim", nil, body, &resp); err != nil {
+		return nil, fmt.Errorf("claiming keys on %s: %w", server, err)
+	}
+	for user := range resp.OneTimeKeys {
+		if user.Homeserver() != server {
+			delete(resp.OneTimeKeys, user)
+		}
+	}
+	return resp.OneTimeKeys, nil
+}
