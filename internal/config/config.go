@@ -72,6 +72,10 @@ type Config struct {
 	// Prometheus metrics at /metrics, e.g. 127.0.0.1:9000. Empty: no
 	// metrics. Env: MYELIN_METRICS_LISTEN.
 	MetricsListen string `yaml:"metrics_listen"`
+	// Pprof adds Go's profiler (/debug/pprof/) to the metrics listener, for
+	// finding where time goes under load. It needs metrics_listen.
+	// Env: MYELIN_PPROF (true/false). Default false.
+	Pprof bool `yaml:"pprof"`
 	// Federation configures server-to-server traffic.
 	Federation Federation `yaml:"federation"`
 	// ServeServerWellKnown serves /.well-known/matrix/server delegating
@@ -238,6 +242,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q must be host:port: %w", c.Listen, err)
 	}
+	if c.Pprof && c.MetricsListen == "" {
+		return errors.New("pprof (MYELIN_PPROF) is served on the metrics listener: set metrics_listen (MYELIN_METRICS_LISTEN) too")
+	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			return fmt.Errorf("metrics_listen %q must be host:port: %w", c.MetricsListen, err)
@@ -349,6 +356,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 	return errors.Join(
 		applyDeployEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
+		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_ENABLE_REGISTRATION", &c.EnableRegistration),
 		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),
 		boolean("MYELIN_RATE_LIMIT", &c.RateLimit.Enabled),

@@ -118,3 +118,18 @@ func TestMetricsOffByDefault(t *testing.T) {
 		t.Fatalf("metrics listening on %s without metrics_listen", hs.MetricsAddr())
 	}
 }
+
+func TestPprofOnMetricsListener(t *testing.T) {
+	on := mxtest.Start(t, "sqlite", func(c *config.Config) { c.MetricsListen = "127.0.0.1:0"; c.Pprof = true })
+	resp, err := http.Get("http://" + on.MetricsAddr() + "/debug/pprof/goroutine?debug=1")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pprof with pprof on: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	off := mxtest.Start(t, "sqlite", func(c *config.Config) { c.MetricsListen = "127.0.0.1:0" })
+	resp, err = http.Get("http://" + off.MetricsAddr() + "/debug/pprof/goroutine?debug=1")
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("pprof with pprof off: status %v (%v), want 404", resp, err)
+	}
+	resp.Body.Close()
+}
