@@ -481,7 +481,7 @@ func sameState(a, b State) bool {
 
 // insertEvent writes an event row and its edges, returning its nid.
 func (s *Service) insertEvent(ctx context.Context, tx *storage.Tx, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool) (int64, error) {
-	nid, err := storage.NextID(ctx, tx, "event_nid", 1)
+	nid, err := storage.NextNID(ctx, tx, "event_nid")
 	if err != nil {
 		return 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -55,26 +56,23 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 	}
 	var stored *Stored
 	start := time.Now()
-	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		if txn != nil {
-			// Checked again under the room lock and in the transaction, so
-			// two concurrent retries cannot both send.
-			var evID string
-			err := tx.QueryRowContext(ctx, `SELECT event_id FROM transaction_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,
-				p.Sender.String(), txn.Device.String(), txn.ID).Scan(&evID)
-			if err == nil {
-				stored = &Stored{Event: &pdu.Event{ID: id.EventID(evID)}}
-				return errTxnDone
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("checking transaction: %w", err)
-			}
-		}
+	// The room lock serialises every write to this room, so the
+	// transaction may overlap with other rooms' (see ConcurrentWriteTx
+	// for why stream positions stay ordered).
+	err = s.db.ConcurrentWriteTx(ctx, func(tx *storage.Tx) error {
 		var err error
 		stored, err = s.persist(ctx, tx, work, ev, txn)
 		return err
 	})
-	if errors.Is(err, errTxnDone) {
-		return s.Event(ctx, stored.ID)
+	if isTxnConflict(err) {
+		// A concurrent retry of the same transaction (in another room's
+		// send, or one that got past txnEvent before the first committed)
+		// was first: answer with its event.
+		ev, err := s.txnEvent(ctx, p.Sender, txn)
+		if err == nil && ev == nil {
+			err = fmt.Errorf("transaction %s conflicted but is not recorded", txn.ID)
+		}
+		return ev, err
 	}
 	if err != nil {
 		return nil, err
@@ -83,8 +81,6 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 	s.commit(in, work, []*Stored{stored})
 	return stored, nil
 }
-
-var errTxnDone = errors.New("transaction already sent")
 
 func (s *Service) txnEvent(ctx context.Context, sender id.UserID, txn *Txn) (*Stored, error) {
 	var evID string
@@ -239,12 +235,29 @@ func redactsOf(ev *pdu.Event) id.EventID {
 }
 
 // persist writes ev with everything that follows from it, updating work.
+// With a client transaction ID that is already recorded, the transaction
+// fails with a unique violation on transaction_ids (see isTxnConflict).
+//
+// The statements are shaped for ConcurrentWriteTx on PostgreSQL. Those
+// whose answer persist does not need are queued (storage.Tx.Queue), so a
+// message goes out as one pipelined batch with COMMIT. And the stream
+// position is allocated last, by the event's own INSERT: from that
+// statement to COMMIT the transaction holds the stream counter's row lock,
+// which every other event write in the process waits for. A state event
+// needs its position for the membership rows and allocates it at once.
 func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *pdu.Event, txn *Txn) (*Stored, error) {
-	nid, err := storage.NextID(ctx, tx, "event_nid", 1)
-	if err != nil {
-		return nil, err
+	var txnDev, txnID any
+	if txn != nil {
+		// No SELECT first: the primary key rejects a repeated transaction
+		// ID, and on PostgreSQL a concurrent insert of the same key waits
+		// for the first to commit and then fails.
+		if err := tx.Queue(ctx, `INSERT INTO transaction_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
+			ev.Sender.String(), txn.Device.String(), txn.ID, ev.ID.String(), s.now().UnixMilli()); err != nil {
+			return nil, fmt.Errorf("recording transaction: %w", err)
+		}
+		txnDev, txnID = txn.Device.String(), txn.ID
 	}
-	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	nid, err := storage.NextNID(ctx, tx, "event_nid")
 	if err != nil {
 		return nil, err
 	}
@@ -252,42 +265,32 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 	if work.roomID == "" {
 		work.roomID = roomID
 	}
+	if err := s.linkEvent(ctx, tx, work, ev, nid); err != nil {
+		return nil, err
+	}
 	serversBefore := work.servers
-	st := &Stored{Event: ev, NID: nid, StreamPos: pos, Snapshot: work.snapshot}
+	st := &Stored{Event: ev, NID: nid, Snapshot: work.snapshot}
+	if txn != nil {
+		st.TxnDevice, st.TxnID = txn.Device, txn.ID
+	}
+	const insertEvent = `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
+		origin_server_ts, stream_pos, snapshot_nid, txn_device, txn_id, json)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ` + storage.NextIDMarker + `, $9, $10, $11, $12)`
+	args := []any{nid, ev.ID.String(), roomID.String(), ev.Type, ev.StateKey, ev.Sender.String(), ev.Depth,
+		ev.OriginServerTS, work.snapshot, txnDev, txnID, string(ev.JSON())}
+	if ev.IsState() {
+		st.StreamPos, err = storage.ExecNextID(ctx, tx, "stream", insertEvent, args...)
+	} else {
+		// st.StreamPos is set when the batch runs, by commit at the latest.
+		err = storage.QueueNextID(ctx, tx, &st.StreamPos, "stream", insertEvent, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storing event %s: %w", ev.ID, err)
+	}
 	if work.pending == nil {
 		work.pending = map[id.EventID]*Stored{}
 	}
 	work.pending[ev.ID] = st
-	var txnDev, txnID any
-	if txn != nil {
-		st.TxnDevice, st.TxnID = txn.Device, txn.ID
-		txnDev, txnID = txn.Device.String(), txn.ID
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
-		origin_server_ts, stream_pos, snapshot_nid, txn_device, txn_id, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		nid, ev.ID.String(), roomID.String(), ev.Type, ev.StateKey, ev.Sender.String(), ev.Depth,
-		ev.OriginServerTS, pos, work.snapshot, txnDev, txnID, string(ev.JSON())); err != nil {
-		return nil, fmt.Errorf("storing event %s: %w", ev.ID, err)
-	}
-	for _, prev := range ev.PrevEvents {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev.String()); err != nil {
-			return nil, fmt.Errorf("storing edge: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2`, roomID.String(), prev.String()); err != nil {
-			return nil, fmt.Errorf("updating extremities: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)`, roomID.String(), ev.ID.String()); err != nil {
-		return nil, fmt.Errorf("updating extremities: %w", err)
-	}
-	work.extremities = []id.EventID{ev.ID}
-	work.depth = max(work.depth, ev.Depth)
-	if txn != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO transaction_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
-			ev.Sender.String(), txn.Device.String(), txn.ID, ev.ID.String(), s.now().UnixMilli()); err != nil {
-			return nil, fmt.Errorf("recording transaction: %w", err)
-		}
-	}
 	if ev.Type == "m.room.redaction" {
 		if err := s.applyRedaction(ctx, tx, ev); err != nil {
 			return nil, err
@@ -302,6 +305,33 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 		return nil, err
 	}
 	return st, nil
+}
+
+// isTxnConflict reports whether err is persist failing on a client
+// transaction ID that is already recorded.
+func isTxnConflict(err error) bool {
+	return storage.IsUniqueViolation(err) && strings.Contains(err.Error(), "transaction_ids")
+}
+
+// linkEvent stores the DAG edges of a local event (nid) and makes it the
+// room's only forward extremity, replacing its prev events. The
+// statements are queued: nothing here needs an answer.
+func (s *Service) linkEvent(ctx context.Context, tx *storage.Tx, work *info, ev *pdu.Event, nid int64) error {
+	roomID := work.roomID.String()
+	for _, prev := range ev.PrevEvents {
+		if err := tx.Queue(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev.String()); err != nil {
+			return fmt.Errorf("storing edge: %w", err)
+		}
+		if err := tx.Queue(ctx, `DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2`, roomID, prev.String()); err != nil {
+			return fmt.Errorf("updating extremities: %w", err)
+		}
+	}
+	if err := tx.Queue(ctx, `INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)`, roomID, ev.ID.String()); err != nil {
+		return fmt.Errorf("updating extremities: %w", err)
+	}
+	work.extremities = []id.EventID{ev.ID}
+	work.depth = max(work.depth, ev.Depth)
+	return nil
 }
 
 // enqueue queues ev for every other server that was or is in the room, and

@@ -114,7 +114,7 @@ func (s *Service) loadSnapshot(ctx context.Context, nid int64) (State, int64, er
 // writeSnapshot stores next as a delta against the parent (or in full when
 // the chain is long) and returns its nid and chain length.
 func (s *Service) writeSnapshot(ctx context.Context, tx *storage.Tx, roomID id.RoomID, parent int64, parentChain int64, prev, next State) (int64, int64, error) {
-	nid, err := storage.NextID(ctx, tx, "snapshot_nid", 1)
+	nid, err := storage.NextNID(ctx, tx, "snapshot_nid")
 	if err != nil {
 		return 0, 0, err
 	}

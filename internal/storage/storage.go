@@ -6,7 +6,9 @@
 // engine needs. SQLite gets a single-connection writer pool beside a reader
 // pool, so writes never fight over the database lock. Stream positions and
 // numeric IDs come from the counters table (see NextID), which works the same
-// on both engines.
+// on both engines. Write transactions are serialised in the process
+// (WriteTx), except ConcurrentWriteTx on PostgreSQL, which relies on the
+// stream counter's row lock for ordering and pipelines its statements.
 //
 // storage imports no other Myelin package.
 package storage
@@ -54,16 +56,25 @@ type DB struct {
 	write   *sql.DB
 	// writeMu serialises write transactions in this process so that stream
 	// positions commit in the order they were allocated: a reader that sees
-	// position N has seen everything below N.
+	// position N has seen everything below N. On PostgreSQL,
+	// ConcurrentWriteTx runs beside it and relies on the counter row lock
+	// for that order instead.
 	writeMu sync.Mutex
 	writes  writeQueue
 	log     *slog.Logger
+
+	// PostgreSQL only: slots for ConcurrentWriteTx, and NextNID's
+	// reserved blocks.
+	concurrent chan struct{}
+	nids       nidAllocator
 
 	// SQLite only: prepared statements of each pool, and $n → ?n
 	// rewrites by query text (see stmtCache and rebind).
 	readStmts, writeStmts *stmtCache
 	rebound               sync.Map // string → string
 	reboundN              atomic.Int64
+
+	nextIDQueries sync.Map // nextIDKey → string (see ExecNextID)
 }
 
 // Open connects to the database named by dsn. An empty dsn, or one starting
@@ -83,6 +94,7 @@ func Open(ctx context.Context, dsn, dataDir string, wait time.Duration, log *slo
 		db.read.SetMaxOpenConns(32)
 		db.read.SetMaxIdleConns(16)
 		db.write = db.read
+		db.concurrent = make(chan struct{}, maxConcurrentWrites)
 	default:
 		db.dialect = SQLite
 		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
@@ -214,6 +226,9 @@ func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.R
 type Tx struct {
 	tx *sql.Tx
 	db *DB
+	// pipe, instead of tx, runs a ConcurrentWriteTx on PostgreSQL (see
+	// pipeline).
+	pipe *pipeline
 	// afterCommit runs once the transaction is durable.
 	afterCommit []func()
 }
@@ -236,6 +251,12 @@ func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	ctx = context.WithoutCancel(ctx) // see WriteTx
+	if t.pipe != nil {
+		if err := t.pipe.flush(ctx, false); err != nil {
+			return nil, err
+		}
+		return t.pipe.conn.ExecContext(ctx, q, args...)
+	}
 	if st := t.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -245,6 +266,12 @@ func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 // QueryContext runs a query in the transaction.
 func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	ctx = context.WithoutCancel(ctx) // see WriteTx
+	if t.pipe != nil {
+		if err := t.pipe.flush(ctx, false); err != nil {
+			return nil, err
+		}
+		return t.pipe.conn.QueryContext(ctx, q, args...)
+	}
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -254,6 +281,14 @@ func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows
 // QueryRowContext runs a single-row query in the transaction.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	ctx = context.WithoutCancel(ctx) // see WriteTx
+	if t.pipe != nil {
+		if err := t.pipe.flush(ctx, false); err != nil {
+			// A query that cannot run reports err from Scan: an already
+			// cancelled context makes QueryRowContext do just that.
+			return t.pipe.failedRow(err)
+		}
+		return t.pipe.conn.QueryRowContext(ctx, q, args...)
+	}
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -424,21 +459,24 @@ func (db *DB) writeBatch(batch []*writeReq) {
 
 // NextID allocates n consecutive values from the named counter and returns
 // the last one. Counters back stream positions and numeric IDs.
+//
+// It is one upsert, so that a counter's first use cannot race with itself
+// (two transactions both finding no row and both inserting it) now that
+// ConcurrentWriteTx transactions run side by side on PostgreSQL. The
+// update takes the counter row's lock until the transaction ends, which
+// is what orders stream positions (see ConcurrentWriteTx).
 func NextID(ctx context.Context, tx *Tx, counter string, n int64) (int64, error) {
 	var v int64
-	err := tx.QueryRowContext(ctx,
-		`UPDATE counters SET value = value + $2 WHERE name = $1 RETURNING value`, counter, n).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ($1, $2)`, counter, n); err != nil {
-			return 0, fmt.Errorf("creating counter %s: %w", counter, err)
-		}
-		return n, nil
-	}
+	err := tx.QueryRowContext(ctx, nextIDUpsert, counter, n).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("allocating from counter %s: %w", counter, err)
 	}
 	return v, nil
 }
+
+// nextIDUpsert adds $2 to counter $1, creating it at $2.
+const nextIDUpsert = `INSERT INTO counters (name, value) VALUES ($1, $2)
+	ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value RETURNING value`
 
 // CurrentID returns the counter's current value (0 if it was never used).
 func (db *DB) CurrentID(ctx context.Context, counter string) (int64, error) {

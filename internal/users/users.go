@@ -60,6 +60,7 @@ type Service struct {
 	bcryptCost int
 	log        *slog.Logger
 	now        func() time.Time
+	tokens     tokenCache
 }
 
 // New returns a Service for the server named serverName.
@@ -298,6 +299,8 @@ func (s *Service) Login(ctx context.Context, userID id.UserID, deviceID id.Devic
 		}
 		return nil
 	})
+	// The device's previous token, if any, is gone.
+	s.tokens.forgetUser(userID)
 	if err != nil {
 		return "", "", fmt.Errorf("logging in %s: %w", userID, err)
 	}
@@ -305,17 +308,23 @@ func (s *Service) Login(ctx context.Context, userID id.UserID, deviceID id.Devic
 }
 
 // Authenticate resolves an access token. The lookup is by hash, so the
-// comparison never touches the secret itself.
+// comparison never touches the secret itself. Sessions are cached (see
+// tokenCache).
 func (s *Service) Authenticate(ctx context.Context, token string) (Session, error) {
 	if token == "" {
 		return Session{}, mxerr.MissingToken.With("missing access token")
 	}
-	var sess Session
+	hash := hashToken(token)
+	now := s.now()
+	sess, ok, gen := s.tokens.get(hash, now)
+	if ok {
+		return sess, nil
+	}
 	var user, dev string
 	var admin, deact int64
 	err := s.db.QueryRowContext(ctx,
 		`SELECT t.user_id, t.device_id, a.is_admin, a.deactivated FROM access_tokens t
-		 JOIN accounts a ON a.user_id = t.user_id WHERE t.token_hash = $1`, hashToken(token)).
+		 JOIN accounts a ON a.user_id = t.user_id WHERE t.token_hash = $1`, hash).
 		Scan(&user, &dev, &admin, &deact)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && deact != 0) {
 		return sess, mxerr.UnknownToken.With("unknown access token").WithField("soft_logout", false)
@@ -323,7 +332,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 	if err != nil {
 		return sess, fmt.Errorf("looking up access token: %w", err)
 	}
-	return Session{UserID: id.UserID(user), DeviceID: id.DeviceID(dev), IsAdmin: admin != 0}, nil
+	sess = Session{UserID: id.UserID(user), DeviceID: id.DeviceID(dev), IsAdmin: admin != 0}
+	s.tokens.put(hash, sess, gen, now)
+	return sess, nil
 }
 
 // Logout deletes a device and its tokens.
@@ -333,6 +344,7 @@ func (s *Service) Logout(ctx context.Context, userID id.UserID, deviceID id.Devi
 
 // LogoutAll deletes every device and token of a user.
 func (s *Service) LogoutAll(ctx context.Context, userID id.UserID) error {
+	defer s.tokens.forgetUser(userID)
 	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1`, userID.String()); err != nil {
 			return fmt.Errorf("deleting tokens of %s: %w", userID, err)
@@ -346,6 +358,7 @@ func (s *Service) LogoutAll(ctx context.Context, userID id.UserID) error {
 
 // DeleteDevices removes devices and their tokens.
 func (s *Service) DeleteDevices(ctx context.Context, userID id.UserID, devices []id.DeviceID) error {
+	defer s.tokens.forgetUser(userID)
 	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		for _, d := range devices {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`, userID.String(), d.String()); err != nil {
@@ -424,6 +437,7 @@ func (s *Service) TouchDevice(ctx context.Context, sess Session, ip string) {
 // Deactivate marks an account deactivated, removes its password and logs out
 // every device. Leaving rooms is the caller's job.
 func (s *Service) Deactivate(ctx context.Context, userID id.UserID) error {
+	defer s.tokens.forgetUser(userID)
 	if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET deactivated = 1, password_hash = '' WHERE user_id = $1`, userID.String()); err != nil {
 		return fmt.Errorf("deactivating %s: %w", userID, err)
 	}

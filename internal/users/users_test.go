@@ -3,10 +3,13 @@ package users_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/storage"
@@ -307,5 +310,97 @@ func TestRegistrationTokenConcurrentUse(t *testing.T) {
 		if created != 3 {
 			t.Errorf("%d accounts created with a 3-use token, want 3", created)
 		}
+	})
+}
+
+// TestRevokedTokensLeaveTheCache authenticates a token (so its session is
+// cached), revokes it in each way there is, and checks that it no longer
+// authenticates while the user's other sessions are unaffected where they
+// should be.
+func TestRevokedTokensLeaveTheCache(t *testing.T) {
+	tests := []struct {
+		name          string
+		revoke        func(ctx context.Context, s *users.Service, alice id.UserID, dev id.DeviceID) error
+		otherSurvives bool
+	}{
+		{"logout", func(ctx context.Context, s *users.Service, alice id.UserID, dev id.DeviceID) error {
+			return s.Logout(ctx, alice, dev)
+		}, true},
+		{"delete devices", func(ctx context.Context, s *users.Service, alice id.UserID, dev id.DeviceID) error {
+			return s.DeleteDevices(ctx, alice, []id.DeviceID{dev})
+		}, true},
+		{"logout all", func(ctx context.Context, s *users.Service, alice id.UserID, _ id.DeviceID) error {
+			return s.LogoutAll(ctx, alice)
+		}, false},
+		{"deactivate", func(ctx context.Context, s *users.Service, alice id.UserID, _ id.DeviceID) error {
+			return s.Deactivate(ctx, alice)
+		}, false},
+		{"login on the same device", func(ctx context.Context, s *users.Service, alice id.UserID, dev id.DeviceID) error {
+			_, _, err := s.Login(ctx, alice, dev, nil)
+			return err
+		}, true},
+	}
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(db)
+		for i, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				alice, err := s.Create(ctx, fmt.Sprintf("alice%d", i), "pw", false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tok, dev, err := s.Login(ctx, alice, "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				other, _, err := s.Login(ctx, alice, "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, tk := range []string{tok, other, tok} {
+					if _, err := s.Authenticate(ctx, tk); err != nil {
+						t.Fatalf("before revoking: %v", err)
+					}
+				}
+				if err := tt.revoke(ctx, s, alice, dev); err != nil {
+					t.Fatal(err)
+				}
+				_, err = s.Authenticate(ctx, tok)
+				wantCode(t, err, mxerr.UnknownToken)
+				_, err = s.Authenticate(ctx, other)
+				if tt.otherSurvives && err != nil {
+					t.Errorf("other device's token: %v, want still valid", err)
+				} else if !tt.otherSurvives {
+					wantCode(t, err, mxerr.UnknownToken)
+				}
+			})
+		}
+	})
+}
+
+// TestAuthenticateIsCached checks that a known session is answered from
+// memory: with its row deleted behind the service's back, the token still
+// authenticates (until the cache's TTL), and an unknown token is never
+// cached.
+func TestAuthenticateIsCached(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(db)
+		alice, _ := s.Create(ctx, "alice", "pw", false)
+		tok, _, err := s.Login(ctx, alice, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `DELETE FROM access_tokens`); err != nil {
+			t.Fatal(err)
+		}
+		if sess, err := s.Authenticate(ctx, tok); err != nil || sess.UserID != alice {
+			t.Errorf("cached Authenticate = %+v, %v; want alice's session", sess, err)
+		}
+		_, err = s.Authenticate(ctx, "myl_unknown")
+		wantCode(t, err, mxerr.UnknownToken)
 	})
 }
