@@ -485,6 +485,11 @@ func (s *Service) insertEvent(ctx context.Context, tx *storage.Tx, ev *pdu.Event
 	if err != nil {
 		return 0, err
 	}
+	return s.insertEventNID(ctx, tx, nid, ev, pos, snap, rejected, soft, outlier)
+}
+
+// insertEventNID is insertEvent with the nid already allocated.
+func (s *Service) insertEventNID(ctx context.Context, tx *storage.Tx, nid int64, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
 		origin_server_ts, stream_pos, snapshot_nid, rejected, soft_failed, outlier, json)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
@@ -549,21 +554,31 @@ func (s *Service) StoreOutliers(ctx context.Context, roomID id.RoomID, evs []*pd
 	order := authOrder(byID)
 	var stored []*Stored
 	batch := make(map[id.EventID]*Stored, len(order))
+	if len(order) == 0 {
+		return nil
+	}
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		clear(batch)
 		stored = stored[:0]
-		for _, e := range order {
+		// One allocation each for the whole batch: a join of a big room
+		// stores thousands of outliers at once.
+		lastPos, err := storage.NextID(ctx, tx, "outlier", int64(len(order)))
+		if err != nil {
+			return err
+		}
+		lastNID, err := storage.NextID(ctx, tx, "event_nid", int64(len(order)))
+		if err != nil {
+			return err
+		}
+		for i, e := range order {
 			rejected := false
 			if err := s.authorizeOutlier(ctx, e, batch); err != nil {
 				rejected = true
 				s.log.Info("rejected outlier", "room_id", roomID, "event_id", e.ID, "err", err)
 			}
 			e.PDU.InternalMeta.Rejected = rejected
-			pos, err := storage.NextID(ctx, tx, "outlier", 1)
-			if err != nil {
-				return err
-			}
-			nid, err := s.insertEvent(ctx, tx, e, -pos, 0, rejected, false, true)
+			pos := lastPos - int64(len(order)) + 1 + int64(i)
+			nid, err := s.insertEventNID(ctx, tx, lastNID-int64(len(order))+1+int64(i), e, -pos, 0, rejected, false, true)
 			if err != nil {
 				return err
 			}
