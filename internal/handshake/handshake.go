@@ -155,13 +155,9 @@ func (s *Service) complete(tmpl template, user id.UserID, membership string, con
 }
 
 func (s *Service) checkAll(ctx context.Context, v id.RoomVersion, raws []json.RawMessage) []*pdu.Event {
-	out := make([]*pdu.Event, 0, len(raws))
-	for _, raw := range raws {
-		if ev, err := s.checker.Check(ctx, v, raw); err == nil {
-			out = append(out, ev)
-		} else {
-			s.log.Info("dropped an event of a join response", "err", err)
-		}
+	out := s.checker.CheckAll(ctx, v, raws)
+	if dropped := len(raws) - len(out); dropped > 0 {
+		s.log.Info("dropped events of a remote answer that failed their checks", "count", dropped)
 	}
 	return out
 }

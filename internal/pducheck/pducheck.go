@@ -14,6 +14,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	mpdu "maunium.net/go/mautrix/federation/pdu"
@@ -57,4 +60,38 @@ func (c *Checker) Check(ctx context.Context, v id.RoomVersion, raw json.RawMessa
 		return ev.Redacted(), nil
 	}
 	return ev, nil
+}
+
+// CheckAll checks a batch of PDUs of room version v (the state and auth
+// chain of a join answer, a backfill page), spreading the signature checks
+// over the CPUs. PDUs that fail are dropped; whatever depended on them then
+// fails on its own terms. The order of the survivors is kept.
+func (c *Checker) CheckAll(ctx context.Context, v id.RoomVersion, raws []json.RawMessage) []*pdu.Event {
+	out := make([]*pdu.Event, len(raws))
+	workers := min(runtime.GOMAXPROCS(0), len(raws))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(raws) {
+					return
+				}
+				if ev, err := c.Check(ctx, v, raws[i]); err == nil {
+					out[i] = ev
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	kept := out[:0]
+	for _, ev := range out {
+		if ev != nil {
+			kept = append(kept, ev)
+		}
+	}
+	return kept
 }

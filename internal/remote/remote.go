@@ -37,15 +37,7 @@ func New(client Doer, checker *pducheck.Checker) *Fetcher {
 }
 
 func (f *Fetcher) checkAll(ctx context.Context, v id.RoomVersion, raws []json.RawMessage) []*pdu.Event {
-	out := make([]*pdu.Event, 0, len(raws))
-	for _, raw := range raws {
-		// Events that fail the checks are dropped: whatever needed them
-		// is then missing an ancestor and fails on its own terms.
-		if ev, err := f.checker.Check(ctx, v, raw); err == nil {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return f.checker.CheckAll(ctx, v, raws)
 }
 
 // GetMissingEvents calls POST /_matrix/federation/v1/get_missing_events/{roomId}.
