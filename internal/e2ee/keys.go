@@ -192,14 +192,21 @@ func newQueryResp() *QueryResp {
 // Query returns the device and cross-signing keys of users (POST
 // /keys/query): for each user, the listed devices, or all when the list is
 // empty. requester ("" for a federation request) sees its own user-signing
-// key and its own signatures of other users' master keys. Remote users are
-// asked through the federation Doer; an unreachable server is reported in failures.
+// key and its own signatures of other users' master keys. Remote users who
+// share a room with a local user are answered from the device list cache
+// (devicelists.go); other remote users are asked through the federation
+// Doer, and an unreachable server is reported in failures.
 func (s *Service) Query(ctx context.Context, requester id.UserID, users map[id.UserID][]id.DeviceID) (*QueryResp, error) {
 	resp := newQueryResp()
 	remote := map[string]map[id.UserID][]id.DeviceID{}
 	for user, devices := range users {
 		if !s.local(user) {
 			if requester != "" && s.remote != nil {
+				if ok, err := s.fromCache(ctx, user, devices, resp); err != nil {
+					return nil, err
+				} else if ok {
+					continue
+				}
 				srv := user.Homeserver()
 				if remote[srv] == nil {
 					remote[srv] = map[id.UserID][]id.DeviceID{}
