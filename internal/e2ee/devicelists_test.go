@@ -321,3 +321,87 @@ func TestRemoteUpdatesChecked(t *testing.T) {
 		}
 	})
 }
+
+// edusSent records the EDUs a Service queues.
+type edusSent struct {
+	mu   sync.Mutex
+	edus []e2ee.DeviceListUpdate
+	sks  int
+}
+
+func (e *edusSent) EnqueueEDU(_ context.Context, _ []string, eduType string, content json.RawMessage) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch eduType {
+	case "m.device_list_update":
+		var u e2ee.DeviceListUpdate
+		if err := json.Unmarshal(content, &u); err != nil {
+			return err
+		}
+		e.edus = append(e.edus, u)
+	case "m.signing_key_update":
+		e.sks++
+	}
+	return nil
+}
+
+// TestDeviceListUpdatesSent checks the EDUs other servers cache from: a
+// signature of a device goes out as an m.device_list_update carrying it,
+// and a change of two devices takes two stream_ids chained by prev_id,
+// both before the next change's.
+func TestDeviceListUpdatesSent(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		newService(t, db) // creates the devices
+		sent := &edusSent{}
+		s := e2ee.New(db, notifier.New(), "test", slog.New(slog.NewTextHandler(io.Discard, nil)), e2ee.WithFederation(sent, &fakeRemote{}))
+		room := id.RoomID("!r:test")
+		setMember(t, db, room, bob, "join")
+		setMember(t, db, room, carol, "join")
+		for _, d := range []id.DeviceID{"B1", "B2"} {
+			if _, err := s.Upload(ctx, bob, d, devKeys(bob, d), nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		signed := json.RawMessage(`{"signatures":{"@bob:test":{"ed25519:SSK":"sig"}}}`)
+		failures, err := s.UploadSignatures(ctx, bob, map[id.UserID]map[string]json.RawMessage{bob: {"B1": signed}})
+		if err != nil || len(failures) != 0 {
+			t.Fatalf("uploading a signature: %v, %v", failures, err)
+		}
+		if err := s.DeleteDevices(ctx, bob, []id.DeviceID{"B1", "B2"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES ($1, 'B3', '', 0)`, bob.String()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Upload(ctx, bob, "B3", devKeys(bob, "B3"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		sent.mu.Lock()
+		defer sent.mu.Unlock()
+		type summary struct {
+			dev     id.DeviceID
+			deleted bool
+		}
+		var got []summary
+		for i, u := range sent.edus {
+			got = append(got, summary{u.DeviceID, u.Deleted})
+			if i > 0 && (len(u.PrevID) != 1 || u.PrevID[0] != sent.edus[i-1].StreamID || u.StreamID <= u.PrevID[0]) {
+				t.Errorf("update %d (%s): stream_id %d, prev_id %v; want to chain after %d", i, u.DeviceID, u.StreamID, u.PrevID, sent.edus[i-1].StreamID)
+			}
+		}
+		want := []summary{{"B1", false}, {"B2", false}, {"B1", false}, {"B1", true}, {"B2", true}, {"B3", false}}
+		if !slices.Equal(got, want) {
+			t.Fatalf("updates sent %v, want %v", got, want)
+		}
+		var keys struct {
+			Signatures map[id.UserID]map[string]string `json:"signatures"`
+		}
+		if err := json.Unmarshal(sent.edus[2].Keys, &keys); err != nil || keys.Signatures[bob]["ed25519:SSK"] != "sig" {
+			t.Errorf("the update for the signed device carries %s, want the new signature", sent.edus[2].Keys)
+		}
+		if sent.sks != 0 {
+			t.Errorf("%d signing key updates for a device signature", sent.sks)
+		}
+	})
+}
