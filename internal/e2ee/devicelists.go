@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"sync"
 
 	"maunium.net/go/mautrix/id"
 
@@ -266,8 +267,11 @@ func (s *Service) Resync(ctx context.Context, user id.UserID) error {
 	}
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		shared, _, err := s.sharing(ctx, tx, user)
-		if err != nil || !shared {
+		if err != nil {
 			return err
+		}
+		if !shared {
+			return forget(ctx, tx, user)
 		}
 		var pos int64
 		err = tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'stream'`).Scan(&pos)
@@ -299,46 +303,115 @@ func (s *Service) Resync(ctx context.Context, user id.UserID) error {
 	return nil
 }
 
-// fromCache adds the remote user's keys (only the listed devices, or all)
-// to resp from the cache, resyncing the list first when it is missing,
-// stale or older than the current stretch of room sharing. It reports
-// false, having added nothing, when the user is not tracked (no local user
-// shares a room with them) or the resync failed; the caller then asks the
-// user's server directly.
-func (s *Service) fromCache(ctx context.Context, user id.UserID, devices []id.DeviceID, resp *QueryResp) (bool, error) {
+// maxResyncs bounds the resyncs one /keys/query runs at a time.
+const maxResyncs = 8
+
+// fromCache adds the keys of the remote users (for each, only the listed
+// devices, or all) to resp from the cache, first resyncing, several at a
+// time, the lists that are missing, stale or older than the current
+// stretch of room sharing. It returns the users it could not answer for:
+// those not tracked (no local user shares a room with them, whose cached
+// list it drops) and those whose resync failed. The caller asks their
+// servers directly.
+func (s *Service) fromCache(ctx context.Context, users map[id.UserID][]id.DeviceID, resp *QueryResp) (map[id.UserID][]id.DeviceID, error) {
+	rest := map[id.UserID][]id.DeviceID{}
+	var serve, resync []id.UserID
+	for user := range users {
+		state, err := s.cacheState(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		switch state {
+		case cacheUntracked:
+			rest[user] = users[user]
+		case cacheFresh:
+			serve = append(serve, user)
+		case cacheNeedsResync:
+			resync = append(resync, user)
+		}
+	}
+	failed := make([]bool, len(resync))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxResyncs)
+	for i, user := range resync {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.Resync(ctx, user); err != nil {
+				s.log.Info("resyncing a device list failed", "user_id", user, "err", err)
+				failed[i] = true
+			}
+		}()
+	}
+	wg.Wait()
+	for i, user := range resync {
+		if failed[i] {
+			rest[user] = users[user]
+		} else {
+			serve = append(serve, user)
+		}
+	}
+	for _, user := range serve {
+		ok, err := s.serveCached(ctx, user, users[user], resp)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			rest[user] = users[user] // dropped since: unshared meanwhile
+		}
+	}
+	return rest, nil
+}
+
+// cacheState is what the cache can do for a remote user's query.
+type cacheState int
+
+const (
+	cacheUntracked   cacheState = iota // no shared room: ask the server
+	cacheFresh                         // serve from the cache
+	cacheNeedsResync                   // resync through /user/devices first
+)
+
+// cacheState classifies the cached device list of the remote user,
+// dropping it when no local user shares a room with them any more.
+func (s *Service) cacheState(ctx context.Context, user id.UserID) (cacheState, error) {
 	shared, since, err := s.sharing(ctx, s.db, user)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	var stale, synced int64
-	var master, selfSigning string
-	load := func() error {
-		return s.db.QueryRowContext(ctx, `SELECT stale, synced_pos, master_key, self_signing_key
-			FROM e2ee_remote_device_lists WHERE user_id = $1`, user.String()).Scan(&stale, &synced, &master, &selfSigning)
-	}
-	err = load()
+	err = s.db.QueryRowContext(ctx, `SELECT stale, synced_pos FROM e2ee_remote_device_lists WHERE user_id = $1`,
+		user.String()).Scan(&stale, &synced)
 	cached := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, fmt.Errorf("loading the cached device list of %s: %w", user, err)
+		return 0, fmt.Errorf("loading the cached device list of %s: %w", user, err)
 	}
-	if !shared {
+	switch {
+	case !shared:
 		if cached {
 			if err := s.db.WriteTx(ctx, func(tx *storage.Tx) error { return forget(ctx, tx, user) }); err != nil {
-				return false, err
+				return 0, err
 			}
 		}
+		return cacheUntracked, nil
+	case !cached || stale != 0 || synced < since:
+		return cacheNeedsResync, nil
+	}
+	return cacheFresh, nil
+}
+
+// serveCached adds the cached keys of user to resp; false when nothing is
+// cached.
+func (s *Service) serveCached(ctx context.Context, user id.UserID, devices []id.DeviceID, resp *QueryResp) (bool, error) {
+	var master, selfSigning string
+	err := s.db.QueryRowContext(ctx, `SELECT master_key, self_signing_key FROM e2ee_remote_device_lists WHERE user_id = $1`,
+		user.String()).Scan(&master, &selfSigning)
+	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
-	if !cached || stale != 0 || synced < since {
-		if err := s.Resync(ctx, user); err != nil {
-			s.log.Info("resyncing a device list failed", "user_id", user, "err", err)
-			return false, nil
-		}
-		if err := load(); err != nil {
-			// Unshared between the resync and now, or a database error:
-			// either way the server itself answers.
-			return false, nil
-		}
+	if err != nil {
+		return false, fmt.Errorf("loading the cached device list of %s: %w", user, err)
 	}
 	want := map[id.DeviceID]bool{}
 	for _, d := range devices {

@@ -405,3 +405,37 @@ func TestDeviceListUpdatesSent(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoteDeviceListsInOneQuery checks that one query of many tracked
+// and untracked remote users resyncs each tracked list once and asks the
+// server only about the untracked users.
+func TestRemoteDeviceListsInOneQuery(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		fake := &fakeRemote{devices: map[id.UserID]*e2ee.UserDevicesResp{}}
+		s := e2ee.New(db, notifier.New(), "test", slog.New(slog.NewTextHandler(io.Discard, nil)), e2ee.WithFederation(nil, fake))
+		room := id.RoomID("!r:test")
+		setMember(t, db, room, alice, "join")
+		req := map[id.UserID][]id.DeviceID{dave: nil}
+		for i := range 20 {
+			u := id.UserID(fmt.Sprintf("@u%d:remote", i))
+			setMember(t, db, room, u, "join")
+			fake.set(u, int64(i+1), "D1", "D2")
+			req[u] = nil
+		}
+		for range 2 {
+			resp, err := s.Query(ctx, alice, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for u := range req {
+				if u != dave && len(resp.DeviceKeys[u]) != 2 {
+					t.Errorf("%s: %d devices, want 2", u, len(resp.DeviceKeys[u]))
+				}
+			}
+		}
+		if r, q := fake.calls(); r != 20 || q != 2 {
+			t.Errorf("%d resyncs and %d key queries, want 20 and 2", r, q)
+		}
+	})
+}

@@ -198,26 +198,29 @@ func newQueryResp() *QueryResp {
 // Doer, and an unreachable server is reported in failures.
 func (s *Service) Query(ctx context.Context, requester id.UserID, users map[id.UserID][]id.DeviceID) (*QueryResp, error) {
 	resp := newQueryResp()
-	remote := map[string]map[id.UserID][]id.DeviceID{}
+	others := map[id.UserID][]id.DeviceID{}
 	for user, devices := range users {
 		if !s.local(user) {
 			if requester != "" && s.remote != nil {
-				if ok, err := s.fromCache(ctx, user, devices, resp); err != nil {
-					return nil, err
-				} else if ok {
-					continue
-				}
-				srv := user.Homeserver()
-				if remote[srv] == nil {
-					remote[srv] = map[id.UserID][]id.DeviceID{}
-				}
-				remote[srv][user] = devices
+				others[user] = devices
 			}
 			continue
 		}
 		if err := s.queryLocal(ctx, requester, user, devices, resp); err != nil {
 			return nil, err
 		}
+	}
+	uncached, err := s.fromCache(ctx, others, resp)
+	if err != nil {
+		return nil, err
+	}
+	remote := map[string]map[id.UserID][]id.DeviceID{}
+	for user, devices := range uncached {
+		srv := user.Homeserver()
+		if remote[srv] == nil {
+			remote[srv] = map[id.UserID][]id.DeviceID{}
+		}
+		remote[srv][user] = devices
 	}
 	for srv, q := range remote {
 		r, err := s.queryRemote(ctx, srv, q)
