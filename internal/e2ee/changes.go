@@ -16,12 +16,17 @@ import (
 // tells the other servers in those rooms (devices lists the changed devices;
 // crossSigning marks a change of cross-signing keys or signatures).
 func (s *Service) keysChanged(ctx context.Context, tx *storage.Tx, out *outbox, user id.UserID, devices []id.DeviceID, crossSigning bool) error {
-	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	// One position per changed device: each m.device_list_update of the
+	// change takes its own stream_id, and the next change of the user must
+	// come after all of them.
+	n := int64(max(1, len(devices)))
+	last, err := storage.NextID(ctx, tx, "stream", n)
 	if err != nil {
 		return err
 	}
+	pos := last - n + 1
 	if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_key_changes (user_id, stream_pos) VALUES ($1, $2)
-		ON CONFLICT (user_id) DO UPDATE SET stream_pos = excluded.stream_pos`, user.String(), pos); err != nil {
+		ON CONFLICT (user_id) DO UPDATE SET stream_pos = excluded.stream_pos`, user.String(), last); err != nil {
 		return fmt.Errorf("recording a key change of %s: %w", user, err)
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT lm.user_id FROM current_state cs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
 
@@ -122,7 +123,13 @@ type targetSignatures map[string]map[id.UserID]map[string]string
 
 // signatures loads the signatures uploaded for the user's keys.
 func (s *Service) signatures(ctx context.Context, user id.UserID) (targetSignatures, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT target_key, signer_user, signer_key_id, signature FROM e2ee_signatures
+	return signaturesIn(ctx, s.db, user)
+}
+
+// signaturesIn loads the signatures uploaded for the user's keys through q
+// (a write transaction sees its own uploads).
+func signaturesIn(ctx context.Context, q queryer, user id.UserID) (targetSignatures, error) {
+	rows, err := q.QueryContext(ctx, `SELECT target_key, signer_user, signer_key_id, signature FROM e2ee_signatures
 		WHERE target_user = $1`, user.String())
 	if err != nil {
 		return nil, fmt.Errorf("loading signatures of %s's keys: %w", user, err)
@@ -200,6 +207,7 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 		key    string
 		keyID  string
 		value  string
+		device bool // key is a device ID, not a cross-signing public key
 	}
 	var sigs []sig
 	for user, byKey := range objs {
@@ -222,12 +230,13 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 				fail(user, key, mxerr.InvalidSignature.WithStatus(400).With("no signature by %s", signer))
 				continue
 			}
-			if !known[key] {
+			isDevice, ok := known[key]
+			if !ok {
 				fail(user, key, mxerr.NotFound.WithStatus(400).With("unknown key %s", key))
 				continue
 			}
 			for keyID, v := range obj.Signatures[signer] {
-				sigs = append(sigs, sig{user, key, keyID, v})
+				sigs = append(sigs, sig{user, key, keyID, v, isDevice})
 			}
 		}
 	}
@@ -237,17 +246,33 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 	var out outbox
 	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		out = outbox{}
-		changed := map[id.UserID]bool{}
+		type change struct {
+			devices      []id.DeviceID
+			crossSigning bool
+		}
+		changed := map[id.UserID]*change{}
 		for _, g := range sigs {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_signatures (target_user, target_key, signer_user, signer_key_id, signature)
 				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (target_user, target_key, signer_user, signer_key_id)
 				DO UPDATE SET signature = excluded.signature`, g.target.String(), g.key, signer.String(), g.keyID, g.value); err != nil {
 				return err
 			}
-			changed[g.target] = true
+			c := changed[g.target]
+			if c == nil {
+				c = &change{}
+				changed[g.target] = c
+			}
+			if !g.device {
+				c.crossSigning = true
+			} else if !slices.Contains(c.devices, id.DeviceID(g.key)) {
+				c.devices = append(c.devices, id.DeviceID(g.key))
+			}
 		}
-		for user := range changed {
-			if err := s.keysChanged(ctx, tx, &out, user, nil, true); err != nil {
+		// A signed device goes to other servers as an m.device_list_update
+		// carrying its keys with the new signature, a signed cross-signing
+		// key as an m.signing_key_update.
+		for user, c := range changed {
+			if err := s.keysChanged(ctx, tx, &out, user, c.devices, c.crossSigning); err != nil {
 				return err
 			}
 		}
@@ -260,8 +285,8 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 	return failures, nil
 }
 
-// knownKeys returns the device IDs with keys and the cross-signing public
-// keys of a user.
+// knownKeys returns the device IDs with keys (true) and the cross-signing
+// public keys (false) of a user.
 func (s *Service) knownKeys(ctx context.Context, user id.UserID) (map[string]bool, error) {
 	out := map[string]bool{}
 	rows, err := s.db.QueryContext(ctx, `SELECT device_id FROM e2ee_device_keys WHERE user_id = $1`, user.String())
@@ -284,7 +309,7 @@ func (s *Service) knownKeys(ctx context.Context, user id.UserID) (map[string]boo
 		return nil, err
 	}
 	for _, raw := range cs {
-		out[publicKeyOf(raw)] = true
+		out[publicKeyOf(raw)] = false
 	}
 	return out, nil
 }

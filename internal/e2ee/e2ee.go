@@ -11,7 +11,10 @@
 // commit, as accountdata does. clientapi writes through Service; clientsync
 // reads device list changes, key counts and the to-device inbox through it.
 // Changes of local users' devices go to other servers as EDUs through an
-// EDUSender; remote users' keys are asked for through a Doer.
+// EDUSender; remote users' keys are asked for through a Doer. The device
+// lists of remote users who share a room with a local user are cached,
+// kept current by m.device_list_update / m.signing_key_update EDUs and
+// resynced through /user/devices after a gap (devicelists.go).
 //
 // e2ee reads the room membership tables (current_state, local_memberships)
 // to know who shares a room with whom; it never writes them. It imports

@@ -65,6 +65,13 @@ func (s *Service) shareChange(ctx context.Context, tx *storage.Tx, out *outbox, 
 	if err != nil || len(servers) == 0 {
 		return err
 	}
+	// The keys go out with the signatures uploaded for them, as a query
+	// would show them, since receivers cache what the EDUs carry.
+	sigs, err := signaturesIn(ctx, tx, user)
+	if err != nil {
+		return err
+	}
+	own := func(signer id.UserID) bool { return signer == user }
 	for _, dev := range devices {
 		var prev int64
 		err := tx.QueryRowContext(ctx, `SELECT stream_id FROM e2ee_device_list_streams WHERE user_id = $1`, user.String()).Scan(&prev)
@@ -89,14 +96,14 @@ func (s *Service) shareChange(ctx context.Context, tx *storage.Tx, out *outbox, 
 		case err != nil:
 			return err
 		default:
-			upd.Keys, upd.DeviceDisplayName = json.RawMessage(raw), name
+			upd.Keys, upd.DeviceDisplayName = withSignatures(json.RawMessage(raw), sigs[dev.String()], nil), name
 		}
 		content, err := json.Marshal(upd)
 		if err != nil {
 			return err
 		}
 		out.edus = append(out.edus, pendingEDU{servers, "m.device_list_update", content})
-		pos++ // a second device in one change chains after the first
+		pos++ // a second device in one change chains after the first (keysChanged reserved the positions)
 	}
 	if crossSigning {
 		upd := SigningKeyUpdate{UserID: user}
@@ -112,9 +119,9 @@ func (s *Service) shareChange(ctx context.Context, tx *storage.Tx, out *outbox, 
 			}
 			switch typ {
 			case "master":
-				upd.MasterKey = json.RawMessage(raw)
+				upd.MasterKey = withSignatures(json.RawMessage(raw), sigs[publicKeyOf(json.RawMessage(raw))], own)
 			case "self_signing":
-				upd.SelfSigningKey = json.RawMessage(raw)
+				upd.SelfSigningKey = withSignatures(json.RawMessage(raw), sigs[publicKeyOf(json.RawMessage(raw))], own)
 			}
 		}
 		rows.Close()
@@ -154,39 +161,6 @@ func (s *Service) sharingServers(ctx context.Context, tx *storage.Tx, user id.Us
 		}
 	}
 	return out, rows.Err()
-}
-
-// ReceiveDeviceListUpdate applies an m.device_list_update EDU from origin.
-// This server keeps no copy of remote device lists (keys of remote users
-// are queried from their server each time), so an update only has to
-// reach the local users sharing a room with its user as a device list
-// change; gaps in the prev_id chain need no resync.
-func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, content json.RawMessage) error {
-	var u DeviceListUpdate
-	if err := json.Unmarshal(content, &u); err != nil {
-		return fmt.Errorf("parsing m.device_list_update from %s: %w", origin, err)
-	}
-	return s.remoteChanged(ctx, origin, u.UserID)
-}
-
-// ReceiveSigningKeyUpdate applies an m.signing_key_update EDU from origin.
-func (s *Service) ReceiveSigningKeyUpdate(ctx context.Context, origin string, content json.RawMessage) error {
-	var u SigningKeyUpdate
-	if err := json.Unmarshal(content, &u); err != nil {
-		return fmt.Errorf("parsing m.signing_key_update from %s: %w", origin, err)
-	}
-	return s.remoteChanged(ctx, origin, u.UserID)
-}
-
-// remoteChanged records a key change of a remote user that origin told us
-// about.
-func (s *Service) remoteChanged(ctx context.Context, origin string, user id.UserID) error {
-	if user.Homeserver() != origin || s.local(user) {
-		return fmt.Errorf("%s sent a device update for %s", origin, user)
-	}
-	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		return s.keysChanged(ctx, tx, &outbox{}, user, nil, false)
-	})
 }
 
 // UserDevicesResp is the body of GET /_matrix/federation/v1/user/devices/{userId}

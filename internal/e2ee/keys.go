@@ -192,25 +192,35 @@ func newQueryResp() *QueryResp {
 // Query returns the device and cross-signing keys of users (POST
 // /keys/query): for each user, the listed devices, or all when the list is
 // empty. requester ("" for a federation request) sees its own user-signing
-// key and its own signatures of other users' master keys. Remote users are
-// asked through the federation Doer; an unreachable server is reported in failures.
+// key and its own signatures of other users' master keys. Remote users who
+// share a room with a local user are answered from the device list cache
+// (devicelists.go); other remote users are asked through the federation
+// Doer, and an unreachable server is reported in failures.
 func (s *Service) Query(ctx context.Context, requester id.UserID, users map[id.UserID][]id.DeviceID) (*QueryResp, error) {
 	resp := newQueryResp()
-	remote := map[string]map[id.UserID][]id.DeviceID{}
+	others := map[id.UserID][]id.DeviceID{}
 	for user, devices := range users {
 		if !s.local(user) {
 			if requester != "" && s.remote != nil {
-				srv := user.Homeserver()
-				if remote[srv] == nil {
-					remote[srv] = map[id.UserID][]id.DeviceID{}
-				}
-				remote[srv][user] = devices
+				others[user] = devices
 			}
 			continue
 		}
 		if err := s.queryLocal(ctx, requester, user, devices, resp); err != nil {
 			return nil, err
 		}
+	}
+	uncached, err := s.fromCache(ctx, others, resp)
+	if err != nil {
+		return nil, err
+	}
+	remote := map[string]map[id.UserID][]id.DeviceID{}
+	for user, devices := range uncached {
+		srv := user.Homeserver()
+		if remote[srv] == nil {
+			remote[srv] = map[id.UserID][]id.DeviceID{}
+		}
+		remote[srv][user] = devices
 	}
 	for srv, q := range remote {
 		r, err := s.queryRemote(ctx, srv, q)

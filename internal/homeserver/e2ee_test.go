@@ -4,6 +4,7 @@ package homeserver_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"slices"
 	"testing"
@@ -429,6 +430,203 @@ func TestEncryptedRoomAcrossFederation(t *testing.T) {
 		got, err := a.mach.GetCrossSigningPublicKeys(ctx, bob.UserID)
 		if err != nil || got == nil || got.MasterKey != keys.MasterKey.PublicKey() {
 			t.Errorf("alice's view of bob's master key: %+v (%v), want %s", got, err, keys.MasterKey.PublicKey())
+		}
+	})
+}
+
+// queryKeys runs /keys/query for all devices of user.
+func queryKeys(t *testing.T, cli *mautrix.Client, user id.UserID) *mautrix.RespQueryKeys {
+	t.Helper()
+	resp, err := cli.QueryKeys(context.Background(), &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{user: {}}})
+	if err != nil {
+		t.Fatalf("%s querying the keys of %s: %v", cli.UserID, user, err)
+	}
+	return resp
+}
+
+// cachedList reads the cache row of user's device list on srv.
+func cachedList(t *testing.T, srv *mxtest.Server, user id.UserID) (found bool, streamID, stale int64) {
+	t.Helper()
+	err := srv.DB().QueryRowContext(context.Background(), `SELECT stream_id, stale FROM e2ee_remote_device_lists WHERE user_id = $1`,
+		user.String()).Scan(&streamID, &stale)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, 0, 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true, streamID, stale
+}
+
+// cachedDevice reports whether srv caches the device of user.
+func cachedDevice(srv *mxtest.Server, user id.UserID, dev id.DeviceID) (bool, error) {
+	var n int
+	err := srv.DB().QueryRowContext(context.Background(), `SELECT COUNT(*) FROM e2ee_remote_devices WHERE user_id = $1 AND device_id = $2`,
+		user.String(), dev.String()).Scan(&n)
+	return n == 1, err
+}
+
+// TestRemoteDeviceListCached checks the cache of a remote user's device
+// list end to end: the first query fills it through /user/devices, a new
+// device arrives by m.device_list_update and is served while its server is
+// down, and a gap in the prev_id chain makes the next query resync.
+func TestRemoteDeviceListCached(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		hs := mxtest.Federation(t, engine, 2)
+		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+		encryptedRoom(t, alice, bob, hs[0].Config.ServerName)
+		newE2EEClient(t, bob)
+		hasDevices := func(resp *mautrix.RespQueryKeys, devs ...id.DeviceID) bool {
+			for _, d := range devs {
+				if _, ok := resp.DeviceKeys[bob.UserID][d]; !ok {
+					return false
+				}
+			}
+			return true
+		}
+		if resp := queryKeys(t, alice, bob.UserID); !hasDevices(resp, bob.DeviceID) {
+			t.Fatalf("first query: %v, want bob's device %s", resp.DeviceKeys[bob.UserID], bob.DeviceID)
+		}
+		if found, _, _ := cachedList(t, hs[0], bob.UserID); !found {
+			t.Fatalf("the first query left no cached device list of bob")
+		}
+
+		// A new device reaches the cache by EDU and is served from it
+		// while bob's server is down.
+		bob2 := hs[1].Login(bob.UserID, "password-"+bob.UserID.Localpart())
+		newE2EEClient(t, bob2)
+		waitFor(t, "bob's second device in the cache", func() (bool, error) { return cachedDevice(hs[0], bob.UserID, bob2.DeviceID) })
+		hs[1].Down()
+		resp := queryKeys(t, alice, bob.UserID)
+		hs[1].Up()
+		if !hasDevices(resp, bob.DeviceID, bob2.DeviceID) || len(resp.Failures) != 0 {
+			t.Fatalf("query with bob's server down: devices %v, failures %v; want both devices from the cache",
+				resp.DeviceKeys[bob.UserID], resp.Failures)
+		}
+
+		// Lose the update of the second device, as if its EDU never came:
+		// the next update's prev_id names a stream_id this server has not
+		// seen, which marks the list stale, and the next query resyncs.
+		_, streamID, _ := cachedList(t, hs[0], bob.UserID)
+		ctx := context.Background()
+		if _, err := hs[0].DB().ExecContext(ctx, `DELETE FROM e2ee_remote_devices WHERE user_id = $1 AND device_id = $2`,
+			bob.UserID.String(), bob2.DeviceID.String()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hs[0].DB().ExecContext(ctx, `UPDATE e2ee_remote_device_lists SET stream_id = $2 WHERE user_id = $1`,
+			bob.UserID.String(), streamID-1); err != nil {
+			t.Fatal(err)
+		}
+		bob3 := hs[1].Login(bob.UserID, "password-"+bob.UserID.Localpart())
+		newE2EEClient(t, bob3)
+		waitFor(t, "the gap to mark bob's list stale", func() (bool, error) {
+			_, _, stale := cachedList(t, hs[0], bob.UserID)
+			return stale == 1, nil
+		})
+		if ok, _ := cachedDevice(hs[0], bob.UserID, bob3.DeviceID); ok {
+			t.Errorf("an update after a gap was applied")
+		}
+		if resp := queryKeys(t, alice, bob.UserID); !hasDevices(resp, bob.DeviceID, bob2.DeviceID, bob3.DeviceID) {
+			t.Errorf("query after the gap: %v, want all three of bob's devices", resp.DeviceKeys[bob.UserID])
+		}
+		var remoteStream int64
+		if err := hs[1].DB().QueryRowContext(ctx, `SELECT stream_id FROM e2ee_device_list_streams WHERE user_id = $1`,
+			bob.UserID.String()).Scan(&remoteStream); err != nil {
+			t.Fatal(err)
+		}
+		if found, got, stale := cachedList(t, hs[0], bob.UserID); !found || stale != 0 || got != remoteStream {
+			t.Errorf("after the resync: cached %v, stream_id %d, stale %d; want stream_id %d, not stale", found, got, stale, remoteStream)
+		}
+		for _, d := range []id.DeviceID{bob.DeviceID, bob2.DeviceID, bob3.DeviceID} {
+			if ok, err := cachedDevice(hs[0], bob.UserID, d); !ok || err != nil {
+				t.Errorf("device %s not cached after the resync (%v)", d, err)
+			}
+		}
+	})
+}
+
+// keysChanges calls GET /keys/changes.
+func keysChanges(t *testing.T, cli *mautrix.Client, from, to string) (changed, left []id.UserID) {
+	t.Helper()
+	var resp struct {
+		Changed []id.UserID `json:"changed"`
+		Left    []id.UserID `json:"left"`
+	}
+	u := cli.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "keys", "changes"}, map[string]string{"from": from, "to": to})
+	if _, err := cli.MakeRequest(context.Background(), "GET", u, nil, &resp); err != nil {
+		t.Fatalf("/keys/changes from %s to %s: %v", from, to, err)
+	}
+	return resp.Changed, resp.Left
+}
+
+// TestKeysChanges drives GET /keys/changes across two servers: a remote
+// user's new device, a join and a leave each show up in the window of
+// sync tokens that holds them and in no window that does not.
+func TestKeysChanges(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		hs := mxtest.Federation(t, engine, 2)
+		ctx := context.Background()
+		alice, bob, carol := hs[0].Client("alice"), hs[1].Client("bob"), hs[1].Client("carol")
+		// bob's keys go up before he shares a room with alice, so that
+		// no device list update of his is in flight when t0 is taken.
+		newE2EEClient(t, bob)
+		roomID := encryptedRoom(t, alice, bob, hs[0].Config.ServerName)
+		token := func(since string) string {
+			resp, err := alice.SyncRequest(ctx, 0, since, "", false, "")
+			if err != nil {
+				t.Fatalf("alice's sync: %v", err)
+			}
+			return resp.NextBatch
+		}
+		t0 := token("")
+		// Poll for a token whose window from `from` satisfies cond.
+		until := func(what, from string, cond func(changed, left []id.UserID) bool) string {
+			var to string
+			waitFor(t, what, func() (bool, error) {
+				to = token(from)
+				return cond(keysChanges(t, alice, from, to)), nil
+			})
+			return to
+		}
+
+		bob2 := hs[1].Login(bob.UserID, "password-"+bob.UserID.Localpart())
+		newE2EEClient(t, bob2)
+		t1 := until("bob's new device", t0, func(changed, _ []id.UserID) bool { return slices.Contains(changed, bob.UserID) })
+		if changed, left := keysChanges(t, alice, t1, token(t1)); slices.Contains(changed, bob.UserID) || len(left) != 0 {
+			t.Errorf("a window after bob's change: changed %v, left %v", changed, left)
+		}
+
+		// carol joins after t1: she is changed in (t1, t2] only.
+		if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: carol.UserID}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "carol joins", func() (bool, error) {
+			_, err := carol.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}})
+			return err == nil, err
+		})
+		t2 := until("carol's join", t1, func(changed, _ []id.UserID) bool { return slices.Contains(changed, carol.UserID) })
+		if changed, _ := keysChanges(t, alice, t0, t1); slices.Contains(changed, carol.UserID) {
+			t.Errorf("carol, who joined after t1, is in changed up to t1: %v", changed)
+		}
+
+		// bob leaves: he is in left, not changed, in (t2, t3].
+		if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+		t3 := until("bob's leave", t2, func(_, left []id.UserID) bool { return slices.Contains(left, bob.UserID) })
+		if changed, _ := keysChanges(t, alice, t2, t3); slices.Contains(changed, bob.UserID) {
+			t.Errorf("bob is both left and changed: %v", changed)
+		}
+		if _, left := keysChanges(t, alice, t1, t2); slices.Contains(left, bob.UserID) {
+			t.Errorf("bob is in left before he left: %v", left)
+		}
+
+		// Both tokens are required.
+		u := alice.BuildURLWithQuery(mautrix.ClientURLPath{"v3", "keys", "changes"}, map[string]string{"from": t0})
+		var httpErr mautrix.HTTPError
+		if _, err := alice.MakeRequest(ctx, "GET", u, nil, nil); !errors.As(err, &httpErr) || httpErr.RespError == nil ||
+			httpErr.RespError.ErrCode != "M_MISSING_PARAM" {
+			t.Errorf("/keys/changes without to: %v, want M_MISSING_PARAM", err)
 		}
 	})
 }
