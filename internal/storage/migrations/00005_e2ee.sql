@@ -3,8 +3,8 @@
 -- keys, the per-user key change stream, the to-device inbox, cross-signing
 -- keys and signatures, and server-side key backup.
 
--- The signed device_keys object a device uploaded, for local and (cached)
--- remote devices.
+-- The signed device_keys object a local device uploaded. Remote users'
+-- devices are cached in e2ee_remote_devices (00006).
 CREATE TABLE e2ee_device_keys (
     user_id    TEXT NOT NULL,
     device_id  TEXT NOT NULL,
