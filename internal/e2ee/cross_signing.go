@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
+	"maunium.net/go/mautrix/federation/signutil"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -210,6 +212,10 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 		device bool // key is a device ID, not a cross-signing public key
 	}
 	var sigs []sig
+	signerKeys, err := s.signingKeysOf(ctx, signer)
+	if err != nil {
+		return nil, err
+	}
 	for user, byKey := range objs {
 		if !s.local(user) {
 			// Signatures of remote users' keys stay on this server.
@@ -235,7 +241,24 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 				fail(user, key, mxerr.NotFound.WithStatus(400).With("unknown key %s", key))
 				continue
 			}
+			stored, err := s.storedKeyJSON(ctx, user, key, isDevice)
+			if err != nil {
+				return nil, err
+			}
+			if !sameKeys(stored, raw) {
+				fail(user, key, mxerr.InvalidSignature.WithStatus(400).With("the signed object is not the key %s as uploaded", key))
+				continue
+			}
 			for keyID, v := range obj.Signatures[signer] {
+				pub, ok := signerKeys[keyID]
+				if !ok {
+					fail(user, key, mxerr.InvalidSignature.WithStatus(400).With("unknown signing key %s", keyID))
+					continue
+				}
+				if err := signutil.VerifyJSON(signer.String(), id.KeyID(keyID), id.SigningKey(pub), json.RawMessage(raw)); err != nil {
+					fail(user, key, mxerr.InvalidSignature.WithStatus(400).With("signature %s does not verify", keyID))
+					continue
+				}
 				sigs = append(sigs, sig{user, key, keyID, v, isDevice})
 			}
 		}
@@ -244,7 +267,7 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 		return failures, nil
 	}
 	var out outbox
-	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		out = outbox{}
 		type change struct {
 			devices      []id.DeviceID
@@ -312,4 +335,78 @@ func (s *Service) knownKeys(ctx context.Context, user id.UserID) (map[string]boo
 		out[publicKeyOf(raw)] = false
 	}
 	return out, nil
+}
+
+// signingKeysOf maps the key IDs user may sign with (ed25519:DEVICE for
+// each device, ed25519:<public key> for each cross-signing key) to their
+// public keys.
+func (s *Service) signingKeysOf(ctx context.Context, user id.UserID) (map[string]string, error) {
+	out := map[string]string{}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, key_json FROM e2ee_device_keys WHERE user_id = $1`, user.String())
+	if err != nil {
+		return nil, fmt.Errorf("loading device keys of %s: %w", user, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var dev, raw string
+		if err := rows.Scan(&dev, &raw); err != nil {
+			return nil, err
+		}
+		var k struct {
+			Keys map[string]string `json:"keys"`
+		}
+		if json.Unmarshal([]byte(raw), &k) == nil {
+			if pub := k.Keys["ed25519:"+dev]; pub != "" {
+				out["ed25519:"+dev] = pub
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	cs, err := s.crossSigningKeys(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	for _, raw := range cs {
+		if pub := publicKeyOf(raw); pub != "" {
+			out["ed25519:"+pub] = pub
+		}
+	}
+	return out, nil
+}
+
+// storedKeyJSON returns the stored form of a device key or cross-signing
+// key of user.
+func (s *Service) storedKeyJSON(ctx context.Context, user id.UserID, key string, isDevice bool) (json.RawMessage, error) {
+	if isDevice {
+		var raw string
+		err := s.db.QueryRowContext(ctx, `SELECT key_json FROM e2ee_device_keys WHERE user_id = $1 AND device_id = $2`, user.String(), key).Scan(&raw)
+		if err != nil {
+			return nil, fmt.Errorf("loading device key %s of %s: %w", key, user, err)
+		}
+		return json.RawMessage(raw), nil
+	}
+	cs, err := s.crossSigningKeys(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	for _, raw := range cs {
+		if publicKeyOf(raw) == key {
+			return raw, nil
+		}
+	}
+	return nil, nil
+}
+
+// sameKeys reports whether a signed object carries the same public keys
+// as the stored key it claims to be.
+func sameKeys(stored, signed json.RawMessage) bool {
+	var a, b struct {
+		Keys map[string]string `json:"keys"`
+	}
+	if json.Unmarshal(stored, &a) != nil || json.Unmarshal(signed, &b) != nil || len(a.Keys) == 0 {
+		return false
+	}
+	return maps.Equal(a.Keys, b.Keys)
 }

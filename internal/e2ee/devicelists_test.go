@@ -352,7 +352,16 @@ func (e *edusSent) EnqueueEDU(_ context.Context, _ []string, eduType string, con
 func TestDeviceListUpdatesSent(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
-		newService(t, db) // creates the devices
+		plain := newService(t, db) // creates the devices
+		ssk := newTestKey()
+		csKey := func(usage, pub string) json.RawMessage {
+			raw, _ := json.Marshal(map[string]any{"user_id": bob, "usage": []string{usage}, "keys": map[string]string{"ed25519:" + pub: pub}})
+			return raw
+		}
+		if err := plain.UploadCrossSigning(ctx, bob, map[string]json.RawMessage{
+			"master": csKey("master", newTestKey().pub), "self_signing": csKey("self_signing", ssk.pub)}); err != nil {
+			t.Fatal(err)
+		}
 		sent := &edusSent{}
 		s := e2ee.New(db, notifier.New(), "test", slog.New(slog.NewTextHandler(io.Discard, nil)), e2ee.WithFederation(sent, &fakeRemote{}))
 		room := id.RoomID("!r:test")
@@ -363,7 +372,7 @@ func TestDeviceListUpdatesSent(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		signed := json.RawMessage(`{"signatures":{"@bob:test":{"ed25519:SSK":"sig"}}}`)
+		signed, sig := ssk.sign(t, bob, "ed25519:"+ssk.pub, devKeys(bob, "B1"))
 		failures, err := s.UploadSignatures(ctx, bob, map[id.UserID]map[string]json.RawMessage{bob: {"B1": signed}})
 		if err != nil || len(failures) != 0 {
 			t.Fatalf("uploading a signature: %v, %v", failures, err)
@@ -397,7 +406,7 @@ func TestDeviceListUpdatesSent(t *testing.T) {
 		var keys struct {
 			Signatures map[id.UserID]map[string]string `json:"signatures"`
 		}
-		if err := json.Unmarshal(sent.edus[2].Keys, &keys); err != nil || keys.Signatures[bob]["ed25519:SSK"] != "sig" {
+		if err := json.Unmarshal(sent.edus[2].Keys, &keys); err != nil || keys.Signatures[bob]["ed25519:"+ssk.pub] != sig {
 			t.Errorf("the update for the signed device carries %s, want the new signature", sent.edus[2].Keys)
 		}
 		if sent.sks != 0 {

@@ -2,13 +2,18 @@ package e2ee_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
+	"maunium.net/go/mautrix/crypto/canonicaljson"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/e2ee"
@@ -286,7 +291,8 @@ func TestCrossSigningNeedsAuth(t *testing.T) {
 			raw, _ := json.Marshal(map[string]any{"user_id": alice, "usage": []string{usage}, "keys": map[string]string{"ed25519:" + pub: pub}})
 			return raw
 		}
-		first := map[string]json.RawMessage{"master": cs("master", "M1"), "self_signing": cs("self_signing", "S1")}
+		s1 := newTestKey()
+		first := map[string]json.RawMessage{"master": cs("master", "M1"), "self_signing": cs("self_signing", s1.pub)}
 		if need, err := s.CrossSigningNeedsAuth(ctx, alice, first); err != nil || need {
 			t.Fatalf("first upload needs auth: %v %v", need, err)
 		}
@@ -306,17 +312,25 @@ func TestCrossSigningNeedsAuth(t *testing.T) {
 		if _, err := s.Upload(ctx, bob, "B1", devKeys(bob, "B1"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
-		signed := json.RawMessage(`{"signatures":{"@alice:test":{"ed25519:S1":"sig"}}}`)
+		signed, sig := s1.sign(t, alice, "ed25519:"+s1.pub, devKeys(bob, "B1"))
+		forged := json.RawMessage(strings.Replace(string(signed), sig, base64.RawStdEncoding.EncodeToString(make([]byte, 64)), 1))
+		tampered, _ := s1.sign(t, alice, "ed25519:"+s1.pub, json.RawMessage(strings.Replace(string(devKeys(bob, "B1")), "e-B1", "e-other", 1)))
 		failures, err := s.UploadSignatures(ctx, alice, map[id.UserID]map[string]json.RawMessage{bob: {"B1": signed, "NOPE": signed}})
 		if err != nil || len(failures[bob]) != 1 {
 			t.Fatalf("signature upload: %v, %v", failures, err)
+		}
+		for name, obj := range map[string]json.RawMessage{"forged": forged, "tampered": tampered} {
+			failures, err := s.UploadSignatures(ctx, alice, map[id.UserID]map[string]json.RawMessage{bob: {"B1": obj}})
+			if err != nil || len(failures[bob]) != 1 {
+				t.Errorf("a %s signature was accepted: %v, %v", name, failures, err)
+			}
 		}
 		resp, _ := s.Query(ctx, bob, map[id.UserID][]id.DeviceID{bob: nil, alice: nil})
 		var dk struct {
 			Signatures map[id.UserID]map[string]string
 		}
 		_ = json.Unmarshal(resp.DeviceKeys[bob]["B1"], &dk)
-		if dk.Signatures[alice]["ed25519:S1"] != "sig" {
+		if dk.Signatures[alice]["ed25519:"+s1.pub] != sig {
 			t.Errorf("device keys lack alice's signature: %s", resp.DeviceKeys[bob]["B1"])
 		}
 		if resp.MasterKeys[alice] == nil || resp.SelfSigningKeys[alice] == nil {
@@ -347,4 +361,36 @@ func TestDeleteDevices(t *testing.T) {
 			t.Errorf("deleted device still served")
 		}
 	})
+}
+
+// testKey is a real ed25519 key for signing test objects.
+type testKey struct {
+	priv ed25519.PrivateKey
+	pub  string // unpadded base64
+}
+
+func newTestKey() testKey {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	return testKey{priv: priv, pub: base64.RawStdEncoding.EncodeToString(pub)}
+}
+
+// sign returns obj carrying signer's signature under keyID, made the way
+// clients make them (canonical JSON without signatures and unsigned), and
+// the signature.
+func (k testKey) sign(t *testing.T, signer id.UserID, keyID string, obj json.RawMessage) (json.RawMessage, string) {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(obj, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "signatures")
+	delete(m, "unsigned")
+	canonical, err := canonicaljson.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := base64.RawStdEncoding.EncodeToString(ed25519.Sign(k.priv, canonical))
+	m["signatures"] = map[string]any{signer.String(): map[string]string{keyID: sig}}
+	out, _ := json.Marshal(m)
+	return out, sig
 }
