@@ -217,16 +217,24 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 		return nil, err
 	}
 	for user, byKey := range objs {
-		if !s.local(user) {
-			// Signatures of remote users' keys stay on this server.
-			for key := range byKey {
-				fail(user, key, mxerr.Unrecognized.WithStatus(400).With("signing remote users' keys is not supported"))
+		var known map[string]bool
+		var remoteMaster json.RawMessage
+		if s.local(user) {
+			if known, err = s.knownKeys(ctx, user); err != nil {
+				return nil, err
 			}
-			continue
-		}
-		known, err := s.knownKeys(ctx, user)
-		if err != nil {
-			return nil, err
+		} else {
+			// Of a remote user only the master key can be signed (by the
+			// signer's user-signing key, when verifying them). The
+			// signature stays on this server, shown to the signer alone.
+			resp, err := s.Query(ctx, signer, map[id.UserID][]id.DeviceID{user: nil})
+			if err != nil {
+				return nil, err
+			}
+			known = map[string]bool{}
+			if remoteMaster = resp.MasterKeys[user]; remoteMaster != nil {
+				known[publicKeyOf(remoteMaster)] = false
+			}
 		}
 		for key, raw := range byKey {
 			var obj struct {
@@ -241,9 +249,11 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 				fail(user, key, mxerr.NotFound.WithStatus(400).With("unknown key %s", key))
 				continue
 			}
-			stored, err := s.storedKeyJSON(ctx, user, key, isDevice)
-			if err != nil {
-				return nil, err
+			stored := remoteMaster
+			if s.local(user) {
+				if stored, err = s.storedKeyJSON(ctx, user, key, isDevice); err != nil {
+					return nil, err
+				}
 			}
 			if !sameKeys(stored, raw) {
 				fail(user, key, mxerr.InvalidSignature.WithStatus(400).With("the signed object is not the key %s as uploaded", key))
@@ -279,6 +289,9 @@ func (s *Service) UploadSignatures(ctx context.Context, signer id.UserID, objs m
 				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (target_user, target_key, signer_user, signer_key_id)
 				DO UPDATE SET signature = excluded.signature`, g.target.String(), g.key, signer.String(), g.keyID, g.value); err != nil {
 				return err
+			}
+			if !s.local(g.target) {
+				continue // nothing to tell other servers
 			}
 			c := changed[g.target]
 			if c == nil {

@@ -246,6 +246,20 @@ func (s *Service) Query(ctx context.Context, requester id.UserID, users map[id.U
 			}
 		}
 	}
+	// Our users' signatures of remote users' master keys live only here,
+	// and only their signer sees them.
+	for user, raw := range resp.MasterKeys {
+		if requester == "" || s.local(user) {
+			continue
+		}
+		sigs, err := s.signatures(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		if ms := sigs[publicKeyOf(raw)]; len(ms) > 0 {
+			resp.MasterKeys[user] = withSignatures(raw, ms, func(u id.UserID) bool { return u == requester })
+		}
+	}
 	return resp, nil
 }
 

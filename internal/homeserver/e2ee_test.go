@@ -630,3 +630,57 @@ func TestKeysChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestCrossSigningRemoteUser: alice verifies bob, a user of another
+// server, by signing his master key with her user-signing key. The
+// signature is kept on alice's server and shown to alice alone.
+func TestCrossSigningRemoteUser(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 2)
+		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.JoinRoom(ctx, created.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err != nil {
+			t.Fatal(err)
+		}
+		a, b := newE2EEClient(t, alice), newE2EEClient(t, bob)
+		for _, c := range []*e2eeClient{a, b} {
+			keys, err := c.mach.GenerateCrossSigningKeys()
+			if err != nil {
+				t.Fatal(err)
+			}
+			auth := func(uia *mautrix.RespUserInteractive) any {
+				return map[string]any{"type": "m.login.password", "session": uia.Session, "password": "password-" + c.cli.UserID.Localpart(),
+					"identifier": map[string]any{"type": "m.id.user", "user": c.cli.UserID.String()}}
+			}
+			if err := c.mach.PublishCrossSigningKeys(ctx, keys, auth); err != nil {
+				t.Fatalf("publishing cross-signing keys of %s: %v", c.cli.UserID, err)
+			}
+		}
+		bobKeys, err := a.mach.GetCrossSigningPublicKeys(ctx, bob.UserID)
+		if err != nil || bobKeys == nil {
+			t.Fatalf("alice fetching bob's cross-signing keys over federation: %v", err)
+		}
+		if err := a.mach.SignUser(ctx, bob.UserID, bobKeys.MasterKey); err != nil {
+			t.Fatalf("alice signing bob's master key: %v", err)
+		}
+		q, err := alice.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bob.UserID: {}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(q.MasterKeys[bob.UserID].Signatures[alice.UserID]) == 0 {
+			t.Errorf("alice does not see her signature of bob's master key: %+v", q.MasterKeys[bob.UserID].Signatures)
+		}
+		carol := hs[0].Client("carol")
+		q, err = carol.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bob.UserID: {}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(q.MasterKeys[bob.UserID].Signatures[alice.UserID]) != 0 {
+			t.Errorf("carol sees alice's signature of bob's master key")
+		}
+	})
+}
