@@ -63,7 +63,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 		if _, _, err := inv.Parse(); err != nil {
 			return mxerr.BadJSON.With("invalid user ID %q in invite", inv)
 		}
-		if !a.users.IsLocal(inv) {
+		if !a.users.IsLocal(inv) && a.handshake == nil {
 			return mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
 		}
 	}
@@ -161,7 +161,14 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 	if req.Topic != nil {
 		protos = append(protos, state("m.room.topic", "", map[string]string{"topic": *req.Topic}))
 	}
+	var remoteInvites []id.UserID
 	for _, inv := range req.Invite {
+		if !a.users.IsLocal(inv) {
+			// Invites to other servers need their countersignature, so
+			// they follow once the room exists.
+			remoteInvites = append(remoteInvites, inv)
+			continue
+		}
 		c := a.memberContent(r.Context(), inv, "invite")
 		if req.IsDirect {
 			c["is_direct"] = true
@@ -172,6 +179,18 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 	roomID, _, err := a.rooms.Create(r.Context(), version, protos)
 	if err != nil {
 		return err
+	}
+	for _, inv := range remoteInvites {
+		c := a.memberContent(r.Context(), inv, "invite")
+		if req.IsDirect {
+			c["is_direct"] = true
+		}
+		raw, _ := json.Marshal(c)
+		if _, err := a.handshake.Invite(r.Context(), roomID, creator, inv, raw); err != nil {
+			// The room exists now; as Synapse does, a failed invite is
+			// logged rather than undoing the room.
+			a.log.Warn("inviting a remote user to a new room failed", "room_id", roomID, "user_id", inv, "err", err)
+		}
 	}
 	if alias != "" {
 		if err := a.rooms.SetAlias(r.Context(), alias, roomID, creator); err != nil {

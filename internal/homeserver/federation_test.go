@@ -146,6 +146,24 @@ func TestThreeServersFederate(t *testing.T) {
 		if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
 			t.Fatalf("bob joining through alice's server: %v", err)
 		}
+		// A direct chat created with a remote invitee: the invite goes out
+		// once the room exists.
+		dm, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{carol.UserID}})
+		if err != nil {
+			t.Fatalf("creating a DM with a remote user: %v", err)
+		}
+		waitFor(t, "carol's DM invite", func() (bool, error) {
+			resp, err := carol.SyncRequest(ctx, 0, "", "", false, "")
+			if err != nil {
+				return false, err
+			}
+			_, ok := resp.Rooms.Invite[dm.RoomID]
+			return ok, nil
+		})
+		if _, err := carol.JoinRoomByID(ctx, dm.RoomID); err != nil {
+			t.Fatalf("carol joining the DM: %v", err)
+		}
+
 		// Carol turns an invite down; her server is not in the room, so the
 		// rejection goes through alice's (make_leave, send_leave).
 		if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: carol.UserID}); err != nil {
