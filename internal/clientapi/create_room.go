@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -37,17 +38,26 @@ type createRoomReq struct {
 // join, power levels, canonical alias, preset events, initial_state, name,
 // topic, then invites.
 func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
-	sess := session(r)
 	var req createRoomReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
 	}
+	roomID, err := a.createRoomAs(r.Context(), session(r).UserID, req)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"room_id": roomID})
+}
+
+// createRoomAs creates a room for creator as createRoom describes; the
+// handler and auto-join rooms share it.
+func (a *API) createRoomAs(ctx context.Context, creator id.UserID, req createRoomReq) (id.RoomID, error) {
 	version := req.RoomVersion
 	if version == "" {
 		version = id.RoomVersion(a.cfg.DefaultRoomVersion)
 	}
 	if !pdu.IsSupported(version) {
-		return mxerr.UnsupportedRoomVer.With("room version %q is not supported", version)
+		return "", mxerr.UnsupportedRoomVer.With("room version %q is not supported", version)
 	}
 	preset := req.Preset
 	if preset == "" {
@@ -57,28 +67,27 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if preset != "private_chat" && preset != "public_chat" && preset != "trusted_private_chat" {
-		return mxerr.BadJSON.With("unknown preset %q", preset)
+		return "", mxerr.BadJSON.With("unknown preset %q", preset)
 	}
 	for _, inv := range req.Invite {
 		if _, _, err := inv.Parse(); err != nil {
-			return mxerr.BadJSON.With("invalid user ID %q in invite", inv)
+			return "", mxerr.BadJSON.With("invalid user ID %q in invite", inv)
 		}
 		if !a.users.IsLocal(inv) && a.handshake == nil {
-			return mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
+			return "", mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
 		}
 	}
 	var alias id.RoomAlias
 	if req.RoomAliasName != "" {
 		if strings.ContainsAny(req.RoomAliasName, ":# \t\n") {
-			return mxerr.InvalidParam.With("room_alias_name may not contain ':', '#' or whitespace").WithStatus(400)
+			return "", mxerr.InvalidParam.With("room_alias_name may not contain ':', '#' or whitespace").WithStatus(400)
 		}
 		alias = id.NewRoomAlias(req.RoomAliasName, a.cfg.ServerName)
-		if _, _, err := a.rooms.ResolveAlias(r.Context(), alias); err == nil {
-			return mxerr.RoomInUse.With("room alias %s already exists", alias)
+		if _, _, err := a.rooms.ResolveAlias(ctx, alias); err == nil {
+			return "", mxerr.RoomInUse.With("room alias %s already exists", alias)
 		}
 	}
 
-	creator := sess.UserID
 	state := func(typ, key string, content any) pdu.Proto {
 		raw, _ := json.Marshal(content)
 		k := key
@@ -98,7 +107,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 	}
 	protos := []pdu.Proto{state("m.room.create", "", create)}
 
-	joinContent := a.memberContent(r.Context(), creator, "join")
+	joinContent := a.memberContent(ctx, creator, "join")
 	if req.IsDirect {
 		joinContent["is_direct"] = true
 	}
@@ -143,7 +152,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 	)
 	for _, ev := range req.InitialState {
 		if ev.Type == "" {
-			return mxerr.BadJSON.With("initial_state events need a type")
+			return "", mxerr.BadJSON.With("initial_state events need a type")
 		}
 		if ev.Type == "m.room.create" || ev.Type == "m.room.member" {
 			continue
@@ -169,38 +178,38 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request) error {
 			remoteInvites = append(remoteInvites, inv)
 			continue
 		}
-		c := a.memberContent(r.Context(), inv, "invite")
+		c := a.memberContent(ctx, inv, "invite")
 		if req.IsDirect {
 			c["is_direct"] = true
 		}
 		protos = append(protos, state("m.room.member", inv.String(), c))
 	}
 
-	roomID, _, err := a.rooms.Create(r.Context(), version, protos)
+	roomID, _, err := a.rooms.Create(ctx, version, protos)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, inv := range remoteInvites {
-		c := a.memberContent(r.Context(), inv, "invite")
+		c := a.memberContent(ctx, inv, "invite")
 		if req.IsDirect {
 			c["is_direct"] = true
 		}
 		raw, _ := json.Marshal(c)
-		if _, err := a.handshake.Invite(r.Context(), roomID, creator, inv, raw); err != nil {
+		if _, err := a.handshake.Invite(ctx, roomID, creator, inv, raw); err != nil {
 			// The room exists now; as Synapse does, a failed invite is
 			// logged rather than undoing the room.
 			a.log.Warn("inviting a remote user to a new room failed", "room_id", roomID, "user_id", inv, "err", err)
 		}
 	}
 	if alias != "" {
-		if err := a.rooms.SetAlias(r.Context(), alias, roomID, creator); err != nil {
-			return err
+		if err := a.rooms.SetAlias(ctx, alias, roomID, creator); err != nil {
+			return "", err
 		}
 	}
 	if req.Visibility == "public" {
-		if err := a.rooms.SetVisibility(r.Context(), roomID, true); err != nil {
-			return err
+		if err := a.rooms.SetVisibility(ctx, roomID, true); err != nil {
+			return "", err
 		}
 	}
-	return httpx.OK(w, map[string]any{"room_id": roomID})
+	return roomID, nil
 }

@@ -1,10 +1,17 @@
 package clientapi
 
 import (
+	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"math/big"
 	"net/http"
+	"net/url"
+	"strings"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -39,10 +46,57 @@ type registerResp struct {
 
 // registrationFlows are the UIA flows of /register under the current config.
 func (a *API) registrationFlows() [][]string {
+	var flow []string
 	if a.cfg.RegistrationRequiresToken {
-		return [][]string{{stageRegistrationToken}}
+		flow = append(flow, stageRegistrationToken)
 	}
-	return [][]string{{stageDummy}}
+	if a.cfg.Recaptcha.Enabled {
+		flow = append(flow, stageRecaptcha)
+	}
+	if len(flow) == 0 {
+		flow = []string{stageDummy}
+	}
+	return [][]string{flow}
+}
+
+// registrationParams are the UIA params of registration: the captcha's
+// public key when a captcha is asked for.
+func (a *API) registrationParams() map[string]any {
+	if !a.cfg.Recaptcha.Enabled {
+		return nil
+	}
+	return map[string]any{stageRecaptcha: map[string]string{"public_key": a.cfg.Recaptcha.PublicKey}}
+}
+
+// verifyRecaptcha checks a captcha response with the configured siteverify
+// endpoint (M_CAPTCHA_INVALID when it says no).
+func (a *API) verifyRecaptcha(ctx context.Context, response, remoteIP string) error {
+	if response == "" {
+		return mxerr.CaptchaNeeded.With("response is required")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	form := url.Values{"secret": {a.cfg.Recaptcha.PrivateKey}, "response": {response}, "remoteip": {remoteIP}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.Recaptcha.SiteverifyAPI, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("building captcha check: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return mxerr.Unknown.With("the captcha could not be checked").Wrap(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Success bool `json:"success"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		return mxerr.Unknown.With("the captcha service gave no answer").Wrap(fmt.Errorf("status %d: %v", resp.StatusCode, err))
+	}
+	if !out.Success {
+		return mxerr.CaptchaInvalid.With("the captcha was not solved")
+	}
+	return nil
 }
 
 // register serves POST /_matrix/client/v3/register (registration.yaml).
@@ -76,7 +130,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	sess, done, err := a.interactiveAuth(w, r, uiaCall{purpose: "register", flows: a.registrationFlows(), auth: req.Auth})
+	sess, done, err := a.interactiveAuth(w, r, uiaCall{purpose: "register", flows: a.registrationFlows(), params: a.registrationParams(), auth: req.Auth})
 	if err != nil || !done {
 		return err
 	}
@@ -91,6 +145,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.uia.finish(sess.id)
+	a.autoJoin(r.Context(), userID)
 	resp := registerResp{UserID: userID, HomeServer: a.cfg.ServerName}
 	if !req.InhibitLogin {
 		resp.AccessToken, resp.DeviceID, err = a.users.Login(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName)

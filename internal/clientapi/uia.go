@@ -31,6 +31,7 @@ const (
 	stageDummy             = "m.login.dummy"
 	stagePassword          = "m.login.password"
 	stageRegistrationToken = "m.login.registration_token"
+	stageRecaptcha         = "m.login.recaptcha"
 )
 
 const (
@@ -52,6 +53,8 @@ type authDict struct {
 	Password   string          `json:"password"`
 	// m.login.registration_token
 	Token string `json:"token"`
+	// m.login.recaptcha
+	Response string `json:"response"`
 }
 
 // uiaFlow is one flow of the 401 body.
@@ -81,6 +84,9 @@ type uiaCall struct {
 	flows [][]string
 	// auth is the request's auth dict, nil when absent.
 	auth *authDict
+	// params are the stages' parameters for the client (the captcha's
+	// public key).
+	params map[string]any
 }
 
 // uiaSession is the state of one UIA session. Copies are handed out; the
@@ -195,7 +201,7 @@ func (a *API) interactiveAuth(w http.ResponseWriter, r *http.Request, c uiaCall)
 		if err != nil {
 			return uiaSession{}, false, err
 		}
-		return sess, false, writeUIA(w, c.flows, sess, nil)
+		return sess, false, writeUIA(w, c.flows, c.params, sess, nil)
 	}
 	var sess uiaSession
 	var err error
@@ -232,7 +238,7 @@ func (a *API) interactiveAuth(w http.ResponseWriter, r *http.Request, c uiaCall)
 	if flowComplete(c.flows, sess.completed) {
 		return sess, true, nil
 	}
-	return sess, false, writeUIA(w, c.flows, sess, stageErr)
+	return sess, false, writeUIA(w, c.flows, c.params, sess, stageErr)
 }
 
 // checkStage verifies one stage's credentials. For
@@ -254,6 +260,8 @@ func (a *API) checkStage(r *http.Request, c uiaCall, auth *authDict) (string, er
 			return "", mxerr.Forbidden.With("the identifier does not match the logged-in user")
 		}
 		return "", a.users.CheckPassword(ctx, user, auth.Password)
+	case stageRecaptcha:
+		return "", a.verifyRecaptcha(ctx, auth.Response, clientIP(r))
 	case stageRegistrationToken:
 		if auth.Token == "" {
 			return "", mxerr.MissingParam.With("token is required")
@@ -270,8 +278,11 @@ func (a *API) checkStage(r *http.Request, c uiaCall, auth *authDict) (string, er
 	return "", errors.New("checkStage: offered stage without a checker: " + auth.Type)
 }
 
-func writeUIA(w http.ResponseWriter, flows [][]string, sess uiaSession, stageErr *mxerr.Error) error {
+func writeUIA(w http.ResponseWriter, flows [][]string, params map[string]any, sess uiaSession, stageErr *mxerr.Error) error {
 	body := uiaResp{Params: map[string]any{}, Session: sess.id, Completed: sess.completed}
+	if params != nil {
+		body.Params = params
+	}
 	if body.Completed == nil {
 		body.Completed = []string{}
 	}

@@ -92,9 +92,34 @@ type Config struct {
 	// Env: MYELIN_ADMIN_USER, MYELIN_ADMIN_PASSWORD.
 	AdminUser     string `yaml:"-"`
 	AdminPassword string `yaml:"-"`
+	// AutoJoinRooms are room aliases every newly registered user joins.
+	// Env: MYELIN_AUTO_JOIN_ROOMS (comma-separated).
+	AutoJoinRooms []string `yaml:"auto_join_rooms"`
+	// AutocreateAutoJoinRooms creates a missing local auto-join room (a
+	// public room with that alias, made by the first user to register).
+	// Default true. Env: MYELIN_AUTOCREATE_AUTO_JOIN_ROOMS.
+	AutocreateAutoJoinRooms bool `yaml:"autocreate_auto_join_rooms"`
+	// Recaptcha adds an m.login.recaptcha stage to open registration.
+	Recaptcha Recaptcha `yaml:"recaptcha"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
+}
+
+// Recaptcha holds the reCAPTCHA keys used to verify registrations.
+type Recaptcha struct {
+	// Enabled requires a solved captcha to register.
+	// Env: MYELIN_RECAPTCHA (true/false).
+	Enabled bool `yaml:"enabled"`
+	// PublicKey is given to clients to show the captcha.
+	// Env: MYELIN_RECAPTCHA_PUBLIC_KEY.
+	PublicKey string `yaml:"public_key"`
+	// PrivateKey verifies responses. Env: MYELIN_RECAPTCHA_PRIVATE_KEY.
+	PrivateKey string `yaml:"private_key"`
+	// SiteverifyAPI is where responses are checked. Default
+	// https://www.recaptcha.net/recaptcha/api/siteverify.
+	// Env: MYELIN_RECAPTCHA_SITEVERIFY_API.
+	SiteverifyAPI string `yaml:"siteverify_api"`
 }
 
 // Federation holds the server-server settings. The federation API is always
@@ -126,6 +151,11 @@ type Federation struct {
 	// /.well-known/matrix/server (e.g. matrix.example.org:443), delegating
 	// federation for server_name to this host. Env: MYELIN_WELL_KNOWN_SERVER.
 	WellKnownServer string `yaml:"well_known_server"`
+	// AllowPublicRooms serves the public room directory to other servers
+	// (/_matrix/federation/v1/publicRooms). Default true; a Synapse config
+	// without allow_public_rooms_over_federation keeps Synapse's false.
+	// Env: MYELIN_FEDERATION_PUBLIC_ROOMS.
+	AllowPublicRooms bool `yaml:"allow_public_rooms"`
 	// TrustedKeyServers are notaries asked for remote keys that cannot be
 	// fetched directly. Empty: fetch directly only.
 	TrustedKeyServers []TrustedKeyServer `yaml:"trusted_key_servers"`
@@ -158,13 +188,16 @@ type RateLimit struct {
 // Defaults returns a Config with every default filled in.
 func Defaults() Config {
 	return Config{
-		DataDir:            "./data",
-		Listen:             "0.0.0.0:8008",
-		MaxRequestBytes:    1 << 20,
-		BcryptCost:         12,
-		DefaultRoomVersion: "12",
-		RateLimit:          RateLimit{Enabled: true, PerSecond: 50, Burst: 200},
-		LogLevel:           "info",
+		DataDir:                 "./data",
+		Listen:                  "0.0.0.0:8008",
+		MaxRequestBytes:         1 << 20,
+		BcryptCost:              12,
+		DefaultRoomVersion:      "12",
+		AutocreateAutoJoinRooms: true,
+		Federation:              Federation{AllowPublicRooms: true},
+		Recaptcha:               Recaptcha{SiteverifyAPI: "https://www.recaptcha.net/recaptcha/api/siteverify"},
+		RateLimit:               RateLimit{Enabled: true, PerSecond: 50, Burst: 200},
+		LogLevel:                "info",
 	}
 }
 
@@ -241,6 +274,14 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q must be host:port: %w", c.Listen, err)
+	}
+	if c.Recaptcha.Enabled && (c.Recaptcha.PublicKey == "" || c.Recaptcha.PrivateKey == "" || c.Recaptcha.SiteverifyAPI == "") {
+		return errors.New("recaptcha.enabled needs recaptcha.public_key, private_key and siteverify_api (MYELIN_RECAPTCHA_*)")
+	}
+	for i, a := range c.AutoJoinRooms {
+		if !strings.HasPrefix(a, "#") || !strings.Contains(a, ":") {
+			return fmt.Errorf("auto_join_rooms[%d]: want a room alias such as #welcome:example.org, got %q", i, a)
+		}
 	}
 	if c.Pprof && c.MetricsListen == "" {
 		return errors.New("pprof (MYELIN_PPROF) is served on the metrics listener: set metrics_listen (MYELIN_METRICS_LISTEN) too")
@@ -333,6 +374,12 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		}
 		c.RateLimit.PerSecond = f
 	}
+	str("MYELIN_RECAPTCHA_PUBLIC_KEY", &c.Recaptcha.PublicKey)
+	str("MYELIN_RECAPTCHA_PRIVATE_KEY", &c.Recaptcha.PrivateKey)
+	str("MYELIN_RECAPTCHA_SITEVERIFY_API", &c.Recaptcha.SiteverifyAPI)
+	if v, ok := env("MYELIN_AUTO_JOIN_ROOMS"); ok && v != "" {
+		c.AutoJoinRooms = splitList(v)
+	}
 	str("MYELIN_FEDERATION_LISTEN", &c.Federation.Listen)
 	str("MYELIN_TLS_CERT", &c.Federation.TLSCert)
 	str("MYELIN_TLS_KEY", &c.Federation.TLSKey)
@@ -357,6 +404,9 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		applyDeployEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
+		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),
+		boolean("MYELIN_FEDERATION_PUBLIC_ROOMS", &c.Federation.AllowPublicRooms),
+		boolean("MYELIN_AUTOCREATE_AUTO_JOIN_ROOMS", &c.AutocreateAutoJoinRooms),
 		boolean("MYELIN_ENABLE_REGISTRATION", &c.EnableRegistration),
 		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),
 		boolean("MYELIN_RATE_LIMIT", &c.RateLimit.Enabled),

@@ -143,39 +143,36 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 	}
 	c := r.cfg
 	return map[string]func(string, *yaml.Node){
-		"server_name":                setStr(&c.ServerName),
-		"public_baseurl":             setStr(&c.PublicBaseURL),
-		"signing_key_path":           setStr(&c.SigningKeyPath),
-		"registration_shared_secret": setStr(&c.RegistrationSharedSecret),
-		"enable_registration":        setBool(&c.EnableRegistration),
-		"serve_server_wellknown":     setBool(&c.ServeServerWellKnown),
-		"tls_certificate_path":       setStr(&c.Federation.TLSCert),
-		"tls_private_key_path":       setStr(&c.Federation.TLSKey),
-		"listeners":                  r.listeners,
-		"database":                   r.database,
-		"trusted_key_servers":        r.trustedKeyServers,
-		"max_upload_size":            r.maxUploadSize,
-		"auto_join_rooms":            r.autoJoinRooms,
-		"enable_registration_captcha": func(key string, n *yaml.Node) {
-			if v, ok := r.boolean(key, n); ok && v {
-				r.captcha = true
-			}
-		},
-		"recaptcha_public_key":     r.ignoredStr("reCAPTCHA is not supported yet"),
-		"recaptcha_private_key":    r.ignoredStr("reCAPTCHA is not supported yet"),
-		"recaptcha_siteverify_api": r.ignoredStr("reCAPTCHA is not supported yet"),
-		"media_store_path":         r.ignoredStr("Myelin does not store media yet"),
-		"log_config":               r.ignoredStr("Myelin logs to standard error; set log_level or MYELIN_LOG_LEVEL"),
-		"pid_file":                 r.ignoredStr("Myelin writes no PID file"),
-		"macaroon_secret_key":      r.ignoredStr("Myelin does not use macaroons"),
-		"form_secret":              r.ignoredStr("Myelin serves no HTML forms"),
+		"server_name":                 setStr(&c.ServerName),
+		"public_baseurl":              setStr(&c.PublicBaseURL),
+		"signing_key_path":            setStr(&c.SigningKeyPath),
+		"registration_shared_secret":  setStr(&c.RegistrationSharedSecret),
+		"enable_registration":         setBool(&c.EnableRegistration),
+		"serve_server_wellknown":      setBool(&c.ServeServerWellKnown),
+		"tls_certificate_path":        setStr(&c.Federation.TLSCert),
+		"tls_private_key_path":        setStr(&c.Federation.TLSKey),
+		"listeners":                   r.listeners,
+		"database":                    r.database,
+		"trusted_key_servers":         r.trustedKeyServers,
+		"max_upload_size":             r.maxUploadSize,
+		"auto_join_rooms":             r.autoJoinRooms,
+		"autocreate_auto_join_rooms":  setBool(&c.AutocreateAutoJoinRooms),
+		"enable_registration_captcha": setBool(&c.Recaptcha.Enabled),
+		"recaptcha_public_key":        setStr(&c.Recaptcha.PublicKey),
+		"recaptcha_private_key":       setStr(&c.Recaptcha.PrivateKey),
+		"recaptcha_siteverify_api":    setStr(&c.Recaptcha.SiteverifyAPI),
+		"media_store_path":            r.ignoredStr("Myelin does not store media yet"),
+		"log_config":                  r.ignoredStr("Myelin logs to standard error; set log_level or MYELIN_LOG_LEVEL"),
+		"pid_file":                    r.ignoredStr("Myelin writes no PID file"),
+		"macaroon_secret_key":         r.ignoredStr("Myelin does not use macaroons"),
+		"form_secret":                 r.ignoredStr("Myelin serves no HTML forms"),
 		"report_stats": func(key string, n *yaml.Node) {
 			if _, ok := r.boolean(key, n); ok {
 				r.info("%s: accepted and ignored: Myelin never reports usage statistics", key)
 			}
 		},
-		"allow_public_rooms_over_federation":   r.ignoredBool("the public room directory is not served over federation"),
-		"autocreate_auto_join_rooms_federated": r.ignoredBool("auto_join_rooms are not supported yet"),
+		"allow_public_rooms_over_federation":   setBool(&c.Federation.AllowPublicRooms),
+		"autocreate_auto_join_rooms_federated": r.ignoredBool("auto-join rooms are created as local rooms, open to federation"),
 		"enable_registration_without_verification": func(key string, n *yaml.Node) {
 			_, _ = r.boolean(key, n) // Myelin registration never verifies email or phone
 		},
@@ -208,6 +205,8 @@ func (r *synapseReader) ignoredBool(why string) func(string, *yaml.Node) {
 
 // readSynapse applies the Synapse config doc to cfg.
 func readSynapse(cfg *Config, doc *yaml.Node) ([]Note, error) {
+	// Synapse keeps its directory from other servers unless told otherwise.
+	cfg.Federation.AllowPublicRooms = false
 	r := &synapseReader{cfg: cfg}
 	root := mapping(doc)
 	h := r.handlers()
@@ -219,11 +218,6 @@ func readSynapse(cfg *Config, doc *yaml.Node) ([]Note, error) {
 		}
 		r.warn("%s: unknown Synapse setting, ignored", key)
 	}
-	if r.captcha && cfg.EnableRegistration && !cfg.RegistrationRequiresToken {
-		// Without reCAPTCHA, keep registration gated rather than open.
-		cfg.RegistrationRequiresToken = true
-		r.warn("enable_registration_captcha: reCAPTCHA is not supported yet; open registration now requires a registration token instead")
-	}
 	if r.metricsOff && cfg.MetricsListen != "" {
 		r.info("enable_metrics is false: the metrics listener is not started")
 		cfg.MetricsListen = ""
@@ -234,7 +228,6 @@ func readSynapse(cfg *Config, doc *yaml.Node) ([]Note, error) {
 
 // synapseState holds what settings that depend on each other need.
 type synapseState struct {
-	captcha    bool
 	metricsOff bool
 	httpSeen   bool
 }
@@ -545,7 +538,5 @@ func (r *synapseReader) autoJoinRooms(key string, n *yaml.Node) {
 			return
 		}
 	}
-	if len(aliases) > 0 {
-		r.warn("%s: accepted and ignored: auto_join_rooms are not supported yet", key)
-	}
+	r.cfg.AutoJoinRooms = aliases
 }

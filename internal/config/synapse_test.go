@@ -71,14 +71,18 @@ func TestSynapsePostgresConfig(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Federation.TrustedKeyServers, wantKeys) {
 		t.Errorf("trusted_key_servers = %+v", cfg.Federation.TrustedKeyServers)
 	}
-	// reCAPTCHA is not supported: open registration stays gated by tokens.
-	if !cfg.EnableRegistration || !cfg.RegistrationRequiresToken {
-		t.Errorf("registration: enabled %v, token %v", cfg.EnableRegistration, cfg.RegistrationRequiresToken)
+	if !cfg.EnableRegistration || !cfg.Recaptcha.Enabled || cfg.Recaptcha.PublicKey != "6LcPUBLIC" || cfg.Recaptcha.PrivateKey != "6LcPRIVATE" {
+		t.Errorf("registration: enabled %v, recaptcha %+v", cfg.EnableRegistration, cfg.Recaptcha)
+	}
+	if !cfg.Federation.AllowPublicRooms {
+		t.Errorf("allow_public_rooms_over_federation: true was not applied")
+	}
+	if len(cfg.AutoJoinRooms) == 0 || !strings.HasPrefix(cfg.AutoJoinRooms[0], "#") {
+		t.Errorf("auto_join_rooms = %v", cfg.AutoJoinRooms)
 	}
 	notes := notesText(cfg.Notes)
-	for _, want := range []string{"WARN url_preview_enabled: unknown Synapse setting", "WARN enable_registration_captcha:",
-		"WARN auto_join_rooms: accepted and ignored", "max_upload_size: accepted and ignored",
-		"database.args.cp_min: accepted and ignored", "allow_public_rooms_over_federation: accepted and ignored"} {
+	for _, want := range []string{"WARN url_preview_enabled: unknown Synapse setting", "max_upload_size: accepted and ignored",
+		"database.args.cp_min: accepted and ignored"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)
 		}

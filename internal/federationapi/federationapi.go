@@ -43,14 +43,17 @@ type API struct {
 	e2ee       *e2ee.Service
 	http       *httpx.Adapter
 	txns       *txnGate
+	// publicRoomsOpen shares the room directory with other servers.
+	publicRoomsOpen bool
 }
 
 // New returns the federation API.
 func New(serverName string, log *slog.Logger, db *storage.DB, rooms *room.Service, u *users.Service, checker *pducheck.Checker,
-	ty *typing.Tracker, rc *receipts.Store, keys *e2ee.Service) *API {
+	ty *typing.Tracker, rc *receipts.Store, keys *e2ee.Service, publicRooms bool) *API {
 	return &API{
 		serverName: serverName, log: log, db: db, rooms: rooms, users: u, checker: checker,
 		typing: ty, receipts: rc, e2ee: keys, http: &httpx.Adapter{Log: log}, txns: newTxnGate(),
+		publicRoomsOpen: publicRooms,
 	}
 }
 

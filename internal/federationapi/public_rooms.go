@@ -42,6 +42,9 @@ func (a *API) queryPublicRooms(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, limit int, since, search string) error {
+	if !a.publicRoomsOpen {
+		return mxerr.Forbidden.With("this server does not share its room directory over federation")
+	}
 	all, err := a.rooms.PublicRooms(r.Context(), search)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/config"
 	"github.com/myelin-chat/myelin/internal/mxtest"
 )
 
@@ -454,4 +455,20 @@ func TestKnockOverFederation(t *testing.T) {
 			return membershipOf(ctx, alice, roomID, bob.UserID) == "join", nil
 		})
 	})
+}
+
+// TestPublicRoomDirectoryClosedToFederation: with allow_public_rooms off
+// (Synapse's default), other servers cannot list the directory.
+func TestPublicRoomDirectoryClosedToFederation(t *testing.T) {
+	ctx := context.Background()
+	hs := mxtest.Federation(t, "sqlite", 2, func(c *config.Config) { c.Federation.AllowPublicRooms = false })
+	alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+	if _, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Visibility: "public", Name: "Lobby"}); err != nil {
+		t.Fatal(err)
+	}
+	if local, err := alice.PublicRooms(ctx, &mautrix.ReqPublicRooms{}); err != nil || len(local.Chunk) != 1 {
+		t.Fatalf("local directory = %+v, %v", local, err)
+	}
+	_, err := bob.PublicRooms(ctx, &mautrix.ReqPublicRooms{Server: hs[0].Config.ServerName})
+	mustErrcode(t, err, "M_FORBIDDEN")
 }
