@@ -258,8 +258,11 @@ func TestThreeServersFederate(t *testing.T) {
 		if _, err := alice.BanUser(ctx, roomID, &mautrix.ReqBanUser{UserID: carol.UserID, Reason: "test"}); err != nil {
 			t.Fatalf("banning a remote user: %v", err)
 		}
-		waitFor(t, "the ban on carol's server", func() (bool, error) {
-			return membershipOf(ctx, bob, roomID, carol.UserID) == "ban", nil
+		waitFor(t, "the ban on bob's and carol's servers", func() (bool, error) {
+			// Carol can no longer read the room, so her server is asked
+			// directly.
+			m, err := hs[2].Rooms.Membership(ctx, roomID, carol.UserID)
+			return m == "ban" && membershipOf(ctx, bob, roomID, carol.UserID) == "ban", err
 		})
 		_, err = carol.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}})
 		var he mautrix.HTTPError
