@@ -20,7 +20,8 @@ import (
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous, since CI runs every package's tests at once on two cores.
+	deadline := time.Now().Add(60 * time.Second)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		ok, err := cond()

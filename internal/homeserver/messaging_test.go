@@ -20,7 +20,7 @@ func syncUntil(t *testing.T, cli *mautrix.Client, since string, roomID id.RoomID
 	t.Helper()
 	ctx := context.Background()
 	var bodies []string
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for len(bodies) < want {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: got %d of %d messages via /sync", cli.UserID, len(bodies), want)
