@@ -325,6 +325,26 @@ func TestTyping(t *testing.T) {
 			t.Errorf("after stop: typing %v (present %v), want an empty list", users, ok)
 		}
 
+		// Leaving the room ends one's typing notice.
+		if _, err := alice.UserTyping(ctx, roomID, true, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		typingAgain := ephSync(t, bob, stopped.NextBatch, 10*time.Second)
+		if users, ok := ephTyping(t, typingAgain, roomID); !ok || len(users) != 1 {
+			t.Fatalf("typing again: %v (present %v)", users, ok)
+		}
+		if _, err := alice.LeaveRoom(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+		left := ephSync(t, bob, typingAgain.NextBatch, 10*time.Second)
+		for users, ok := ephTyping(t, left, roomID); !ok; users, ok = ephTyping(t, left, roomID) {
+			_ = users
+			left = ephSync(t, bob, left.NextBatch, 10*time.Second)
+		}
+		if users, _ := ephTyping(t, left, roomID); len(users) != 0 {
+			t.Errorf("after alice left: typing %v, want nobody", users)
+		}
+
 		// Errors.
 		_, err := carol.UserTyping(ctx, roomID, true, time.Second)
 		ephWantErr(t, "typing in a room one is not in", err, 403, "M_FORBIDDEN")

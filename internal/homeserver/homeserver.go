@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/adminapi"
 	"github.com/myelin-chat/myelin/internal/clientapi"
@@ -98,7 +100,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender),
-		room.WithPersistObserver(s.metrics.ObservePersist))
+		room.WithPersistObserver(s.metrics.ObservePersist),
+		room.WithMembershipHook(func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string) {
+			// Someone who left, or was kicked or banned, is not typing.
+			if membership != "join" && s.typing != nil {
+				s.typing.Stop(ctx, roomID, user)
+			}
+		}))
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
 	accountData := accountdata.New(db, n)
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)

@@ -55,7 +55,7 @@ func (s *Service) Create(ctx context.Context, version id.RoomVersion, protos []p
 	}
 	in := s.info(work.roomID)
 	in.mu.Lock()
-	s.commit(in, work, stored)
+	s.commit(ctx, in, work, stored)
 	in.loaded = true
 	in.mu.Unlock()
 	return work.roomID, stored, nil

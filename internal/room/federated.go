@@ -212,7 +212,7 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 		return nil, err
 	}
 	s.persisted("received", start)
-	s.commit(in, work, []*Stored{stored})
+	s.commit(ctx, in, work, []*Stored{stored})
 	return stored, nil
 }
 

@@ -324,7 +324,7 @@ func (s *Service) StoreJoin(ctx context.Context, v id.RoomVersion, join *pdu.Eve
 	if err != nil {
 		return nil, err
 	}
-	s.commit(in, work, []*Stored{stored})
+	s.commit(ctx, in, work, []*Stored{stored})
 	return stored, nil
 }
 

@@ -51,6 +51,8 @@ type Service struct {
 	remote         Remote
 	outbox         Outbox
 	observePersist PersistObserver
+	// onMembership hears of every membership change this service commits.
+	onMembership func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string)
 }
 
 // Option configures a Service.
@@ -63,6 +65,13 @@ func WithRemote(r Remote) Option { return func(s *Service) { s.remote = r } }
 // WithOutbox queues every accepted local event for the other servers in its
 // room, in the transaction that stores it.
 func WithOutbox(o Outbox) Option { return func(s *Service) { s.outbox = o } }
+
+// WithMembershipHook calls f after each committed membership event, e.g.
+// to stop a departed user's typing notice. f runs on its own goroutine,
+// since the room's lock is still held at commit.
+func WithMembershipHook(f func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string)) Option {
+	return func(s *Service) { s.onMembership = f }
+}
 
 // New returns a room Service.
 func New(db *storage.DB, serverName string, key keys.SigningKey, n *notifier.Notifier, log *slog.Logger, opts ...Option) *Service {

@@ -78,7 +78,7 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 		return nil, err
 	}
 	s.persisted("local", start)
-	s.commit(in, work, []*Stored{stored})
+	s.commit(ctx, in, work, []*Stored{stored})
 	return stored, nil
 }
 
@@ -538,7 +538,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *storage.Tx, ev *pdu.Ev
 
 // commit publishes the working view after the transaction is durable and
 // wakes local users who can see the new events.
-func (s *Service) commit(in, work *info, evs []*Stored) {
+func (s *Service) commit(ctx context.Context, in, work *info, evs []*Stored) {
 	before := in.localJoined
 	in.exists, in.version, in.roomID = true, work.version, work.roomID
 	in.state, in.snapshot, in.chainLen = work.state, work.snapshot, work.chainLen
@@ -556,6 +556,12 @@ func (s *Service) commit(in, work *info, evs []*Stored) {
 		if ev.Type == "m.room.member" && ev.StateKey != nil {
 			if u := id.UserID(*ev.StateKey); u.Homeserver() == s.serverName {
 				wake[u] = struct{}{}
+			}
+			if s.onMembership != nil && !ev.Rejected && !ev.SoftFailed {
+				// The room lock is held here, and hooks may read the room
+				// (typing wakes its local members), so they run after it.
+				roomID, user, m := work.roomID, id.UserID(*ev.StateKey), ev.Membership()
+				go s.onMembership(context.WithoutCancel(ctx), roomID, user, m)
 			}
 		}
 	}
