@@ -19,6 +19,9 @@ import (
 	"github.com/myelin-chat/myelin/internal/room"
 )
 
+// txnMemory is how long a transaction's answer is kept for retries.
+const txnMemory = 24 * time.Hour
+
 // The spec's limits on one transaction.
 const (
 	maxTxnPDUs = 50
@@ -113,6 +116,12 @@ func (a *API) sendTransaction(w http.ResponseWriter, r *http.Request) error {
 	}
 	if _, err := a.db.ExecContext(ctx, `INSERT INTO received_transactions (origin, txn_id, response, received_ts) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (origin, txn_id) DO NOTHING`, origin, txnID, string(body), time.Now().UnixMilli()); err != nil {
+		return err
+	}
+	// A sender retries a transaction for hours at most; answers older than
+	// a day only take up space.
+	if _, err := a.db.ExecContext(ctx, `DELETE FROM received_transactions WHERE origin = $1 AND received_ts < $2`,
+		origin, time.Now().Add(-txnMemory).UnixMilli()); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -147,13 +147,19 @@ var evilTxn int
 func (e *evilServer) send(t *testing.T, victim string, raw json.RawMessage) string {
 	t.Helper()
 	evilTxn++
+	return e.sendTxn(t, victim, fmt.Sprintf("evil%d", evilTxn), raw)
+}
+
+// sendTxn pushes one raw PDU in the transaction txnID.
+func (e *evilServer) sendTxn(t *testing.T, victim, txnID string, raw json.RawMessage) string {
+	t.Helper()
 	body := map[string]any{"origin": e.name, "origin_server_ts": time.Now().UnixMilli(), "pdus": []json.RawMessage{raw}, "edus": []any{}}
 	var resp struct {
 		PDUs map[string]struct {
 			Error string `json:"error"`
 		} `json:"pdus"`
 	}
-	if err := e.client.Do(context.Background(), victim, "PUT", fmt.Sprintf("/_matrix/federation/v1/send/evil%d", evilTxn), nil, body, &resp); err != nil {
+	if err := e.client.Do(context.Background(), victim, "PUT", "/_matrix/federation/v1/send/"+txnID, nil, body, &resp); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 	for _, r := range resp.PDUs {
@@ -200,8 +206,16 @@ func TestMaliciousServerIsRefused(t *testing.T) {
 		}
 
 		good := evil.build(t, roomID, join, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "hello"})
-		if errText := evil.send(t, victim, good.JSON()); errText != "" {
+		txnID := fmt.Sprintf("good-%s", engine)
+		if errText := evil.sendTxn(t, victim, txnID, good.JSON()); errText != "" {
 			t.Fatalf("a valid event was refused: %s", errText)
+		}
+		// A transaction ID already used is answered from memory and not
+		// processed again, so a different PDU sent under it is never seen
+		// (alice's messages are checked below).
+		sneaky := evil.build(t, roomID, good, msgAuth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "sneaky"})
+		if errText := evil.sendTxn(t, victim, txnID, sneaky.JSON()); errText != "" {
+			t.Fatalf("a retried transaction was refused: %s", errText)
 		}
 
 		bad := []struct {
