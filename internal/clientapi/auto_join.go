@@ -30,13 +30,7 @@ func (a *API) autoJoin(ctx context.Context, user id.UserID) {
 			a.log.Warn("resolving an auto-join room failed", "alias", alias, "err", err)
 			continue
 		}
-		here, err := a.rooms.ServerInRoom(ctx, roomID, a.cfg.ServerName)
-		if err == nil && !here && a.handshake != nil {
-			_, err = a.handshake.Join(ctx, roomID, user, via, a.memberContent(ctx, user, "join"))
-		} else if err == nil {
-			_, err = a.sendMembership(ctx, user, roomID, user, "join", "", nil)
-		}
-		if err != nil {
+		if err := a.joinAs(ctx, user, roomID, via, ""); err != nil {
 			a.log.Warn("auto-joining a room failed", "alias", alias, "user_id", user, "err", err)
 		}
 	}

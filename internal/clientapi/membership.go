@@ -87,14 +87,22 @@ func viaServers(r *http.Request) []string {
 }
 
 func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via []string) error {
-	ctx := r.Context()
-	sess := session(r)
 	var body struct {
 		Reason string `json:"reason"`
 	}
 	if err := httpx.DecodeJSON(r, &body); err != nil {
 		return err
 	}
+	if err := a.joinAs(r.Context(), session(r).UserID, roomID, via, body.Reason); err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"room_id": roomID})
+}
+
+// joinAs joins user to roomID: through a resident server (via, or the
+// inviter's) when no user of ours is in the room, else locally. The join
+// endpoints and auto-join rooms share it.
+func (a *API) joinAs(ctx context.Context, user id.UserID, roomID id.RoomID, via []string, reason string) error {
 	here, err := a.rooms.ServerInRoom(ctx, roomID, a.cfg.ServerName)
 	if err != nil {
 		return err
@@ -102,19 +110,19 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via
 	if !here && a.handshake != nil {
 		// No user of ours is in the room, so our copy (if any) is stale:
 		// join through a server that is in it.
-		if inv, err := a.rooms.RemoteInviteFor(ctx, sess.UserID, roomID); err == nil && inv != nil {
+		if inv, err := a.rooms.RemoteInviteFor(ctx, user, roomID); err == nil && inv != nil {
 			via = append([]string{inv.Event.Sender.Homeserver()}, via...)
 		}
-		content := a.memberContent(ctx, sess.UserID, "join")
-		if body.Reason != "" {
-			content["reason"] = body.Reason
+		content := a.memberContent(ctx, user, "join")
+		if reason != "" {
+			content["reason"] = reason
 		}
-		if _, err := a.handshake.Join(ctx, roomID, sess.UserID, via, content); err != nil {
-			if exists, _ := a.rooms.Exists(ctx, roomID); !exists || !errors.Is(err, mxerr.NotFound) {
-				return err
-			}
-		} else {
-			return httpx.OK(w, map[string]any{"room_id": roomID})
+		_, err := a.handshake.Join(ctx, roomID, user, via, content)
+		if err == nil {
+			return nil
+		}
+		if exists, _ := a.rooms.Exists(ctx, roomID); !exists || !errors.Is(err, mxerr.NotFound) {
+			return err
 		}
 	}
 	exists, err := a.rooms.Exists(ctx, roomID)
@@ -124,15 +132,11 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via
 	if !exists {
 		return mxerr.NotFound.With("room %s is unknown to this server", roomID)
 	}
-	if m, err := a.rooms.Membership(ctx, roomID, sess.UserID); err != nil {
-		return err
-	} else if m == "join" {
-		return httpx.OK(w, map[string]any{"room_id": roomID})
-	}
-	if _, err := a.sendMembership(ctx, sess.UserID, roomID, sess.UserID, "join", body.Reason, nil); err != nil {
+	if m, err := a.rooms.Membership(ctx, roomID, user); err != nil || m == "join" {
 		return err
 	}
-	return httpx.OK(w, map[string]any{"room_id": roomID})
+	_, err = a.sendMembership(ctx, user, roomID, user, "join", reason, nil)
+	return err
 }
 
 // joinRoom serves POST /_matrix/client/v3/join/{roomIdOrAlias} (joining.yaml).

@@ -89,13 +89,8 @@ type KnockedRoom struct {
 	} `json:"knock_state"`
 }
 
-// StrippedEvent is a stripped state event (invite_state).
-type StrippedEvent struct {
-	Content  json.RawMessage `json:"content"`
-	Sender   id.UserID       `json:"sender"`
-	StateKey string          `json:"state_key"`
-	Type     string          `json:"type"`
-}
+// StrippedEvent is a stripped state event (invite_state, knock_state).
+type StrippedEvent = room.StrippedEvent
 
 // LeftRoom is one entry of rooms.leave.
 type LeftRoom struct {

@@ -406,27 +406,7 @@ func (s *Service) strippedState(ctx context.Context, user id.UserID, m room.Memb
 	if err != nil {
 		return nil, err
 	}
-	keys := []room.StateKeyT{
-		room.StateKeyOf("m.room.create", ""), room.StateKeyOf("m.room.join_rules", ""),
-		room.StateKeyOf("m.room.name", ""), room.StateKeyOf("m.room.avatar", ""),
-		room.StateKeyOf("m.room.canonical_alias", ""), room.StateKeyOf("m.room.encryption", ""),
-		room.StateKeyOf("m.room.topic", ""),
-		room.StateKeyOf("m.room.member", inv.Sender.String()), inv.Key(),
-	}
-	for _, k := range keys {
-		ref, ok := st[k]
-		if !ok {
-			continue
-		}
-		ev, err := s.rooms.Event(ctx, ref.ID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, StrippedEvent{
-			Content: ev.Content, Sender: ev.Sender, StateKey: *ev.StateKey, Type: ev.Type,
-		})
-	}
-	return out, nil
+	return s.rooms.Stripped(ctx, st, room.StateKeyOf("m.room.member", inv.Sender.String()), inv.Key())
 }
 
 // leftRoom builds rooms.leave[roomID]: the timeline up to the departure.

@@ -134,7 +134,9 @@ func (a *API) sendTransaction(w http.ResponseWriter, r *http.Request) error {
 func (a *API) processPDUs(ctx context.Context, origin string, raws []json.RawMessage) map[id.EventID]pduResult {
 	results := map[id.EventID]pduResult{}
 	var accepted []*pdu.Event
+	// Looked up once per room of the transaction.
 	versions := map[id.RoomID]id.RoomVersion{}
+	denied := map[id.RoomID]error{}
 	for _, raw := range raws {
 		roomID := id.RoomID(gjson.GetBytes(raw, "room_id").Str)
 		fallbackID := id.EventID(gjson.GetBytes(raw, "event_id").Str)
@@ -150,6 +152,7 @@ func (a *API) processPDUs(ctx context.Context, origin string, raws []json.RawMes
 				continue
 			}
 			versions[roomID] = v
+			denied[roomID] = a.checkACL(ctx, roomID, origin)
 		}
 		ev, err := a.checker.Check(ctx, v, raw)
 		if err != nil {
@@ -159,7 +162,7 @@ func (a *API) processPDUs(ctx context.Context, origin string, raws []json.RawMes
 			a.log.Info("refused PDU", "server", origin, "room_id", roomID, "err", err)
 			continue
 		}
-		if err := a.checkACL(ctx, roomID, origin); err != nil {
+		if err := denied[roomID]; err != nil {
 			results[ev.ID] = pduResult{Error: err.Error()}
 			continue
 		}

@@ -77,6 +77,21 @@ func roomPath(prefix string, roomID id.RoomID, rest string) string {
 // Join joins user to roomID through the first of servers that answers,
 // with content as the join event's content (membership is set here).
 func (s *Service) Join(ctx context.Context, roomID id.RoomID, user id.UserID, servers []string, content map[string]any) (*room.Stored, error) {
+	var st *room.Stored
+	err := s.viaServers("join", roomID, servers, func(e *mxerr.Error) bool {
+		return e.Code == mxerr.Forbidden.Code || e.Code == mxerr.UnsupportedRoomVer.Code
+	}, func(server string) error {
+		var err error
+		st, err = s.joinVia(ctx, server, roomID, user, content)
+		return err
+	})
+	return st, err
+}
+
+// viaServers runs attempt with each of servers in turn (skipping ours and
+// repeats) until one succeeds, or fails with an error final says no other
+// server would answer differently. what names the handshake in errors.
+func (s *Service) viaServers(what string, roomID id.RoomID, servers []string, final func(*mxerr.Error) bool, attempt func(server string) error) error {
 	var errs []error
 	tried := map[string]bool{s.serverName: true}
 	for _, server := range servers {
@@ -84,20 +99,20 @@ func (s *Service) Join(ctx context.Context, roomID id.RoomID, user id.UserID, se
 			continue
 		}
 		tried[server] = true
-		st, err := s.joinVia(ctx, server, roomID, user, content)
+		err := attempt(server)
 		if err == nil {
-			return st, nil
+			return nil
 		}
-		s.log.Info("remote join failed", "room_id", roomID, "server", server, "err", err)
+		s.log.Info("remote "+what+" failed", "room_id", roomID, "server", server, "err", err)
 		errs = append(errs, fmt.Errorf("%s: %w", server, err))
-		if e, ok := mxerr.From(err); ok && (e.Code == mxerr.Forbidden.Code || e.Code == mxerr.UnsupportedRoomVer.Code) {
-			return nil, err
+		if e, ok := mxerr.From(err); ok && final(e) {
+			return err
 		}
 	}
 	if len(errs) == 0 {
-		return nil, mxerr.NotFound.With("no server to join room %s through", roomID)
+		return mxerr.NotFound.With("no server to %s room %s through", what, roomID)
 	}
-	return nil, mxerr.Unknown.WithStatus(http.StatusBadGateway).With("could not join room %s through any server", roomID).Wrap(errors.Join(errs...))
+	return mxerr.Unknown.WithStatus(http.StatusBadGateway).With("could not %s room %s through any server", what, roomID).Wrap(errors.Join(errs...))
 }
 
 func (s *Service) joinVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID, content map[string]any) (*room.Stored, error) {
@@ -331,26 +346,11 @@ func (s *Service) PublicRooms(ctx context.Context, server string, limit int, sin
 // answers (make_knock, send_knock), and keeps the stripped state the
 // resident server returns for user's clients.
 func (s *Service) Knock(ctx context.Context, roomID id.RoomID, user id.UserID, servers []string, content map[string]any) error {
-	var errs []error
-	tried := map[string]bool{s.serverName: true}
-	for _, server := range servers {
-		if tried[server] {
-			continue
-		}
-		tried[server] = true
-		err := s.knockVia(ctx, server, roomID, user, content)
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", server, err))
-		if e, ok := mxerr.From(err); ok && e.Status >= 400 && e.Status < 500 {
-			return err
-		}
-	}
-	if len(errs) == 0 {
-		return mxerr.NotFound.With("no server to knock on room %s through", roomID)
-	}
-	return mxerr.Unknown.WithStatus(http.StatusBadGateway).With("could not knock on room %s through any server", roomID).Wrap(errors.Join(errs...))
+	return s.viaServers("knock on", roomID, servers, func(e *mxerr.Error) bool {
+		return e.Status >= 400 && e.Status < 500
+	}, func(server string) error {
+		return s.knockVia(ctx, server, roomID, user, content)
+	})
 }
 
 func (s *Service) knockVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID, content map[string]any) error {

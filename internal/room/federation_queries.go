@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"maunium.net/go/mautrix/id"
@@ -356,8 +357,14 @@ func (s *Service) StrippedState(ctx context.Context, roomID id.RoomID) ([]Stripp
 	if err != nil {
 		return nil, err
 	}
+	return s.Stripped(ctx, st)
+}
+
+// Stripped returns the stripped form of st's events that a user outside
+// the room is shown, plus those of extra keys.
+func (s *Service) Stripped(ctx context.Context, st State, extra ...pdu.StateKey) ([]StrippedEvent, error) {
 	out := []StrippedEvent{}
-	for _, k := range strippedKeys {
+	for _, k := range append(slices.Clip(strippedKeys), extra...) {
 		ref, ok := st[k]
 		if !ok {
 			continue
