@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/myelin-chat/myelin/internal/mxtest"
 	"github.com/myelin-chat/myelin/internal/tlscert"
 )
 
@@ -30,17 +30,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 // TestTwoProcessesFederateWithSSLCertFile is the deployment check:
@@ -67,7 +56,7 @@ func TestTwoProcessesFederateWithSSLCertFile(t *testing.T) {
 		name, url string
 	}
 	start := func(label string) proc {
-		fedPort, clientPort := freePort(t), freePort(t)
+		fedPort, clientPort := mxtest.FreePort(t), mxtest.FreePort(t)
 		name := "127.0.0.1:" + fedPort
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(),

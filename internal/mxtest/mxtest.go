@@ -5,12 +5,16 @@ package mxtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +63,17 @@ func Engines(t *testing.T, fn func(t *testing.T, engine string)) {
 // the test ends.
 func Start(t testing.TB, engine string, opts ...Option) *Server {
 	t.Helper()
+	s, err := tryStart(t, engine, opts...)
+	if err != nil {
+		t.Fatalf("starting homeserver: %v", err)
+	}
+	return s
+}
+
+// tryStart is Start returning its error, for callers that can try again
+// with other settings.
+func tryStart(t testing.TB, engine string, opts ...Option) (*Server, error) {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.ServerName = "localhost"
 	cfg.DataDir = t.TempDir()
@@ -73,9 +88,11 @@ func Start(t testing.TB, engine string, opts ...Option) *Server {
 		o(&cfg)
 	}
 	s := &Server{Config: cfg, Engine: engine, t: t}
-	s.start()
+	if err := s.startErr(); err != nil {
+		return nil, err
+	}
 	t.Cleanup(func() { s.stop() })
-	return s
+	return s, nil
 }
 
 func logger() *slog.Logger {
@@ -87,17 +104,26 @@ func logger() *slog.Logger {
 
 func (s *Server) start() {
 	s.t.Helper()
-	hs, err := homeserver.New(context.Background(), s.Config, logger())
-	if err != nil {
+	if err := s.startErr(); err != nil {
 		s.t.Fatalf("starting homeserver: %v", err)
 	}
+}
+
+func (s *Server) startErr() error {
+	hs, err := homeserver.New(context.Background(), s.Config, logger())
+	if err != nil {
+		return err
+	}
 	if err := hs.Start(); err != nil {
-		s.t.Fatalf("starting homeserver: %v", err)
+		// Close the database the half-started server holds.
+		_ = hs.Shutdown(context.Background())
+		return err
 	}
 	s.Server = hs
 	s.URL = "http://" + hs.Addr()
 	// Keep the port across restarts so existing clients keep working.
 	s.Config.Listen = hs.Addr()
+	return nil
 }
 
 func (s *Server) stop() {
@@ -188,32 +214,49 @@ func Federation(t testing.TB, engine string, n int, opts ...Option) []*Server {
 	testCA := &TestCA{CA: ca, CertFile: caCert}
 	servers := make([]*Server, n)
 	for i := range servers {
-		name := "127.0.0.1:" + freePort(t)
-		fed := func(c *config.Config) {
-			c.ServerName = name
-			c.Federation.Listen = name
-			c.Federation.TLSCACert, c.Federation.TLSCAKey = caCert, caKey
-			c.Federation.ExtraCAFiles = []string{caCert}
-			c.Federation.AllowPrivate = true
+		// Another test process may bind the chosen port between
+		// freePort's check and the server's listen: try another.
+		for attempt := 1; ; attempt++ {
+			name := "127.0.0.1:" + FreePort(t)
+			fed := func(c *config.Config) {
+				c.ServerName = name
+				c.Federation.Listen = name
+				c.Federation.TLSCACert, c.Federation.TLSCAKey = caCert, caKey
+				c.Federation.ExtraCAFiles = []string{caCert}
+				c.Federation.AllowPrivate = true
+			}
+			s, err := tryStart(t, engine, append([]Option{fed}, opts...)...)
+			if err == nil {
+				servers[i] = s
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
+				t.Fatalf("starting homeserver: %v", err)
+			}
 		}
-		servers[i] = Start(t, engine, append([]Option{fed}, opts...)...)
 		servers[i].TestCA = testCA
 	}
 	return servers
 }
 
-// freePort finds a loopback port that is free now. The server binds it a
-// moment later; the kernel does not hand out a just-released ephemeral
-// port again at once, so the race is theoretical.
-func freePort(t testing.TB) string {
+// FreePort returns a loopback port that is free now, chosen below the
+// kernel's ephemeral range (32768 and up on Linux) so that the many
+// outbound connections of parallel tests cannot take it before the server
+// binds it. Two tests can still pick the same port at the same moment;
+// callers that can, retry on EADDRINUSE.
+func FreePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	for range 100 {
+		port := strconv.Itoa(20000 + rand.IntN(12000))
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		return port
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	t.Fatalf("no free loopback port found")
+	return ""
 }
 
 // Down stops the server, keeping its database, data directory and ports,
