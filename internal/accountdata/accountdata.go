@@ -62,7 +62,7 @@ func (s *Store) Put(ctx context.Context, user id.UserID, roomID id.RoomID, evTyp
 		if err != nil {
 			return err
 		}
-		tx.AfterCommit(func() { s.notifier.Notify(user) })
+		tx.AfterCommit(func() { s.notifier.Notify(notifier.AccountData, user) })
 		return nil
 	})
 	if err != nil {

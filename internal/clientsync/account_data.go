@@ -7,6 +7,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/accountdata"
+	"github.com/myelin-chat/myelin/internal/notifier"
 )
 
 // accountDataChanges holds the user's account data changes of one build,
@@ -15,8 +16,11 @@ type accountDataChanges map[id.RoomID][]accountdata.Entry
 
 // loadAccountData reads the user's account data changed in (since, now],
 // global and for every room, in one query.
-func (s *Service) loadAccountData(ctx context.Context, user id.UserID, since, now int64) (accountDataChanges, error) {
-	entries, err := s.accountDataStore.Since(ctx, user, since, now)
+func (s *Service) loadAccountData(ctx context.Context, req Request, since, now int64) (accountDataChanges, error) {
+	if req.changed&notifier.AccountData == 0 {
+		return accountDataChanges{}, nil
+	}
+	entries, err := s.accountDataStore.Since(ctx, req.User, since, now)
 	if err != nil {
 		return nil, err
 	}

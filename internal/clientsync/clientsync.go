@@ -38,6 +38,18 @@ type Service struct {
 	// once created, and clients send the same filter ID with every /sync,
 	// so each poll would otherwise read and parse it again.
 	filters *lru.Cache[filterKey, *Filter]
+	// memberships holds each recent syncer's room memberships with the
+	// notifier generation read before they were loaded. Until the user is
+	// notified of a membership change after that generation, the list
+	// still holds, and a woken sync need not read it again.
+	memberships *lru.Cache[id.UserID, cachedMemberships]
+}
+
+// cachedMemberships is a user's memberships as of a notifier generation.
+// The slice is shared: read it, never change it.
+type cachedMemberships struct {
+	wake Wake
+	list []room.Membership
 }
 
 // filterKey names a stored filter.
@@ -47,14 +59,20 @@ type filterKey struct {
 }
 
 // maxCachedFilters bounds the parsed-filter cache (a few hundred bytes
-// each).
-const maxCachedFilters = 10000
+// each), maxCachedMemberships the membership cache (about 150 bytes per
+// room of each user).
+const (
+	maxCachedFilters     = 10000
+	maxCachedMemberships = 10000
+)
 
 // New returns a sync Service reading events through rooms, account data,
 // receipts and typing from their stores, and waiting on n.
 func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, log *slog.Logger, opts ...Option) *Service {
 	filters, _ := lru.New[filterKey, *Filter](maxCachedFilters)
-	s := &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log, filters: filters}
+	memberships, _ := lru.New[id.UserID, cachedMemberships](maxCachedMemberships)
+	s := &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log,
+		filters: filters, memberships: memberships}
 	for _, o := range opts {
 		o(s)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/myelin-chat/myelin/internal/e2ee"
+	"github.com/myelin-chat/myelin/internal/notifier"
 )
 
 // Option configures a Service.
@@ -27,18 +28,21 @@ func (s *Service) encryption(ctx context.Context, req Request, since, now int64,
 	if req.Since != nil {
 		acked = since
 	}
-	msgs, err := s.e2ee.ToDevice(ctx, req.User, req.Device, acked, now)
-	if err != nil {
+	// With no new message, messages the token acknowledges stay stored
+	// until a later sync reads the inbox; they are never sent again, as
+	// every later token acknowledges them too.
+	if req.changed&notifier.ToDevice != 0 {
+		msgs, err := s.e2ee.ToDevice(ctx, req.User, req.Device, acked, now)
+		if err != nil {
+			return err
+		}
+		resp.ToDevice.Events = msgs
+	}
+	var err error
+	if resp.OneTimeKeysCount, resp.UnusedFallbackKeyTypes, err = s.e2ee.KeyCounts(ctx, req.User, req.Device); err != nil {
 		return err
 	}
-	resp.ToDevice.Events = msgs
-	if resp.OneTimeKeysCount, err = s.e2ee.OneTimeKeyCounts(ctx, req.User, req.Device); err != nil {
-		return err
-	}
-	if resp.UnusedFallbackKeyTypes, err = s.e2ee.UnusedFallbackKeyTypes(ctx, req.User, req.Device); err != nil {
-		return err
-	}
-	if req.Since != nil {
+	if req.Since != nil && req.changed&(notifier.DeviceLists|notifier.Membership) != 0 {
 		if resp.DeviceLists.Changed, resp.DeviceLists.Left, err = s.e2ee.DeviceListChanges(ctx, req.User, since, now); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
 )
@@ -19,7 +20,7 @@ type roomReceipts map[id.RoomID][]receipts.Receipt
 // filter asks ephemeral events for.
 func (s *Service) loadReceipts(ctx context.Context, req Request, memberships []room.Membership, since, now int64) (roomReceipts, error) {
 	ef := &req.Filter.Room.Ephemeral
-	if !ef.Match("m.receipt", "") {
+	if !ef.Match("m.receipt", "") || req.changed&notifier.Receipts == 0 {
 		return roomReceipts{}, nil
 	}
 	var joined []id.RoomID

@@ -8,6 +8,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
 
@@ -27,6 +28,9 @@ type Request struct {
 	// typingUpto is the typing serial next_batch carries: typing changes
 	// after it are left for the next sync, which would otherwise repeat them.
 	typingUpto int64
+	// changed holds the kinds of change the user was notified of after the
+	// since token was issued; sections of other kinds cannot have news.
+	changed notifier.Kind
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -45,25 +49,77 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		waitCtx, cancel = context.WithTimeout(ctx, req.Timeout)
 		defer cancel()
 	}
-	for {
+	for first := true; ; first = false {
 		// The generation is read before the database, so a change that
 		// lands after build moves it and Wait returns at once.
 		gen := s.notifier.Generation(req.User)
-		resp, err := s.build(ctx, req)
+		wake := Wake{Epoch: s.notifier.Epoch(), Gen: gen}
+		if first && waitCtx != ctx && req.Since.Wake != (Wake{}) && req.Since.Wake == wake {
+			// Nothing has happened to the user since the response that
+			// issued the token was built: building now would find nothing.
+			if !s.wait(waitCtx, req.User, gen) {
+				return s.build(ctx, req, wake)
+			}
+			continue
+		}
+		if first && waitCtx != ctx && req.Since.Wake.Epoch == wake.Epoch && req.Since.Wake.Gen < gen {
+			// News arrived since the token: gather any that follow.
+			s.coalesce(waitCtx, req.User)
+			gen = s.notifier.Generation(req.User)
+			wake = Wake{Epoch: s.notifier.Epoch(), Gen: gen}
+		}
+		resp, err := s.build(ctx, req, wake)
 		if err != nil {
 			return nil, err
 		}
 		if waitCtx == ctx || !resp.empty() {
 			return resp, nil
 		}
-		if !s.notifier.Wait(waitCtx, req.User, gen) {
+		if !s.wait(waitCtx, req.User, gen) {
 			return resp, nil // timeout or client gone: answer with no news
 		}
 	}
 }
 
-// build assembles one response from the database as it is now.
-func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
+// Coalescing: when the user's notifications come less than busyWake
+// apart, the user receives a steady stream of events (a busy room, a
+// bridge). A sync about to answer for such a stream waits coalesceDelay
+// first, so that the next few events go out in the same response instead
+// of a response each: fewer, fuller responses for the same deliveries. A
+// user whose last change came after a pause, the usual case, is answered
+// at once.
+const (
+	busyWake      = 20 * time.Millisecond
+	coalesceDelay = 20 * time.Millisecond
+)
+
+// wait blocks until the user is notified after gen or ctx ends, and
+// reports whether a notification came.
+func (s *Service) wait(ctx context.Context, user id.UserID, gen uint64) bool {
+	if !s.notifier.Wait(ctx, user, gen) {
+		return false
+	}
+	s.coalesce(ctx, user)
+	return true
+}
+
+// coalesce waits coalesceDelay if the user is receiving a stream of
+// changes.
+func (s *Service) coalesce(ctx context.Context, user id.UserID) {
+	if !s.notifier.Busy(user, busyWake) {
+		return
+	}
+	t := time.NewTimer(coalesceDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// build assembles one response from the database as it is now. wake is the
+// user's notifier generation, read before anything else.
+func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response, error) {
 	now, err := s.db.CurrentID(ctx, "stream")
 	if err != nil {
 		return nil, err
@@ -78,16 +134,20 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 		since = max(since, 0) // pagination tokens into backfilled history
 	}
 	initial := req.Since == nil
+	req.changed = notifier.All
+	if !initial && req.Since.Wake != (Wake{}) {
+		req.changed = s.notifier.ChangedSince(req.User, req.Since.Wake.Epoch, req.Since.Wake.Gen)
+	}
 	typingSerial := s.typingSerial()
 	req.typingUpto = typingSerial
-	resp.NextBatch = Token{Pos: now, Typing: typingSerial}.String()
+	resp.NextBatch = Token{Pos: now, Typing: typingSerial, Wake: wake}.String()
 
-	memberships, err := s.rooms.LocalMemberships(ctx, req.User, 0)
+	memberships, err := s.localMemberships(ctx, req.User, wake)
 	if err != nil {
 		return nil, err
 	}
 	var active map[id.RoomID]int64
-	if !initial {
+	if !initial && req.changed&(notifier.Room|notifier.Membership) != 0 {
 		joined := make([]id.RoomID, 0, len(memberships))
 		for _, m := range memberships {
 			if m.Membership == "join" {
@@ -98,7 +158,7 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 			return nil, err
 		}
 	}
-	if req.accountData, err = s.loadAccountData(ctx, req.User, since, now); err != nil {
+	if req.accountData, err = s.loadAccountData(ctx, req, since, now); err != nil {
 		return nil, err
 	}
 	if req.receipts, err = s.loadReceipts(ctx, req, memberships, since, now); err != nil {
@@ -160,6 +220,21 @@ func (s *Service) build(ctx context.Context, req Request) (*Response, error) {
 	return resp, nil
 }
 
+// localMemberships returns the user's memberships, from the cache while no
+// membership change was notified after it was filled. wake is the
+// generation read before this build, so a list loaded now holds as of it.
+func (s *Service) localMemberships(ctx context.Context, user id.UserID, wake Wake) ([]room.Membership, error) {
+	if c, ok := s.memberships.Get(user); ok && s.notifier.ChangedSince(user, c.wake.Epoch, c.wake.Gen)&notifier.Membership == 0 {
+		return c.list, nil
+	}
+	list, err := s.rooms.LocalMemberships(ctx, user, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.memberships.Add(user, cachedMemberships{wake: wake, list: list})
+	return list, nil
+}
+
 // joinedRoom builds rooms.join[roomID]. full asks for the whole state at
 // the start of the timeline (initial sync, full_state, or a new join).
 func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership, since, now int64, full, fresh bool) (*JoinedRoom, error) {
@@ -189,12 +264,28 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership
 	}
 	jr.Timeline.PrevBatch = Token{Pos: timelineStart - 1}.String()
 
+	// The summary may be left out when it has not changed since the last
+	// sync, which it cannot have without a membership change; counting a
+	// big room's members for every message would cost more than the rest
+	// of the sync.
+	haveSummary := full || hasMemberEvent(evs)
+	if haveSummary {
+		if jr.Summary, err = s.summary(ctx, m.RoomID, req.User); err != nil {
+			return nil, err
+		}
+	}
+	sf := &req.Filter.Room.State
 	var stateEvs []*room.Stored
 	switch {
 	case full:
 		st, err := s.stateBefore(ctx, m.RoomID, evs, now)
 		if err != nil {
 			return nil, err
+		}
+		if sf.LazyLoadMembers {
+			// Only the members lazyMembers keeps are loaded: in a big room
+			// the others are nearly all of the state.
+			st = lazyState(st, lazyNeed(req.User, evs, jr.Summary.Heroes))
 		}
 		if stateEvs, err = s.rooms.StateEvents(ctx, st); err != nil {
 			return nil, err
@@ -216,10 +307,14 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership
 			}
 		}
 	}
-	sf := &req.Filter.Room.State
+	if !haveSummary && hasMemberEvent(stateEvs) {
+		if jr.Summary, err = s.summary(ctx, m.RoomID, req.User); err != nil {
+			return nil, err
+		}
+	}
 	stateEvs = sf.FilterEvents(stateEvs)
 	if sf.LazyLoadMembers {
-		stateEvs, err = s.lazyMembers(ctx, m.RoomID, req.User, stateEvs, evs, full)
+		stateEvs, err = s.lazyMembers(ctx, m.RoomID, req.User, stateEvs, evs, full, jr.Summary.Heroes)
 		if err != nil {
 			return nil, err
 		}
@@ -231,13 +326,6 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership
 	}
 	stateEvs = slices.DeleteFunc(stateEvs, func(ev *room.Stored) bool { return inTimeline[ev.ID] })
 	jr.State.Events = s.rooms.FormatAll(ctx, stateEvs, v, false)
-	if full || sf.LazyLoadMembers || hasMemberEvent(evs) {
-		sum, err := s.summary(ctx, m.RoomID, req.User)
-		if err != nil {
-			return nil, err
-		}
-		jr.Summary = sum
-	}
 	return jr, nil
 }
 
@@ -304,13 +392,11 @@ func (s *Service) stateBefore(ctx context.Context, roomID id.RoomID, timeline []
 	return s.rooms.StateAtPosition(ctx, roomID, now)
 }
 
-// lazyMembers keeps only the member events of the timeline's senders (and
-// the user's own), adding any that the state section lacks.
-func (s *Service) lazyMembers(ctx context.Context, roomID id.RoomID, user id.UserID, state, timeline []*room.Stored, full bool) ([]*room.Stored, error) {
-	need := map[string]bool{user.String(): true}
-	for _, ev := range timeline {
-		need[ev.Sender.String()] = true
-	}
+// lazyMembers keeps only the member events of the timeline's senders, of
+// the summary's heroes and the user's own, adding any that the state
+// section lacks.
+func (s *Service) lazyMembers(ctx context.Context, roomID id.RoomID, user id.UserID, state, timeline []*room.Stored, full bool, heroes []id.UserID) ([]*room.Stored, error) {
+	need := lazyNeed(user, timeline, heroes)
 	out := state[:0:0]
 	have := map[string]bool{}
 	for _, ev := range state {
@@ -349,6 +435,30 @@ func (s *Service) lazyMembers(ctx context.Context, roomID id.RoomID, user id.Use
 		return nil, err
 	}
 	return append(out, extra...), nil
+}
+
+// lazyNeed returns the users whose member events a lazy-loading sync
+// sends: the timeline's senders, the heroes and the user.
+func lazyNeed(user id.UserID, timeline []*room.Stored, heroes []id.UserID) map[string]bool {
+	need := map[string]bool{user.String(): true}
+	for _, ev := range timeline {
+		need[ev.Sender.String()] = true
+	}
+	for _, h := range heroes {
+		need[h.String()] = true
+	}
+	return need
+}
+
+// lazyState returns st without the member events of users not in need.
+func lazyState(st room.State, need map[string]bool) room.State {
+	out := make(room.State, len(need)+8)
+	for k, ref := range st {
+		if k.Type != "m.room.member" || need[k.StateKey] {
+			out[k] = ref
+		}
+	}
+	return out
 }
 
 // summary computes heroes and member counts from current state.

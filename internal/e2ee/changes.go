@@ -7,6 +7,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/storage"
 )
 
@@ -51,7 +52,7 @@ func (s *Service) keysChanged(ctx context.Context, tx *storage.Tx, out *outbox, 
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	tx.AfterCommit(func() { s.notifier.Notify(wake...) })
+	tx.AfterCommit(func() { s.notifier.Notify(notifier.DeviceLists, wake...) })
 	if s.local(user) && s.edus != nil {
 		return s.shareChange(ctx, tx, out, user, pos, devices, crossSigning)
 	}
@@ -64,6 +65,9 @@ func (s *Service) keysChanged(ctx context.Context, tx *storage.Tx, out *outbox, 
 // room with user in that window, and user; left lists those who left the
 // last room they shared with user in that window.
 func (s *Service) DeviceListChanges(ctx context.Context, user id.UserID, since, upto int64) (changed, left []id.UserID, err error) {
+	if quiet, err := s.deviceListsQuiet(ctx, user, since, upto); err != nil || quiet {
+		return nil, nil, err
+	}
 	shared, err := s.sharedUsers(ctx, user)
 	if err != nil {
 		return nil, nil, err
@@ -139,6 +143,26 @@ func (s *Service) DeviceListChanges(ctx context.Context, user id.UserID, since, 
 	slices.Sort(changed)
 	slices.Sort(left)
 	return changed, left, nil
+}
+
+// deviceListsQuiet reports whether nothing in (since, upto] can change
+// user's device_lists: no keys changed anywhere, and no membership changed
+// in a room user is in or left in the window. That is the case in almost
+// every sync, and these two index range reads are much cheaper than
+// listing everyone user shares a room with, which the full answer needs.
+func (s *Service) deviceListsQuiet(ctx context.Context, user id.UserID, since, upto int64) (bool, error) {
+	var busy int
+	err := s.db.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM (SELECT 1 FROM e2ee_key_changes WHERE stream_pos > $2 AND stream_pos <= $3 LIMIT 1) k) +
+		(SELECT COUNT(*) FROM (SELECT 1 FROM local_memberships lm
+			JOIN events e ON e.room_id = lm.room_id AND e.stream_pos > $2 AND e.stream_pos <= $3
+			WHERE lm.user_id = $1 AND (lm.membership = 'join' OR (lm.stream_pos > $2 AND lm.stream_pos <= $3))
+			AND e.type = 'm.room.member' LIMIT 1) m)`,
+		user.String(), since, upto).Scan(&busy)
+	if err != nil {
+		return false, fmt.Errorf("checking device list changes for %s since %d: %w", user, since, err)
+	}
+	return busy == 0, nil
 }
 
 // sharedUsers returns the users who share a joined room with user.

@@ -78,15 +78,15 @@ func TestClaimOrder(t *testing.T) {
 				t.Errorf("claim %d: got %q, want %q", i, k.Key, w)
 			}
 		}
-		types, err := s.UnusedFallbackKeyTypes(ctx, bob, "B1")
-		if err != nil || len(types) != 0 {
-			t.Errorf("unused fallback types after claiming it: %v, %v", types, err)
+		counts, types, err := s.KeyCounts(ctx, bob, "B1")
+		if err != nil || len(types) != 0 || counts["signed_curve25519"] != 0 {
+			t.Errorf("key counts after claiming every key: %v, %v, %v", counts, types, err)
 		}
 		// A new fallback key is unused again.
 		if _, err := s.Upload(ctx, bob, "B1", nil, nil, map[string]json.RawMessage{"signed_curve25519:FFFG": key("fb2")}); err != nil {
 			t.Fatal(err)
 		}
-		if types, _ := s.UnusedFallbackKeyTypes(ctx, bob, "B1"); len(types) != 1 {
+		if _, types, _ := s.KeyCounts(ctx, bob, "B1"); len(types) != 1 || types[0] != "signed_curve25519" {
 			t.Errorf("unused fallback types after a new upload: %v", types)
 		}
 		// No keys at all: the device is left out.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -149,24 +150,35 @@ func (s *Service) OneTimeKeyCounts(ctx context.Context, user id.UserID, device i
 	return out, rows.Err()
 }
 
-// UnusedFallbackKeyTypes returns the algorithms for which the device has a
-// fallback key that was not claimed yet (device_unused_fallback_key_types).
-func (s *Service) UnusedFallbackKeyTypes(ctx context.Context, user id.UserID, device id.DeviceID) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT algorithm FROM e2ee_fallback_keys
-		WHERE user_id = $1 AND device_id = $2 AND used = 0 ORDER BY algorithm`, user.String(), device.String())
+// KeyCounts returns what every /sync reports about the device's keys, in
+// one query: its unclaimed one-time keys by algorithm
+// (device_one_time_keys_count) and the algorithms of its unused fallback
+// keys (device_unused_fallback_key_types).
+func (s *Service) KeyCounts(ctx context.Context, user id.UserID, device id.DeviceID) (map[string]int, []string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT algorithm, COUNT(*), 0 FROM e2ee_one_time_keys
+		WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
+		UNION ALL SELECT algorithm, 0, 1 FROM e2ee_fallback_keys
+		WHERE user_id = $1 AND device_id = $2 AND used = 0`, user.String(), device.String())
 	if err != nil {
-		return nil, fmt.Errorf("listing fallback keys of %s device %s: %w", user, device, err)
+		return nil, nil, fmt.Errorf("counting keys of %s device %s: %w", user, device, err)
 	}
 	defer rows.Close()
-	out := []string{}
+	counts := map[string]int{"signed_curve25519": 0}
+	fallback := []string{}
 	for rows.Next() {
 		var alg string
-		if err := rows.Scan(&alg); err != nil {
-			return nil, err
+		var n, isFallback int
+		if err := rows.Scan(&alg, &n, &isFallback); err != nil {
+			return nil, nil, err
 		}
-		out = append(out, alg)
+		if isFallback == 1 {
+			fallback = append(fallback, alg)
+		} else {
+			counts[alg] = n
+		}
 	}
-	return out, rows.Err()
+	slices.Sort(fallback)
+	return counts, fallback, rows.Err()
 }
 
 // QueryResp is the body of /keys/query, on both APIs (keys.yaml,

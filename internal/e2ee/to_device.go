@@ -9,6 +9,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/storage"
 )
 
@@ -147,7 +148,7 @@ func (s *Service) deliver(ctx context.Context, tx *storage.Tx, sender id.UserID,
 			}
 		}
 	}
-	tx.AfterCommit(func() { s.notifier.Notify(users...) })
+	tx.AfterCommit(func() { s.notifier.Notify(notifier.ToDevice, users...) })
 	return nil
 }
 

@@ -257,3 +257,44 @@ func TestSyncLongPollAndGaps(t *testing.T) {
 }
 
 func asHTTPError(err error, he *mautrix.HTTPError) bool { return errors.As(err, he) }
+
+// TestConcurrentIdenticalCreates: from room version 12 a room's ID is the
+// hash of its create event, so one user creating rooms with the same
+// settings in parallel (as bridges and scripts do) must still get a new
+// room each time, never a 500 for a duplicate room ID.
+func TestConcurrentIdenticalCreates(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice := srv.Client("alice")
+		const n = 24
+		ids := make(chan id.RoomID, n)
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				resp, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids <- resp.RoomID
+			}()
+		}
+		seen := map[id.RoomID]bool{}
+		for range n {
+			select {
+			case err := <-errs:
+				t.Fatalf("createRoom: %v", err)
+			case roomID := <-ids:
+				if seen[roomID] {
+					t.Fatalf("room %s created twice", roomID)
+				}
+				seen[roomID] = true
+			}
+		}
+		joined, err := alice.JoinedRooms(ctx)
+		if err != nil || len(joined.JoinedRooms) != n {
+			t.Fatalf("joined rooms: %d, %v; want %d", len(joined.JoinedRooms), err, n)
+		}
+	})
+}

@@ -13,8 +13,10 @@ package notifier
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -24,17 +26,54 @@ type Notifier struct {
 	mu      sync.Mutex
 	users   map[id.UserID]*entry
 	wakeups atomic.Int64
+	epoch   uint32
 }
 
 type entry struct {
 	gen uint64
 	ch  chan struct{} // closed and replaced on each wake-up
+	// last holds, per kind, the generation of the kind's latest wake-up.
+	last [numKinds]uint64
+	// at and prevAt are the times of the two latest wake-ups.
+	at, prevAt time.Time
 }
+
+// Kind says what changed for the users a Notify call wakes, so that a
+// sync can skip the sections nothing happened to.
+type Kind uint8
+
+// The kinds of change. A writer that is unsure passes All.
+const (
+	// Room: events in a room the user is (or was) in.
+	Room Kind = 1 << iota
+	// Membership: a membership changed in such a room, or the user's own
+	// (invites and knocks included).
+	Membership
+	// AccountData: the user's account data.
+	AccountData
+	// Receipts: read receipts in the user's rooms.
+	Receipts
+	// ToDevice: a to-device message for one of the user's devices.
+	ToDevice
+	// DeviceLists: the keys of a user who shares a room with the user.
+	DeviceLists
+	// Typing: a typing list in the user's rooms.
+	Typing
+
+	numKinds = iota
+	// All is every kind.
+	All Kind = 1<<numKinds - 1
+)
 
 // New returns an empty Notifier.
 func New() *Notifier {
-	return &Notifier{users: make(map[id.UserID]*entry)}
+	return &Notifier{users: make(map[id.UserID]*entry), epoch: rand.Uint32()}
 }
+
+// Epoch identifies this notifier among those of other processes and
+// earlier runs: generations start again at zero with each, so a
+// generation handed out earlier means something only with its epoch.
+func (n *Notifier) Epoch() uint32 { return n.epoch }
 
 func (n *Notifier) get(u id.UserID) *entry {
 	e := n.users[u]
@@ -72,20 +111,60 @@ func (n *Notifier) Wait(ctx context.Context, u id.UserID, gen uint64) bool {
 	}
 }
 
-// Notify wakes every listed user.
-func (n *Notifier) Notify(users ...id.UserID) {
+// Notify wakes every listed user for a change of the given kinds.
+func (n *Notifier) Notify(kind Kind, users ...id.UserID) {
 	if len(users) == 0 {
 		return
 	}
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, u := range users {
 		e := n.get(u)
 		e.gen++
+		e.prevAt, e.at = e.at, now
+		for k := range numKinds {
+			if kind&(1<<k) != 0 {
+				e.last[k] = e.gen
+			}
+		}
 		close(e.ch)
 		e.ch = make(chan struct{})
 	}
 	n.wakeups.Add(int64(len(users)))
+}
+
+// Busy reports whether the user's two latest wake-ups came less than
+// within apart, the latest less than within ago: the user is receiving a
+// stream of changes, so a sync may wait a moment to answer for several.
+func (n *Notifier) Busy(u id.UserID, within time.Duration) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.users[u]
+	return e != nil && !e.prevAt.IsZero() && e.at.Sub(e.prevAt) < within && time.Since(e.at) < within
+}
+
+// ChangedSince returns the kinds of the user's wake-ups after generation
+// gen of epoch. Everything before was seen by whoever read gen before
+// reading the database. A generation of another epoch, or one this
+// notifier never handed out, may hide anything: the answer is All.
+func (n *Notifier) ChangedSince(u id.UserID, epoch uint32, gen uint64) Kind {
+	if epoch != n.epoch {
+		return All
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.users[u]
+	if e == nil || gen > e.gen {
+		return All
+	}
+	var out Kind
+	for k := range numKinds {
+		if e.last[k] > gen {
+			out |= 1 << k
+		}
+	}
+	return out
 }
 
 // Wakeups returns how many user wake-ups have been issued, for metrics.

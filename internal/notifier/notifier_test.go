@@ -11,13 +11,13 @@ func TestWaitReturnsOnNotify(t *testing.T) {
 	gen := n.Generation("@a:x")
 	done := make(chan bool)
 	go func() { done <- n.Wait(context.Background(), "@a:x", gen) }()
-	n.Notify("@b:x")
+	n.Notify(Room, "@b:x")
 	select {
 	case <-done:
 		t.Fatal("woken by another user's notification")
 	case <-time.After(20 * time.Millisecond):
 	}
-	n.Notify("@a:x")
+	n.Notify(Room, "@a:x")
 	select {
 	case woke := <-done:
 		if !woke {
@@ -31,7 +31,7 @@ func TestWaitReturnsOnNotify(t *testing.T) {
 func TestNotifyBeforeWaitIsNotLost(t *testing.T) {
 	n := New()
 	gen := n.Generation("@a:x")
-	n.Notify("@a:x")
+	n.Notify(Room, "@a:x")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if !n.Wait(ctx, "@a:x", gen) {

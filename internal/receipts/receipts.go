@@ -93,7 +93,7 @@ func (s *Store) Put(ctx context.Context, roomID id.RoomID, receiptType string, u
 		if err != nil {
 			return err
 		}
-		tx.AfterCommit(func() { s.notifier.Notify(wake...) })
+		tx.AfterCommit(func() { s.notifier.Notify(notifier.Receipts, wake...) })
 		return nil
 	})
 	if err != nil {

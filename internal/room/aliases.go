@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/storage"
 )
 
@@ -101,7 +102,10 @@ func (s *Service) Forget(ctx context.Context, user id.UserID, roomID id.RoomID) 
 	if err != nil {
 		return fmt.Errorf("forgetting %s: %w", roomID, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n, _ := res.RowsAffected(); n > 0 {
+		// Syncs cache memberships until told of a change.
+		s.notifier.Notify(notifier.Membership, user)
+	} else {
 		m, err := s.Membership(ctx, roomID, user)
 		if err != nil && !errors.Is(err, mxerr.NotFound) {
 			return err

@@ -61,6 +61,21 @@ func (s *Service) Create(ctx context.Context, version id.RoomVersion, protos []p
 	return work.roomID, stored, nil
 }
 
+// createTimestamp returns the origin_server_ts for a new m.room.create:
+// now, or one past the previous one if that was not earlier. From room
+// version 12 the room ID is the create event's hash, so two rooms created
+// by one user with the same settings in the same millisecond (a bridge or
+// a script creating rooms in parallel) would otherwise get the same ID.
+func (s *Service) createTimestamp(now int64) int64 {
+	for {
+		last := s.lastCreateTS.Load()
+		ts := max(now, last+1)
+		if s.lastCreateTS.CompareAndSwap(last, ts) {
+			return ts
+		}
+	}
+}
+
 // powerLevels returns the room's power levels, with the spec's defaults when
 // there is no power levels event, and creators at infinite power in v12.
 func (s *Service) powerLevels(ctx context.Context, work *info) (*event.PowerLevelsEventContent, error) {

@@ -15,7 +15,7 @@ import (
 )
 
 const eventColumns = `e.event_nid, e.event_id, e.stream_pos, e.snapshot_nid, e.rejected, e.soft_failed,
-	e.redacted_by, e.txn_device, e.txn_id, e.json, r.room_version, e.outlier`
+	e.redacted_by, e.txn_device, e.txn_id, e.json, r.room_version, e.outlier, e.replaces_nid`
 
 // scanner is the subset of *sql.Row and *sql.Rows that scanEvent needs.
 type scanner interface{ Scan(...any) error }
@@ -31,7 +31,8 @@ func scanEventOrCached(sc scanner, cache *lru.Cache[id.EventID, *Stored]) (*Stor
 	var evID, raw, version string
 	var rejected, soft, outlier int64
 	var redactedBy, txnDev, txnID sql.NullString
-	if err := sc.Scan(&st.NID, &evID, &st.StreamPos, &st.Snapshot, &rejected, &soft, &redactedBy, &txnDev, &txnID, &raw, &version, &outlier); err != nil {
+	var replaces sql.NullInt64
+	if err := sc.Scan(&st.NID, &evID, &st.StreamPos, &st.Snapshot, &rejected, &soft, &redactedBy, &txnDev, &txnID, &raw, &version, &outlier, &replaces); err != nil {
 		return nil, err
 	}
 	if cache != nil {
@@ -49,6 +50,7 @@ func scanEventOrCached(sc scanner, cache *lru.Cache[id.EventID, *Stored]) (*Stor
 	ev.PDU.InternalMeta.Rejected = st.Rejected
 	st.RedactedBy = id.EventID(redactedBy.String)
 	st.TxnDevice, st.TxnID = id.DeviceID(txnDev.String), txnID.String
+	st.ReplacesNID, st.ReplacesKnown = replaces.Int64, replaces.Valid
 	return &st, nil
 }
 

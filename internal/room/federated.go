@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
@@ -361,16 +362,19 @@ func (s *Service) persistReceived(ctx context.Context, tx *storage.Tx, work *inf
 		return nil, err
 	}
 	st := &Stored{Event: ev, StreamPos: pos, Snapshot: snap, Rejected: rejected, SoftFailed: soft}
+	if ev.IsState() {
+		st.ReplacesNID, st.ReplacesKnown = before[ev.Key()].NID, true
+	}
 	ev.PDU.InternalMeta.Rejected = rejected
 	if existing != nil {
 		st.NID = existing.NID
-		if _, err := tx.ExecContext(ctx, `UPDATE events SET outlier = 0, stream_pos = $2, snapshot_nid = $3, rejected = $4, soft_failed = $5
-			WHERE event_nid = $1`, st.NID, pos, snap, storage.Bool(rejected), storage.Bool(soft)); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET outlier = 0, stream_pos = $2, snapshot_nid = $3, rejected = $4, soft_failed = $5,
+			replaces_nid = $6 WHERE event_nid = $1`, st.NID, pos, snap, storage.Bool(rejected), storage.Bool(soft), st.replacesColumn()); err != nil {
 			return nil, fmt.Errorf("storing event %s: %w", ev.ID, err)
 		}
 		tx.AfterCommit(func() { s.events.Remove(ev.ID) })
 	} else {
-		if st.NID, err = s.insertEvent(ctx, tx, ev, pos, snap, rejected, soft, false); err != nil {
+		if st.NID, err = s.insertEvent(ctx, tx, ev, pos, snap, rejected, soft, false, st.replacesColumn()); err != nil {
 			return nil, err
 		}
 	}
@@ -480,21 +484,22 @@ func sameState(a, b State) bool {
 }
 
 // insertEvent writes an event row and its edges, returning its nid.
-func (s *Service) insertEvent(ctx context.Context, tx *storage.Tx, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool) (int64, error) {
+// replaces is the replaces_nid column (see Stored.ReplacesNID).
+func (s *Service) insertEvent(ctx context.Context, tx *storage.Tx, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool, replaces sql.NullInt64) (int64, error) {
 	nid, err := storage.NextNID(ctx, tx, "event_nid")
 	if err != nil {
 		return 0, err
 	}
-	return s.insertEventNID(ctx, tx, nid, ev, pos, snap, rejected, soft, outlier)
+	return s.insertEventNID(ctx, tx, nid, ev, pos, snap, rejected, soft, outlier, replaces)
 }
 
 // insertEventNID is insertEvent with the nid already allocated.
-func (s *Service) insertEventNID(ctx context.Context, tx *storage.Tx, nid int64, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool) (int64, error) {
+func (s *Service) insertEventNID(ctx context.Context, tx *storage.Tx, nid int64, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool, replaces sql.NullInt64) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
-		origin_server_ts, stream_pos, snapshot_nid, rejected, soft_failed, outlier, json)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		origin_server_ts, stream_pos, snapshot_nid, rejected, soft_failed, outlier, json, replaces_nid)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		nid, ev.ID.String(), ev.RoomID().String(), ev.Type, ev.StateKey, ev.Sender.String(), ev.Depth,
-		ev.OriginServerTS, pos, snap, storage.Bool(rejected), storage.Bool(soft), storage.Bool(outlier), string(ev.JSON())); err != nil {
+		ev.OriginServerTS, pos, snap, storage.Bool(rejected), storage.Bool(soft), storage.Bool(outlier), string(ev.JSON()), replaces); err != nil {
 		return 0, fmt.Errorf("storing event %s: %w", ev.ID, err)
 	}
 	for _, prev := range ev.PrevEvents {
@@ -578,7 +583,7 @@ func (s *Service) StoreOutliers(ctx context.Context, roomID id.RoomID, evs []*pd
 			}
 			e.PDU.InternalMeta.Rejected = rejected
 			pos := lastPos - int64(len(order)) + 1 + int64(i)
-			nid, err := s.insertEventNID(ctx, tx, lastNID-int64(len(order))+1+int64(i), e, -pos, 0, rejected, false, true)
+			nid, err := s.insertEventNID(ctx, tx, lastNID-int64(len(order))+1+int64(i), e, -pos, 0, rejected, false, true, sql.NullInt64{})
 			if err != nil {
 				return err
 			}

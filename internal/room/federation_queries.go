@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pdu"
 	"github.com/myelin-chat/myelin/internal/storage"
 )
@@ -212,7 +213,7 @@ func (s *Service) StoreRemoteInvite(ctx context.Context, ev *pdu.Event, inviteSt
 	if err != nil {
 		return err
 	}
-	s.notifier.Notify(user)
+	s.notifier.Notify(notifier.Room|notifier.Membership, user)
 	return nil
 }
 
@@ -261,7 +262,7 @@ func (s *Service) EndRemoteInvite(ctx context.Context, user id.UserID, roomID id
 	if err != nil {
 		return err
 	}
-	s.notifier.Notify(user)
+	s.notifier.Notify(notifier.Room|notifier.Membership, user)
 	return nil
 }
 
@@ -493,7 +494,7 @@ func (s *Service) StoreBackfilled(ctx context.Context, origin string, roomID id.
 				}
 				return nil
 			}
-			_, err = s.insertEvent(ctx, tx, ev, -pos, 0, rejected, false, false)
+			_, err = s.insertEvent(ctx, tx, ev, -pos, 0, rejected, false, false, sql.NullInt64{})
 			return err
 		})
 		if err != nil {

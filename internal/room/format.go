@@ -3,6 +3,8 @@ package room
 import (
 	"context"
 	"encoding/json"
+	"strconv"
+	"strings"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -39,6 +41,11 @@ type Viewer struct {
 // Format renders ev for a client. withRoomID is false inside /sync, where
 // the room ID is implied by the section.
 func (s *Service) Format(ctx context.Context, ev *Stored, v Viewer, withRoomID bool) ClientEvent {
+	return s.format(ctx, ev, v, withRoomID, s.replacedEvents(ctx, []*Stored{ev}))
+}
+
+// format is Format with the events that evs replaced loaded already.
+func (s *Service) format(ctx context.Context, ev *Stored, v Viewer, withRoomID bool, replaced map[int64]replacedEvent) ClientEvent {
 	ce := ClientEvent{
 		Content:        json.RawMessage(ev.Content),
 		EventID:        ev.ID,
@@ -60,7 +67,9 @@ func (s *Service) Format(ctx context.Context, ev *Stored, v Viewer, withRoomID b
 	if ev.TxnID != "" && ev.Sender == v.User && ev.TxnDevice == v.Device {
 		u.TransactionID = ev.TxnID
 	}
-	if ev.IsState() && ev.Snapshot != 0 {
+	if r, ok := replaced[ev.ReplacesNID]; ok && ev.ReplacesKnown && ev.ReplacesNID != 0 {
+		u.ReplacesState, u.PrevContent = r.id, r.content
+	} else if ev.IsState() && ev.Snapshot != 0 && !ev.ReplacesKnown {
 		if ref, ok, err := s.stateEntry(ctx, ev.Snapshot, ev.Key()); err == nil && ok {
 			u.ReplacesState = ref.ID
 			if prev, err := s.Event(ctx, ref.ID); err == nil {
@@ -80,9 +89,70 @@ func (s *Service) Format(ctx context.Context, ev *Stored, v Viewer, withRoomID b
 
 // FormatAll renders a list of events.
 func (s *Service) FormatAll(ctx context.Context, evs []*Stored, v Viewer, withRoomID bool) []ClientEvent {
+	replaced := s.replacedEvents(ctx, evs)
 	out := make([]ClientEvent, len(evs))
 	for i, ev := range evs {
-		out[i] = s.Format(ctx, ev, v, withRoomID)
+		out[i] = s.format(ctx, ev, v, withRoomID, replaced)
 	}
 	return out
+}
+
+// replacedEvent is what unsigned shows of the state event another
+// replaced: its ID (replaces_state) and content (prev_content).
+type replacedEvent struct {
+	id      id.EventID
+	content json.RawMessage
+}
+
+// replacedEvents loads, a few hundred per query, the events that the
+// state events among evs replaced, by nid. A failed load leaves
+// prev_content out rather than failing the response.
+func (s *Service) replacedEvents(ctx context.Context, evs []*Stored) map[int64]replacedEvent {
+	var nids []any
+	for _, ev := range evs {
+		if ev.ReplacesKnown && ev.ReplacesNID != 0 && ev.Snapshot != 0 {
+			nids = append(nids, ev.ReplacesNID)
+		}
+	}
+	if len(nids) == 0 {
+		return nil
+	}
+	out := make(map[int64]replacedEvent, len(nids))
+	for len(nids) > 0 {
+		batch := nids[:min(len(nids), 500)]
+		nids = nids[len(batch):]
+		rows, err := s.db.QueryContext(ctx, `SELECT event_nid, event_id, json FROM events WHERE event_nid IN (`+placeholders(len(batch))+`)`, batch...)
+		if err != nil {
+			s.log.Warn("loading replaced state events", "error", err)
+			return out
+		}
+		for rows.Next() {
+			var nid int64
+			var evID, raw string
+			if err := rows.Scan(&nid, &evID, &raw); err != nil {
+				break
+			}
+			var body struct {
+				Content json.RawMessage `json:"content"`
+			}
+			if json.Unmarshal([]byte(raw), &body) == nil {
+				out[nid] = replacedEvent{id: id.EventID(evID), content: body.Content}
+			}
+		}
+		rows.Close()
+	}
+	return out
+}
+
+// placeholders returns "$1,$2,...,$n".
+func placeholders(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(i))
+	}
+	return b.String()
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -41,6 +42,9 @@ type Service struct {
 	key        keys.SigningKey
 	notifier   *notifier.Notifier
 	now        func() time.Time
+	// lastCreateTS is the origin_server_ts of the latest m.room.create
+	// built here; see createTimestamp.
+	lastCreateTS atomic.Int64
 
 	mu    sync.Mutex
 	rooms map[id.RoomID]*info
@@ -113,6 +117,16 @@ type Stored struct {
 	RedactedBy id.EventID
 	TxnDevice  id.DeviceID
 	TxnID      string
+	// ReplacesNID is the nid of the state event this one replaced (0 when
+	// its key was unset), if ReplacesKnown: events persisted before it was
+	// recorded, outliers and backfilled events do not know it.
+	ReplacesNID   int64
+	ReplacesKnown bool
+}
+
+// replacesColumn is the replaces_nid value to store for st.
+func (st *Stored) replacesColumn() sql.NullInt64 {
+	return sql.NullInt64{Int64: st.ReplacesNID, Valid: st.ReplacesKnown}
 }
 
 // info is the in-memory view of one room. mu serialises writers.
@@ -321,25 +335,43 @@ func (s *Service) StateAtPosition(ctx context.Context, roomID id.RoomID, pos int
 type StateKeyT = pdu.StateKey
 
 // MemberSummary counts the room's members by membership and picks up to n
-// heroes (other joined or invited members, in user ID order).
+// heroes (other joined or invited members, in user ID order). Both are
+// computed by the database: listing a big room's members to count them
+// would dominate a sync.
 func (s *Service) MemberSummary(ctx context.Context, roomID id.RoomID, user id.UserID, n int) (map[string]int, []id.UserID, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state_key, membership FROM current_state
-		WHERE room_id = $1 AND type = 'm.room.member' ORDER BY state_key`, roomID.String())
+	rows, err := s.db.QueryContext(ctx, `SELECT membership, COUNT(*) FROM current_state
+		WHERE room_id = $1 AND type = 'm.room.member' GROUP BY membership`, roomID.String())
 	if err != nil {
-		return nil, nil, fmt.Errorf("summarising members of %s: %w", roomID, err)
+		return nil, nil, fmt.Errorf("counting members of %s: %w", roomID, err)
 	}
-	defer rows.Close()
 	counts := map[string]int{}
-	var heroes []id.UserID
 	for rows.Next() {
-		var u, m string
-		if err := rows.Scan(&u, &m); err != nil {
+		var m sql.NullString
+		var c int
+		if err := rows.Scan(&m, &c); err != nil {
+			rows.Close()
 			return nil, nil, err
 		}
-		counts[m]++
-		if (m == "join" || m == "invite") && id.UserID(u) != user && len(heroes) < n {
-			heroes = append(heroes, id.UserID(u))
+		counts[m.String] += c
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT state_key FROM current_state
+		WHERE room_id = $1 AND type = 'm.room.member' AND membership IN ('join', 'invite') AND state_key <> $2
+		ORDER BY state_key LIMIT $3`, roomID.String(), user.String(), n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("choosing heroes of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var heroes []id.UserID
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, nil, err
 		}
+		heroes = append(heroes, id.UserID(u))
 	}
 	return counts, heroes, rows.Err()
 }

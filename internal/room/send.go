@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/federation/eventauth"
 	mpdu "maunium.net/go/mautrix/federation/pdu"
@@ -129,9 +130,13 @@ func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu
 			authEvents = append(authEvents, ev.PDU)
 		}
 	}
+	ts := s.now().UnixMilli()
+	if p.Type == "m.room.create" {
+		ts = s.createTimestamp(ts)
+	}
 	ev, err := pdu.Build(p, pdu.BuildArgs{
 		Version: work.version, AuthEvents: authIDs, PrevEvents: work.extremities,
-		Depth: work.depth + 1, Timestamp: s.now().UnixMilli(),
+		Depth: work.depth + 1, Timestamp: ts,
 		ServerName: s.serverName, KeyID: s.key.ID, Key: s.key.Priv,
 		// Room versions 1 and 2 quote the reference hash of every auth and
 		// prev event; the events of a room being created are still pending.
@@ -273,11 +278,15 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 	if txn != nil {
 		st.TxnDevice, st.TxnID = txn.Device, txn.ID
 	}
+	if ev.IsState() {
+		// work.state is still the state before ev.
+		st.ReplacesNID, st.ReplacesKnown = work.state[ev.Key()].NID, true
+	}
 	const insertEvent = `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
-		origin_server_ts, stream_pos, snapshot_nid, txn_device, txn_id, json)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ` + storage.NextIDMarker + `, $9, $10, $11, $12)`
+		origin_server_ts, stream_pos, snapshot_nid, txn_device, txn_id, json, replaces_nid)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ` + storage.NextIDMarker + `, $9, $10, $11, $12, $13)`
 	args := []any{nid, ev.ID.String(), roomID.String(), ev.Type, ev.StateKey, ev.Sender.String(), ev.Depth,
-		ev.OriginServerTS, work.snapshot, txnDev, txnID, string(ev.JSON())}
+		ev.OriginServerTS, work.snapshot, txnDev, txnID, string(ev.JSON()), st.replacesColumn()}
 	if ev.IsState() {
 		st.StreamPos, err = storage.ExecNextID(ctx, tx, "stream", insertEvent, args...)
 	} else {
@@ -551,9 +560,11 @@ func (s *Service) commit(ctx context.Context, in, work *info, evs []*Stored) {
 	for u := range before {
 		wake[u] = struct{}{}
 	}
+	kind := notifier.Room
 	for _, ev := range evs {
 		s.events.Add(ev.ID, ev)
 		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			kind |= notifier.Membership
 			if u := id.UserID(*ev.StateKey); u.Homeserver() == s.serverName {
 				wake[u] = struct{}{}
 			}
@@ -569,5 +580,5 @@ func (s *Service) commit(ctx context.Context, in, work *info, evs []*Stored) {
 	for u := range wake {
 		users = append(users, u)
 	}
-	s.notifier.Notify(users...)
+	s.notifier.Notify(kind, users...)
 }

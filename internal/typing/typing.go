@@ -253,5 +253,5 @@ func (t *Tracker) wake(ctx context.Context, roomID id.RoomID) {
 		}
 		return
 	}
-	t.notifier.Notify(users...)
+	t.notifier.Notify(notifier.Typing, users...)
 }
