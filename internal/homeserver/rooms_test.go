@@ -298,3 +298,32 @@ func TestConcurrentIdenticalCreates(t *testing.T) {
 		}
 	})
 }
+
+// TestRetryAfterKick: a client retrying a send (its first answer was lost)
+// gets the event it sent, even if it may no longer send to the room.
+func TestRetryAfterKick(t *testing.T) {
+	ctx := context.Background()
+	srv := mxtest.Start(t, "sqlite")
+	alice, bob := srv.Client("alice"), srv.Client("bob")
+	created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, created.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"msgtype": "m.text", "body": "before the kick"}
+	first, err := bob.SendMessageEvent(ctx, created.RoomID, event.EventMessage, body, mautrix.ReqSendEvent{TransactionID: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.KickUser(ctx, created.RoomID, &mautrix.ReqKickUser{UserID: bob.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := bob.SendMessageEvent(ctx, created.RoomID, event.EventMessage, body, mautrix.ReqSendEvent{TransactionID: "t1"})
+	if err != nil || again.EventID != first.EventID {
+		t.Fatalf("retry after kick: %v, %v; want %s", again, err, first.EventID)
+	}
+	_, err = bob.SendMessageEvent(ctx, created.RoomID, event.EventMessage, body, mautrix.ReqSendEvent{TransactionID: "t2"})
+	mustErrcode(t, err, "M_FORBIDDEN")
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -20,13 +19,8 @@ const eventColumns = `e.event_nid, e.event_id, e.stream_pos, e.snapshot_nid, e.r
 // scanner is the subset of *sql.Row and *sql.Rows that scanEvent needs.
 type scanner interface{ Scan(...any) error }
 
-func scanEvent(sc scanner) (*Stored, error) { return scanEventOrCached(sc, nil) }
-
-// scanEventOrCached is scanEvent returning the copy in cache, when there is
-// one, without parsing the row's JSON: timelines are mostly recent events,
-// which the cache holds, and parsing them again was a large share of
-// building a /sync response.
-func scanEventOrCached(sc scanner, cache *lru.Cache[id.EventID, *Stored]) (*Stored, error) {
+// scanEvent reads a row of eventColumns.
+func scanEvent(sc scanner) (*Stored, error) {
 	var st Stored
 	var evID, raw, version string
 	var rejected, soft, outlier int64
@@ -34,11 +28,6 @@ func scanEventOrCached(sc scanner, cache *lru.Cache[id.EventID, *Stored]) (*Stor
 	var replaces sql.NullInt64
 	if err := sc.Scan(&st.NID, &evID, &st.StreamPos, &st.Snapshot, &rejected, &soft, &redactedBy, &txnDev, &txnID, &raw, &version, &outlier, &replaces); err != nil {
 		return nil, err
-	}
-	if cache != nil {
-		if cached, ok := cache.Get(id.EventID(evID)); ok {
-			return cached, nil
-		}
 	}
 	ev, err := pdu.ParseTrusted(id.RoomVersion(version), id.EventID(evID), []byte(raw))
 	if err != nil {
@@ -129,9 +118,12 @@ type Range struct {
 	Limit     int
 }
 
-// Timeline returns accepted events of the room within r.
+// Timeline returns accepted events of the room within r. The query reads
+// only the IDs: the events themselves nearly always come from the cache,
+// since timelines are mostly recent events, and the rest are loaded in one
+// more query.
 func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, r Range) ([]*Stored, error) {
-	q := `SELECT ` + eventColumns + ` FROM events e JOIN rooms r ON r.room_id = e.room_id
+	q := `SELECT e.event_id FROM events e
 		WHERE e.room_id = $1 AND e.rejected = 0 AND e.soft_failed = 0 AND e.outlier = 0 AND e.stream_pos > $2 AND e.stream_pos < $3`
 	before := r.Before
 	if before == 0 {
@@ -151,16 +143,34 @@ func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, r Range) ([]*S
 	if err != nil {
 		return nil, fmt.Errorf("loading timeline of %s: %w", roomID, err)
 	}
-	defer rows.Close()
-	var out []*Stored
+	var ids []id.EventID
 	for rows.Next() {
-		ev, err := scanEventOrCached(rows, s.events)
-		if err != nil {
+		var evID string
+		if err := rows.Scan(&evID); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("scanning timeline event: %w", err)
 		}
-		out = append(out, ev)
+		ids = append(ids, id.EventID(evID))
 	}
-	return out, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading timeline of %s: %w", roomID, err)
+	}
+	evs, err := s.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[id.EventID]*Stored, len(evs))
+	for _, ev := range evs {
+		byID[ev.ID] = ev
+	}
+	out := make([]*Stored, 0, len(ids))
+	for _, evID := range ids {
+		if ev := byID[evID]; ev != nil {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }
 
 // StateChangesBetween returns the state events of the room with stream

@@ -32,13 +32,11 @@ const maxPDUSize = 65536
 
 // Send builds a local event from p in an existing room, authorizes it
 // against the current state and persists it. A repeated transaction returns
-// the event of the first one.
+// the event of the first one: the transaction ID is the primary key of
+// transaction_ids, so persisting the repeat fails and the first event is
+// looked up then. Retries are rare, and checking first would cost every
+// send a query.
 func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, error) {
-	if txn != nil {
-		if ev, err := s.txnEvent(ctx, p.Sender, txn); err != nil || ev != nil {
-			return ev, err
-		}
-	}
 	in, err := s.lockedInfo(ctx, p.RoomID)
 	if err != nil {
 		return nil, err
@@ -53,6 +51,13 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 	// of WriteTx keeps the process-wide write lock for the writes alone.
 	ev, err := s.buildLocal(ctx, work, p)
 	if err != nil {
+		// A repeat whose sender may no longer send here (kicked since,
+		// say) still gets the first event.
+		if txn != nil {
+			if first, terr := s.txnEvent(ctx, p.Sender, txn); terr == nil && first != nil {
+				return first, nil
+			}
+		}
 		return nil, err
 	}
 	var stored *Stored
@@ -66,9 +71,8 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 		return err
 	})
 	if isTxnConflict(err) {
-		// A concurrent retry of the same transaction (in another room's
-		// send, or one that got past txnEvent before the first committed)
-		// was first: answer with its event.
+		// A repeat of the transaction, or a concurrent retry of it in
+		// another room's send, was first: answer with its event.
 		ev, err := s.txnEvent(ctx, p.Sender, txn)
 		if err == nil && ev == nil {
 			err = fmt.Errorf("transaction %s conflicted but is not recorded", txn.ID)
