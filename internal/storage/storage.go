@@ -73,6 +73,7 @@ type DB struct {
 	readStmts, writeStmts *stmtCache
 	rebound               sync.Map // string → string
 	reboundN              atomic.Int64
+	counters              memCounters
 
 	nextIDQueries sync.Map // nextIDKey → string (see ExecNextID)
 }
@@ -231,6 +232,9 @@ type Tx struct {
 	pipe *pipeline
 	// afterCommit runs once the transaction is durable.
 	afterCommit []func()
+	// counters holds, on SQLite, the counters this call moved and their
+	// last value, countersFrom their value before it (see memCounters).
+	counters, countersFrom map[string]int64
 }
 
 // stmt returns the transaction's copy of the cached statement of q, or nil
@@ -389,6 +393,9 @@ func (db *DB) writeBatch(batch []*writeReq) {
 		db.writeStmts.preparePending(ctx, db.rebind)
 	}
 	fail := func(err error) {
+		if db.dialect != Postgres {
+			db.counters.abort()
+		}
 		for _, r := range batch {
 			if r.err == nil {
 				r.err = err
@@ -416,6 +423,9 @@ func (db *DB) writeBatch(batch []*writeReq) {
 		}
 		tx := &Tx{tx: sqltx, db: db}
 		if r.err = r.fn(tx); r.err != nil {
+			if db.dialect != Postgres {
+				db.counters.rollback(tx)
+			}
 			if !savepoints {
 				_ = sqltx.Rollback()
 				fail(nil)
@@ -443,9 +453,29 @@ func (db *DB) writeBatch(batch []*writeReq) {
 		fail(nil)
 		return
 	}
+	var counters map[string]int64
+	if db.dialect != Postgres {
+		txs := make([]*Tx, 0, committed)
+		for _, r := range batch {
+			if r.tx != nil {
+				txs = append(txs, r.tx)
+			}
+		}
+		counters = moved(txs)
+		if err := db.counters.store(ctx, sqltx, db, counters); err != nil {
+			_ = sqltx.Rollback()
+			fail(err)
+			return
+		}
+	}
 	if err := sqltx.Commit(); err != nil {
 		fail(fmt.Errorf("committing transaction: %w", err))
 		return
+	}
+	if counters != nil {
+		// Before the hooks: they wake readers, who must see the new
+		// positions as current.
+		db.counters.committedUpTo(counters)
 	}
 	for _, r := range batch {
 		if r.tx != nil {
@@ -464,8 +494,12 @@ func (db *DB) writeBatch(batch []*writeReq) {
 // (two transactions both finding no row and both inserting it) now that
 // ConcurrentWriteTx transactions run side by side on PostgreSQL. The
 // update takes the counter row's lock until the transaction ends, which
-// is what orders stream positions (see ConcurrentWriteTx).
+// is what orders stream positions (see ConcurrentWriteTx). On SQLite the
+// counter is kept in memory and stored once per batch (see memCounters).
 func NextID(ctx context.Context, tx *Tx, counter string, n int64) (int64, error) {
+	if tx.db.dialect != Postgres {
+		return tx.db.counters.allocate(ctx, tx, counter, n)
+	}
 	var v int64
 	err := tx.QueryRowContext(ctx, nextIDUpsert, counter, n).Scan(&v)
 	if err != nil {
@@ -478,8 +512,15 @@ func NextID(ctx context.Context, tx *Tx, counter string, n int64) (int64, error)
 const nextIDUpsert = `INSERT INTO counters (name, value) VALUES ($1, $2)
 	ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value RETURNING value`
 
-// CurrentID returns the counter's current value (0 if it was never used).
+// CurrentID returns the counter's current value (0 if it was never used):
+// the last value committed. On SQLite it comes from memory once the
+// counter has been written in this run.
 func (db *DB) CurrentID(ctx context.Context, counter string) (int64, error) {
+	if db.dialect != Postgres {
+		if v, ok := db.counters.current(counter); ok {
+			return v, nil
+		}
+	}
 	var v int64
 	err := db.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = $1`, counter).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -2,6 +2,9 @@ package storage_test
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/myelin-chat/myelin/internal/storage"
@@ -53,4 +56,63 @@ func TestPlaceholdersAndUniqueViolation(t *testing.T) {
 			t.Fatalf("got %q, %v; want !r:x", room, err)
 		}
 	})
+}
+
+// TestCountersSurviveReopen: a counter's committed value is in the
+// database, not only in memory, so a restarted server carries on from it;
+// what a failed call allocated is given back.
+func TestCountersSurviveReopen(t *testing.T) {
+	for _, engine := range storagetest.Engines {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			dsn, dir := storagetest.DSN(t, engine), t.TempDir()
+			open := func() *storage.DB {
+				db, err := storage.Open(ctx, dsn, dir, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := db.Migrate(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return db
+			}
+			next := func(db *storage.DB, fail bool) (int64, error) {
+				var v int64
+				err := db.WriteTx(ctx, func(tx *storage.Tx) error {
+					var err error
+					if v, err = storage.NextID(ctx, tx, "reopen", 1); err != nil {
+						return err
+					}
+					if fail {
+						return errors.New("deliberate failure")
+					}
+					return nil
+				})
+				return v, err
+			}
+			db := open()
+			for range 3 {
+				if _, err := next(db, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := next(db, true); err == nil {
+				t.Fatal("failing call succeeded")
+			}
+			if cur, err := db.CurrentID(ctx, "reopen"); err != nil || cur != 3 {
+				t.Fatalf("CurrentID = %d, %v; want 3", cur, err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db = open()
+			defer db.Close()
+			if cur, err := db.CurrentID(ctx, "reopen"); err != nil || cur != 3 {
+				t.Fatalf("CurrentID after reopening = %d, %v; want 3", cur, err)
+			}
+			if v, err := next(db, false); err != nil || v != 4 {
+				t.Fatalf("NextID after reopening = %d, %v; want 4", v, err)
+			}
+		})
+	}
 }
