@@ -57,16 +57,10 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		if first && waitCtx != ctx && req.Since.Wake != (Wake{}) && req.Since.Wake == wake {
 			// Nothing has happened to the user since the response that
 			// issued the token was built: building now would find nothing.
-			if !s.wait(waitCtx, req.User, gen) {
+			if !s.notifier.Wait(waitCtx, req.User, gen) {
 				return s.build(ctx, req, wake)
 			}
 			continue
-		}
-		if first && waitCtx != ctx && req.Since.Wake.Epoch == wake.Epoch && req.Since.Wake.Gen < gen {
-			// News arrived since the token: gather any that follow.
-			s.coalesce(waitCtx, req.User)
-			gen = s.notifier.Generation(req.User)
-			wake = Wake{Epoch: s.notifier.Epoch(), Gen: gen}
 		}
 		resp, err := s.build(ctx, req, wake)
 		if err != nil {
@@ -75,45 +69,9 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		if waitCtx == ctx || !resp.empty() {
 			return resp, nil
 		}
-		if !s.wait(waitCtx, req.User, gen) {
+		if !s.notifier.Wait(waitCtx, req.User, gen) {
 			return resp, nil // timeout or client gone: answer with no news
 		}
-	}
-}
-
-// Coalescing: when the user's notifications come less than busyWake
-// apart, the user receives a steady stream of events (a busy room, a
-// bridge). A sync about to answer for such a stream waits coalesceDelay
-// first, so that the next few events go out in the same response instead
-// of a response each: fewer, fuller responses for the same deliveries. A
-// user whose last change came after a pause, the usual case, is answered
-// at once.
-const (
-	busyWake      = 20 * time.Millisecond
-	coalesceDelay = 20 * time.Millisecond
-)
-
-// wait blocks until the user is notified after gen or ctx ends, and
-// reports whether a notification came.
-func (s *Service) wait(ctx context.Context, user id.UserID, gen uint64) bool {
-	if !s.notifier.Wait(ctx, user, gen) {
-		return false
-	}
-	s.coalesce(ctx, user)
-	return true
-}
-
-// coalesce waits coalesceDelay if the user is receiving a stream of
-// changes.
-func (s *Service) coalesce(ctx context.Context, user id.UserID) {
-	if !s.notifier.Busy(user, busyWake) {
-		return
-	}
-	t := time.NewTimer(coalesceDelay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -34,8 +33,6 @@ type entry struct {
 	ch  chan struct{} // closed and replaced on each wake-up
 	// last holds, per kind, the generation of the kind's latest wake-up.
 	last [numKinds]uint64
-	// at and prevAt are the times of the two latest wake-ups.
-	at, prevAt time.Time
 }
 
 // Kind says what changed for the users a Notify call wakes, so that a
@@ -116,13 +113,11 @@ func (n *Notifier) Notify(kind Kind, users ...id.UserID) {
 	if len(users) == 0 {
 		return
 	}
-	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, u := range users {
 		e := n.get(u)
 		e.gen++
-		e.prevAt, e.at = e.at, now
 		for k := range numKinds {
 			if kind&(1<<k) != 0 {
 				e.last[k] = e.gen
@@ -132,16 +127,6 @@ func (n *Notifier) Notify(kind Kind, users ...id.UserID) {
 		e.ch = make(chan struct{})
 	}
 	n.wakeups.Add(int64(len(users)))
-}
-
-// Busy reports whether the user's two latest wake-ups came less than
-// within apart, the latest less than within ago: the user is receiving a
-// stream of changes, so a sync may wait a moment to answer for several.
-func (n *Notifier) Busy(u id.UserID, within time.Duration) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	e := n.users[u]
-	return e != nil && !e.prevAt.IsZero() && e.at.Sub(e.prevAt) < within && time.Since(e.at) < within
 }
 
 // ChangedSince returns the kinds of the user's wake-ups after generation

@@ -47,3 +47,31 @@ func TestWaitHonoursContext(t *testing.T) {
 		t.Fatal("Wait reported a wake-up on a cancelled context")
 	}
 }
+
+func TestChangedSince(t *testing.T) {
+	n := New()
+	const u = "@a:x"
+	gen := n.Generation(u)
+	if got := n.ChangedSince(u, n.Epoch(), gen); got != 0 {
+		t.Fatalf("nothing notified: %b", got)
+	}
+	n.Notify(Room|Membership, u)
+	mid := n.Generation(u)
+	n.Notify(ToDevice, u)
+	n.Notify(AccountData, "@b:x")
+	if got := n.ChangedSince(u, n.Epoch(), gen); got != Room|Membership|ToDevice {
+		t.Errorf("since the start: %b", got)
+	}
+	if got := n.ChangedSince(u, n.Epoch(), mid); got != ToDevice {
+		t.Errorf("since the first notification: %b", got)
+	}
+	if got := n.ChangedSince(u, n.Epoch()+1, mid); got != All {
+		t.Errorf("another epoch: %b, want All", got)
+	}
+	if got := n.ChangedSince(u, n.Epoch(), mid+10); got != All {
+		t.Errorf("a generation never handed out: %b, want All", got)
+	}
+	if got := n.ChangedSince("@nobody:x", n.Epoch(), 0); got != All {
+		t.Errorf("an unknown user: %b, want All", got)
+	}
+}

@@ -1,0 +1,136 @@
+package homeserver_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxtest"
+)
+
+// TestSyncWakesForEveryKindOfChange chains long-polling syncs, each from
+// the previous response's next_batch, with one kind of change between
+// them. A sync skips the sections it was not notified about since its
+// token, and a poll whose token is current waits without building: a
+// change filed under the wrong kind, or a token that hides one, shows up
+// here as a poll that runs into its timeout or comes back without the
+// change.
+func TestSyncWakesForEveryKindOfChange(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, bob, carol := srv.Client("alice"), srv.Client("bob"), srv.Client("carol")
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomID := created.RoomID
+		if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+		first, err := alice.SyncRequest(ctx, 0, "", "", false, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		since := first.NextBatch
+
+		// poll runs change while alice long-polls from since, and returns
+		// the response, which must come well before the poll's timeout.
+		poll := func(what string, change func() error) *mautrix.RespSync {
+			t.Helper()
+			type result struct {
+				resp *mautrix.RespSync
+				err  error
+			}
+			done := make(chan result, 1)
+			start := time.Now()
+			go func() {
+				resp, err := alice.SyncRequest(ctx, 20000, since, "", false, "")
+				done <- result{resp, err}
+			}()
+			time.Sleep(50 * time.Millisecond) // let the poll start waiting
+			if err := change(); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("%s: sync: %v", what, r.err)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Fatalf("%s: the poll was not woken (took %v)", what, took)
+			}
+			since = r.resp.NextBatch
+			return r.resp
+		}
+
+		resp := poll("message", func() error {
+			_, err := bob.SendText(ctx, roomID, "hello")
+			return err
+		})
+		if jr, ok := resp.Rooms.Join[roomID]; !ok || len(jr.Timeline.Events) != 1 {
+			t.Fatalf("message: rooms.join = %+v", resp.Rooms.Join)
+		}
+		msgID := resp.Rooms.Join[roomID].Timeline.Events[0].ID
+
+		resp = poll("to-device", func() error {
+			_, err := bob.SendToDevice(ctx, event.NewEventType("com.example.ping"), &mautrix.ReqSendToDevice{
+				Messages: map[id.UserID]map[id.DeviceID]*event.Content{alice.UserID: {alice.DeviceID: {Raw: map[string]any{"n": 1}}}},
+			})
+			return err
+		})
+		if len(resp.ToDevice.Events) != 1 {
+			t.Fatalf("to-device: %d events", len(resp.ToDevice.Events))
+		}
+
+		resp = poll("account data", func() error {
+			return alice.SetAccountData(ctx, "com.example.setting", map[string]any{"on": true})
+		})
+		if !slices.ContainsFunc(resp.AccountData.Events, func(e *event.Event) bool { return e.Type.Type == "com.example.setting" }) {
+			t.Fatalf("account data: %+v", resp.AccountData.Events)
+		}
+
+		resp = poll("receipt", func() error {
+			return bob.SendReceipt(ctx, roomID, msgID, event.ReceiptTypeRead, nil)
+		})
+		if jr, ok := resp.Rooms.Join[roomID]; !ok || !slices.ContainsFunc(jr.Ephemeral.Events, func(e *event.Event) bool { return e.Type == event.EphemeralEventReceipt }) {
+			t.Fatalf("receipt: rooms.join = %+v", resp.Rooms.Join)
+		}
+
+		resp = poll("device keys", func() error {
+			_, err := bob.MakeRequest(ctx, "POST", bob.BuildClientURL("v3", "keys", "upload"), map[string]any{
+				"device_keys": map[string]any{
+					"user_id": bob.UserID, "device_id": bob.DeviceID,
+					"algorithms": []string{"m.olm.v1.curve25519-aes-sha2"},
+					"keys":       map[string]string{"curve25519:" + bob.DeviceID.String(): "key"},
+				},
+			}, nil)
+			return err
+		})
+		if !slices.Contains(resp.DeviceLists.Changed, bob.UserID) {
+			t.Fatalf("device keys: device_lists.changed = %v", resp.DeviceLists.Changed)
+		}
+
+		resp = poll("membership", func() error {
+			_, err := carol.JoinRoomByID(ctx, roomID)
+			return err
+		})
+		if !slices.Contains(resp.DeviceLists.Changed, carol.UserID) {
+			t.Fatalf("membership: device_lists.changed = %v", resp.DeviceLists.Changed)
+		}
+		if s := resp.Rooms.Join[roomID].Summary; s.JoinedMemberCount == nil || *s.JoinedMemberCount != 3 {
+			t.Fatalf("membership: summary = %+v", s)
+		}
+
+		// Nothing new: a poll from the latest token waits out its timeout.
+		start := time.Now()
+		idle, err := alice.SyncRequest(ctx, 300, since, "", false, "")
+		if err != nil || len(idle.Rooms.Join) != 0 || time.Since(start) < 250*time.Millisecond {
+			t.Fatalf("idle poll: %v after %v, %d rooms", err, time.Since(start), len(idle.Rooms.Join))
+		}
+	})
+}
