@@ -43,6 +43,23 @@ type Service struct {
 	// notified of a membership change after that generation, the list
 	// still holds, and a woken sync need not read it again.
 	memberships *lru.Cache[id.UserID, cachedMemberships]
+	// keyCounts holds each recent syncer's one-time key counts and unused
+	// fallback key types by device, likewise until a change to them is
+	// notified.
+	keyCounts *lru.Cache[deviceKey, cachedKeyCounts]
+}
+
+type deviceKey struct {
+	user   id.UserID
+	device id.DeviceID
+}
+
+// cachedKeyCounts are a device's key counts as of a notifier generation.
+// Shared: read them, never change them.
+type cachedKeyCounts struct {
+	wake     Wake
+	counts   map[string]int
+	fallback []string
 }
 
 // cachedMemberships is a user's memberships as of a notifier generation.
@@ -71,8 +88,9 @@ const (
 func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, log *slog.Logger, opts ...Option) *Service {
 	filters, _ := lru.New[filterKey, *Filter](maxCachedFilters)
 	memberships, _ := lru.New[id.UserID, cachedMemberships](maxCachedMemberships)
+	keyCounts, _ := lru.New[deviceKey, cachedKeyCounts](maxCachedMemberships)
 	s := &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log,
-		filters: filters, memberships: memberships}
+		filters: filters, memberships: memberships, keyCounts: keyCounts}
 	for _, o := range opts {
 		o(s)
 	}

@@ -39,7 +39,7 @@ func (s *Service) encryption(ctx context.Context, req Request, since, now int64,
 		resp.ToDevice.Events = msgs
 	}
 	var err error
-	if resp.OneTimeKeysCount, resp.UnusedFallbackKeyTypes, err = s.e2ee.KeyCounts(ctx, req.User, req.Device); err != nil {
+	if resp.OneTimeKeysCount, resp.UnusedFallbackKeyTypes, err = s.keyCountsOf(ctx, req); err != nil {
 		return err
 	}
 	if req.Since != nil && req.changed&(notifier.DeviceLists|notifier.Membership) != 0 {
@@ -48,4 +48,20 @@ func (s *Service) encryption(ctx context.Context, req Request, since, now int64,
 		}
 	}
 	return nil
+}
+
+// keyCountsOf returns the device's one-time key counts and unused fallback
+// key types, from the cache while no change to them was notified after it
+// was filled: every response carries them, and they rarely change.
+func (s *Service) keyCountsOf(ctx context.Context, req Request) (map[string]int, []string, error) {
+	k := deviceKey{req.User, req.Device}
+	if c, ok := s.keyCounts.Get(k); ok && s.notifier.ChangedSince(req.User, c.wake.Epoch, c.wake.Gen)&notifier.OneTimeKeys == 0 {
+		return c.counts, c.fallback, nil
+	}
+	counts, fallback, err := s.e2ee.KeyCounts(ctx, req.User, req.Device)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.keyCounts.Add(k, cachedKeyCounts{wake: req.wake, counts: counts, fallback: fallback})
+	return counts, fallback, nil
 }

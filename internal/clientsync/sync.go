@@ -31,6 +31,8 @@ type Request struct {
 	// changed holds the kinds of change the user was notified of after the
 	// since token was issued; sections of other kinds cannot have news.
 	changed notifier.Kind
+	// wake is the user's notifier generation read before this build.
+	wake Wake
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -99,6 +101,7 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	typingSerial := s.typingSerial()
 	req.typingUpto = typingSerial
 	resp.NextBatch = Token{Pos: now, Typing: typingSerial, Wake: wake}.String()
+	req.wake = wake
 
 	memberships, err := s.localMemberships(ctx, req.User, wake)
 	if err != nil {
@@ -112,7 +115,7 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 				joined = append(joined, m.RoomID)
 			}
 		}
-		if active, err = s.rooms.LatestPositionsSince(ctx, joined, since); err != nil {
+		if active, err = s.rooms.LatestPositionsSince(ctx, joined, since, now); err != nil {
 			return nil, err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/storage"
 )
 
@@ -71,6 +72,9 @@ func (s *Service) Upload(ctx context.Context, user id.UserID, device id.DeviceID
 					return err
 				}
 			}
+		}
+		if len(otks) > 0 || len(fbks) > 0 {
+			tx.AfterCommit(func() { s.notifier.Notify(notifier.OneTimeKeys, user) })
 		}
 		for _, k := range otks {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_one_time_keys (user_id, device_id, algorithm, key_id, key_json)
@@ -396,6 +400,7 @@ func (s *Service) Claim(ctx context.Context, req map[id.UserID]map[id.DeviceID]s
 				if k == nil {
 					continue
 				}
+				tx.AfterCommit(func() { s.notifier.Notify(notifier.OneTimeKeys, user) })
 				if out[user] == nil {
 					out[user] = map[id.DeviceID]map[string]json.RawMessage{}
 				}
@@ -475,6 +480,7 @@ func (s *Service) DeleteDevices(ctx context.Context, user id.UserID, devices []i
 				}
 			}
 		}
+		tx.AfterCommit(func() { s.notifier.Notify(notifier.OneTimeKeys, user) })
 		return s.keysChanged(ctx, tx, &out, user, devices, false)
 	})
 	if err != nil {

@@ -107,6 +107,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 				s.typing.Stop(ctx, roomID, user)
 			}
 		}))
+	if err := s.Rooms.EnableRecentIndex(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
 	accountData := accountdata.New(db, n)
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)

@@ -126,6 +126,35 @@ func TestSyncWakesForEveryKindOfChange(t *testing.T) {
 			t.Fatalf("membership: summary = %+v", s)
 		}
 
+		// One-time key counts, which every response carries, follow
+		// uploads and claims.
+		otkCount := func(what string, want int) {
+			t.Helper()
+			resp, err := alice.SyncRequest(ctx, 0, since, "", false, "")
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if got := resp.DeviceOTKCount.SignedCurve25519; got != want {
+				t.Fatalf("%s: signed_curve25519 count %d, want %d", what, got, want)
+			}
+		}
+		otkCount("before any upload", 0)
+		if _, err := alice.MakeRequest(ctx, "POST", alice.BuildClientURL("v3", "keys", "upload"), map[string]any{
+			"one_time_keys": map[string]any{
+				"signed_curve25519:AAAA": map[string]any{"key": "k1"},
+				"signed_curve25519:AAAB": map[string]any{"key": "k2"},
+			},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		otkCount("after uploading two", 2)
+		if _, err := bob.MakeRequest(ctx, "POST", bob.BuildClientURL("v3", "keys", "claim"), map[string]any{
+			"one_time_keys": map[string]any{alice.UserID.String(): map[string]string{alice.DeviceID.String(): "signed_curve25519"}},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		otkCount("after bob claimed one", 1)
+
 		// Nothing new: a poll from the latest token waits out its timeout.
 		start := time.Now()
 		idle, err := alice.SyncRequest(ctx, 300, since, "", false, "")

@@ -56,6 +56,9 @@ const (
 	DeviceLists
 	// Typing: a typing list in the user's rooms.
 	Typing
+	// OneTimeKeys: the one-time or fallback keys of one of the user's
+	// devices were uploaded or claimed.
+	OneTimeKeys
 
 	numKinds = iota
 	// All is every kind.

@@ -139,6 +139,11 @@ func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, r Range) ([]*S
 		q += ` ORDER BY e.stream_pos ASC`
 	}
 	q += ` LIMIT $4`
+	if s.recent != nil {
+		if ids, ok := s.recent.timeline(roomID, r); ok {
+			return s.eventsInOrder(ctx, ids)
+		}
+	}
 	rows, err := s.db.QueryContext(ctx, q, roomID.String(), after, before, r.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("loading timeline of %s: %w", roomID, err)
@@ -156,6 +161,11 @@ func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, r Range) ([]*S
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("loading timeline of %s: %w", roomID, err)
 	}
+	return s.eventsInOrder(ctx, ids)
+}
+
+// eventsInOrder loads events by ID, keeping the order of ids.
+func (s *Service) eventsInOrder(ctx context.Context, ids []id.EventID) ([]*Stored, error) {
 	evs, err := s.Events(ctx, ids)
 	if err != nil {
 		return nil, err

@@ -385,6 +385,7 @@ func (s *Service) persistReceived(ctx context.Context, tx *storage.Tx, work *inf
 	if rejected || soft {
 		return st, nil
 	}
+	s.indexRecent(tx, work.roomID, st)
 	remaining := make([]id.EventID, 0, len(work.extremities))
 	for _, x := range work.extremities {
 		if !slices.Contains(ev.PrevEvents, x) {

@@ -8,25 +8,30 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// LatestPositionsSince returns, for each of rooms that has events after
-// pos, the newest stream position in it. Unlike RoomsWithEventsSince it
-// reads only those rooms' index ranges (events_room_stream), so a /sync
-// woken by one message reads a handful of rows rather than every event any
-// room received since the client's token.
-func (s *Service) LatestPositionsSince(ctx context.Context, rooms []id.RoomID, pos int64) (map[id.RoomID]int64, error) {
+// LatestPositionsSince returns, for each of rooms that has events in
+// (pos, upto], the newest stream position in it, from the recent events
+// index when it covers pos. Unlike RoomsWithEventsSince it reads only the
+// given rooms (through the (room_id, stream_pos) index), so a user's
+// /sync costs the same however busy the rest of the server is.
+func (s *Service) LatestPositionsSince(ctx context.Context, rooms []id.RoomID, pos, upto int64) (map[id.RoomID]int64, error) {
+	if s.recent != nil {
+		if out, ok := s.recent.latest(rooms, pos, upto); ok {
+			return out, nil
+		}
+	}
 	out := make(map[id.RoomID]int64)
 	for len(rooms) > 0 {
 		batch := rooms[:min(len(rooms), 500)]
 		rooms = rooms[len(batch):]
-		args := make([]any, 0, len(batch)+1)
-		args = append(args, pos)
+		args := make([]any, 0, len(batch)+2)
+		args = append(args, pos, upto)
 		ph := make([]string, len(batch))
 		for i, r := range batch {
-			ph[i] = fmt.Sprintf("$%d", i+2)
+			ph[i] = fmt.Sprintf("$%d", i+3)
 			args = append(args, r.String())
 		}
 		rows, err := s.db.QueryContext(ctx, `SELECT room_id, MAX(stream_pos) FROM events
-			WHERE room_id IN (`+strings.Join(ph, ",")+`) AND stream_pos > $1 GROUP BY room_id`, args...)
+			WHERE room_id IN (`+strings.Join(ph, ",")+`) AND stream_pos > $1 AND stream_pos <= $2 GROUP BY room_id`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("finding active rooms: %w", err)
 		}

@@ -51,6 +51,9 @@ type Service struct {
 
 	events    *lru.Cache[id.EventID, *Stored]
 	snapshots *lru.Cache[int64, cachedSnapshot]
+	// recent is the index of recent events (SQLite only; nil otherwise or
+	// until EnableRecentIndex).
+	recent *recentIndex
 
 	remote         Remote
 	outbox         Outbox

@@ -304,6 +304,7 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 		work.pending = map[id.EventID]*Stored{}
 	}
 	work.pending[ev.ID] = st
+	s.indexRecent(tx, roomID, st)
 	if ev.Type == "m.room.redaction" {
 		if err := s.applyRedaction(ctx, tx, ev); err != nil {
 			return nil, err

@@ -175,6 +175,9 @@ func (db *DB) runPipelined(ctx context.Context, fn func(tx *Tx) error) error {
 		p.rollback(ctx)
 		return fmt.Errorf("committing transaction: %w", err)
 	}
+	for _, f := range tx.beforePublish {
+		f()
+	}
 	for _, f := range tx.afterCommit {
 		f()
 	}

@@ -230,8 +230,9 @@ type Tx struct {
 	// pipe, instead of tx, runs a ConcurrentWriteTx on PostgreSQL (see
 	// pipeline).
 	pipe *pipeline
-	// afterCommit runs once the transaction is durable.
-	afterCommit []func()
+	// afterCommit runs once the transaction is durable; beforePublish
+	// runs before that, see BeforePublish.
+	afterCommit, beforePublish []func()
 	// counters holds, on SQLite, the counters this call moved and their
 	// last value, countersFrom their value before it (see memCounters).
 	counters, countersFrom map[string]int64
@@ -302,6 +303,14 @@ func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Ro
 // AfterCommit registers f to run after the transaction commits, still inside
 // the process-wide write order (so notifications go out in stream order).
 func (t *Tx) AfterCommit(f func()) { t.afterCommit = append(t.afterCommit, f) }
+
+// BeforePublish registers f to run once the transaction has committed but,
+// on SQLite, before CurrentID shows its positions: a reader that takes
+// CurrentID as "now" finds whatever f recorded about everything up to
+// now. It suits in-memory indexes of committed rows. On PostgreSQL,
+// CurrentID reads the database, so f runs with the AfterCommit hooks
+// and readers get no such guarantee.
+func (t *Tx) BeforePublish(f func()) { t.beforePublish = append(t.beforePublish, f) }
 
 // WriteTx runs fn in a write transaction and commits it when fn returns nil.
 // Write transactions are serialised within the process. On SQLite,
@@ -471,6 +480,13 @@ func (db *DB) writeBatch(batch []*writeReq) {
 	if err := sqltx.Commit(); err != nil {
 		fail(fmt.Errorf("committing transaction: %w", err))
 		return
+	}
+	for _, r := range batch {
+		if r.tx != nil {
+			for _, f := range r.tx.beforePublish {
+				f()
+			}
+		}
 	}
 	if counters != nil {
 		// Before the hooks: they wake readers, who must see the new
