@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ type globals struct {
 	maxRuntime     time.Duration
 	idleSample     time.Duration
 	diskPath       string
+	cpuProfile     string
 }
 
 // register binds the global flags to fs, using the current values as
@@ -56,6 +58,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.maxRuntime, "max-runtime", g.maxRuntime, "hard limit on the whole run, setup included")
 	fs.DurationVar(&g.idleSample, "idle-sample", g.idleSample,
 		"with --pid, sample the untouched server this long before any request (0 to skip)")
+	fs.StringVar(&g.cpuProfile, "cpuprofile", g.cpuProfile,
+		"write a CPU profile of the bench itself to this file (to see what the load tool costs)")
 	fs.StringVar(&g.diskPath, "disk-path", g.diskPath,
 		"server data directory or database file: report how much it grows per message sent (messaging)")
 }
@@ -181,6 +185,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stopSignals()
 	ctx, cancel := context.WithTimeout(ctx, g.maxRuntime)
 	defer cancel()
+	if g.cpuProfile != "" {
+		f, err := os.Create(g.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "myelin-bench: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "myelin-bench: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	e := &env{
 		g:        g,
