@@ -8,5 +8,10 @@
 -- is walked as before.
 ALTER TABLE events ADD COLUMN replaces_nid BIGINT;
 
+-- Room summaries (member counts by membership, and heroes) read a room's
+-- members through this index alone, without a table lookup per member.
+CREATE INDEX current_state_room_membership ON current_state (room_id, type, membership, state_key);
+
 -- +goose Down
+DROP INDEX current_state_room_membership;
 ALTER TABLE events DROP COLUMN replaces_nid;
