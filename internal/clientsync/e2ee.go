@@ -24,19 +24,27 @@ func (s *Service) encryption(ctx context.Context, req Request, since, now int64,
 	if s.e2ee == nil || req.Device == "" {
 		return nil
 	}
-	acked := int64(-1)
-	if req.Since != nil {
-		acked = since
+	acked := e2ee.WholePosition(-1)
+	cut := req.Since != nil && req.Since.ToDevice != (e2ee.ToDeviceCursor{})
+	switch {
+	case cut:
+		acked = req.Since.ToDevice
+	case req.Since != nil:
+		acked = e2ee.WholePosition(since)
 	}
 	// With no new message, messages the token acknowledges stay stored
 	// until a later sync reads the inbox; they are never sent again, as
-	// every later token acknowledges them too.
-	if req.changed&notifier.ToDevice != 0 {
-		msgs, err := s.e2ee.ToDevice(ctx, req.User, req.Device, acked, now)
+	// every later token acknowledges them too. A token cut off in the
+	// inbox has more waiting.
+	if req.changed&notifier.ToDevice != 0 || cut {
+		msgs, last, more, err := s.e2ee.ToDevice(ctx, req.User, req.Device, acked, now, e2ee.MaxToDevicePerSync)
 		if err != nil {
 			return err
 		}
 		resp.ToDevice.Events = msgs
+		if more {
+			resp.toDeviceCut = last
+		}
 	}
 	var err error
 	if resp.OneTimeKeysCount, resp.UnusedFallbackKeyTypes, err = s.keyCountsOf(ctx, req); err != nil {

@@ -5,6 +5,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/room"
 )
 
@@ -19,6 +20,10 @@ type Response struct {
 	// OneTimeKeysCount and UnusedFallbackKeyTypes are filled by e2ee.
 	OneTimeKeysCount       map[string]int `json:"device_one_time_keys_count"`
 	UnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types"`
+
+	// toDeviceCut is where the to-device section stopped when more
+	// messages wait (see Token.ToDevice).
+	toDeviceCut e2ee.ToDeviceCursor
 }
 
 // DeviceLists reports device list changes for end-to-end encryption.

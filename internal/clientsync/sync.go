@@ -8,6 +8,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
@@ -56,9 +57,10 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		// lands after build moves it and Wait returns at once.
 		gen := s.notifier.Generation(req.User)
 		wake := Wake{Epoch: s.notifier.Epoch(), Gen: gen}
-		if first && waitCtx != ctx && req.Since.Wake != (Wake{}) && req.Since.Wake == wake {
+		if first && waitCtx != ctx && req.Since.Wake != (Wake{}) && req.Since.Wake == wake && req.Since.ToDevice == (e2ee.ToDeviceCursor{}) {
 			// Nothing has happened to the user since the response that
-			// issued the token was built: building now would find nothing.
+			// issued the token was built, and it left no to-device
+			// messages behind: building now would find nothing.
 			if !s.notifier.Wait(waitCtx, req.User, gen) {
 				return s.build(ctx, req, wake)
 			}
@@ -100,7 +102,7 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	}
 	typingSerial := s.typingSerial()
 	req.typingUpto = typingSerial
-	resp.NextBatch = Token{Pos: now, Typing: typingSerial, Wake: wake}.String()
+	next := Token{Pos: now, Typing: typingSerial, Wake: wake}
 	req.wake = wake
 
 	memberships, err := s.localMemberships(ctx, req.User, wake)
@@ -178,6 +180,8 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	if err := s.encryption(ctx, req, since, now, resp); err != nil {
 		return nil, err
 	}
+	next.ToDevice = resp.toDeviceCut
+	resp.NextBatch = next.String()
 	return resp, nil
 }
 

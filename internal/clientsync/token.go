@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 )
 
@@ -22,10 +23,15 @@ import (
 // so a long-poll with that token can wait without building an empty
 // response first (the build costs several queries, and every client
 // reconnects with its new token at once).
+//
+// ToDevice, when set, is where the device's to-device inbox was cut off
+// because a response carries at most e2ee.MaxToDevicePerSync messages:
+// the token acknowledges the inbox up to it rather than up to Pos.
 type Token struct {
-	Pos    int64
-	Typing int64
-	Wake   Wake
+	Pos      int64
+	Typing   int64
+	Wake     Wake
+	ToDevice e2ee.ToDeviceCursor
 }
 
 // Wake is a notifier generation with the epoch it belongs to; the zero
@@ -36,9 +42,13 @@ type Wake struct {
 }
 
 // String renders the token as s<pos>_<typing>, followed by
-// _<epoch>.<generation> when it carries a Wake.
+// _<epoch>.<generation> when it carries a Wake or a to-device cursor, and
+// then _<pos>.<seq> for the cursor.
 func (t Token) String() string {
-	if t.Wake != (Wake{}) {
+	switch {
+	case t.ToDevice != (e2ee.ToDeviceCursor{}):
+		return fmt.Sprintf("s%d_%d_%d.%d_%d.%d", t.Pos, t.Typing, t.Wake.Epoch, t.Wake.Gen, t.ToDevice.Pos, t.ToDevice.Seq)
+	case t.Wake != (Wake{}):
 		return fmt.Sprintf("s%d_%d_%d.%d", t.Pos, t.Typing, t.Wake.Epoch, t.Wake.Gen)
 	}
 	return fmt.Sprintf("s%d_%d", t.Pos, t.Typing)
@@ -73,6 +83,17 @@ func ParseToken(s string) (Token, error) {
 				t.Wake = Wake{Epoch: uint32(epoch), Gen: gen}
 			}
 		}
+	}
+	if len(parts) > 3 {
+		// The to-device cursor is not a hint: acknowledging past it would
+		// drop messages the device never got.
+		p, q, ok := strings.Cut(parts[3], ".")
+		pos, err1 := strconv.ParseInt(p, 10, 64)
+		seq, err2 := strconv.ParseInt(q, 10, 64)
+		if !ok || err1 != nil || err2 != nil || pos > t.Pos {
+			return Token{}, mxerr.InvalidParam.With("malformed token %q", s)
+		}
+		t.ToDevice = e2ee.ToDeviceCursor{Pos: pos, Seq: seq}
 	}
 	return t, nil
 }

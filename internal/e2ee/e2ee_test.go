@@ -196,26 +196,94 @@ func TestToDeviceAck(t *testing.T) {
 		send("t1")
 		send("t1") // a retry
 		now, _ := db.CurrentID(ctx, "stream")
+		whole := e2ee.WholePosition
+		inbox := func(dev id.DeviceID, acked e2ee.ToDeviceCursor, upto int64) []json.RawMessage {
+			t.Helper()
+			msgs, _, more, err := s.ToDevice(ctx, bob, dev, acked, upto, e2ee.MaxToDevicePerSync)
+			if err != nil || more {
+				t.Fatalf("%s: %v, more %v", dev, err, more)
+			}
+			return msgs
+		}
 		for _, dev := range []id.DeviceID{"B1", "B2"} {
-			msgs, err := s.ToDevice(ctx, bob, dev, -1, now)
-			if err != nil || len(msgs) != 1 {
-				t.Fatalf("%s: %d messages (%v), want 1", dev, len(msgs), err)
+			if msgs := inbox(dev, whole(-1), now); len(msgs) != 1 {
+				t.Fatalf("%s: %d messages, want 1", dev, len(msgs))
 			}
 		}
 		send("t2")
 		now2, _ := db.CurrentID(ctx, "stream")
 		// Acknowledging the first position leaves only the second message.
-		msgs, err := s.ToDevice(ctx, bob, "B1", now, now2)
-		if err != nil || len(msgs) != 1 || !json.Valid(msgs[0]) {
-			t.Fatalf("after ack: %d messages (%v), want 1", len(msgs), err)
+		if msgs := inbox("B1", whole(now), now2); len(msgs) != 1 || !json.Valid(msgs[0]) {
+			t.Fatalf("after ack: %d messages, want 1", len(msgs))
 		}
 		// Not acknowledged: still there; a message past upto is held back.
 		send("t3")
-		if msgs, _ := s.ToDevice(ctx, bob, "B1", now, now2); len(msgs) != 1 {
+		if msgs := inbox("B1", whole(now), now2); len(msgs) != 1 {
 			t.Errorf("repeat: %d messages, want 1", len(msgs))
 		}
-		if msgs, _ := s.ToDevice(ctx, bob, "B1", now2, now2+10); len(msgs) != 1 {
+		if msgs := inbox("B1", whole(now2), now2+10); len(msgs) != 1 {
 			t.Errorf("after second ack: %d messages, want 1 (t3)", len(msgs))
+		}
+	})
+}
+
+// TestToDeviceBacklogInPages: a device's backlog goes out at most
+// MaxToDevicePerSync messages at a time, each page acknowledged by the
+// cursor of the one before, and a page not acknowledged comes again.
+func TestToDeviceBacklogInPages(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		const total = 2*e2ee.MaxToDevicePerSync + 50
+		for i := range total {
+			txn := fmt.Sprintf("t%d", i)
+			if err := s.SendToDevice(ctx, alice, "A1", txn, "m.test", e2ee.ToDeviceMessages{bob: {"B1": json.RawMessage(`{"n":` + fmt.Sprint(i) + `}`)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now, _ := db.CurrentID(ctx, "stream")
+		acked := e2ee.WholePosition(-1)
+		var got []string
+		for page := 0; ; page++ {
+			msgs, last, more, err := s.ToDevice(ctx, bob, "B1", acked, now, e2ee.MaxToDevicePerSync)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page == 0 {
+				// Asked again with the same acknowledgement: the same page.
+				again, _, _, _ := s.ToDevice(ctx, bob, "B1", acked, now, e2ee.MaxToDevicePerSync)
+				if len(again) != len(msgs) || string(again[0]) != string(msgs[0]) {
+					t.Fatalf("page repeated: %d messages from %s, want %d from %s", len(again), again[0], len(msgs), msgs[0])
+				}
+			}
+			for _, m := range msgs {
+				var ev struct {
+					Content struct{ N int } `json:"content"`
+				}
+				_ = json.Unmarshal(m, &ev)
+				got = append(got, fmt.Sprint(ev.Content.N))
+			}
+			if !more {
+				if len(msgs) != 50 {
+					t.Fatalf("last page: %d messages, want 50", len(msgs))
+				}
+				break
+			}
+			if len(msgs) != e2ee.MaxToDevicePerSync || page > 2 {
+				t.Fatalf("page %d: %d messages", page, len(msgs))
+			}
+			acked = last
+		}
+		if len(got) != total || got[0] != "0" || got[total-1] != fmt.Sprint(total-1) {
+			t.Fatalf("got %d messages, first %s, last %s", len(got), got[0], got[len(got)-1])
+		}
+		// Acknowledging everything empties the inbox.
+		if msgs, _, more, _ := s.ToDevice(ctx, bob, "B1", e2ee.WholePosition(now), now, e2ee.MaxToDevicePerSync); len(msgs) != 0 || more {
+			t.Fatalf("after the last ack: %d messages", len(msgs))
+		}
+		var left int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM e2ee_to_device WHERE user_id = $1`, bob.String()).Scan(&left); err != nil || left != 0 {
+			t.Fatalf("%d messages stored after the last ack (%v)", left, err)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -170,46 +171,66 @@ func (s *Service) deviceIDs(ctx context.Context, tx *storage.Tx, user id.UserID)
 	return out, rows.Err()
 }
 
-// ToDevice returns the to-device events waiting for the device up to stream
-// position upto, oldest first. Delivery is at least once: acked (a since
-// token of the device's /sync, or -1 for none) acknowledges every message
-// at or below it, which is deleted then; the rest are returned again until
-// acknowledged.
-func (s *Service) ToDevice(ctx context.Context, user id.UserID, device id.DeviceID, acked, upto int64) ([]json.RawMessage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT stream_pos, content FROM e2ee_to_device
-		WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3 ORDER BY stream_pos, seq`,
-		user.String(), device.String(), upto)
-	if err != nil {
-		return nil, fmt.Errorf("loading to-device messages of %s device %s: %w", user, device, err)
+// ToDeviceCursor is a place in a device's to-device inbox: the stream
+// position and sequence number of a message. Messages at or before it
+// (by position, then sequence) are covered.
+type ToDeviceCursor struct {
+	Pos, Seq int64
+}
+
+// WholePosition is the cursor covering every message at or below pos.
+func WholePosition(pos int64) ToDeviceCursor {
+	return ToDeviceCursor{Pos: pos, Seq: math.MaxInt64}
+}
+
+// MaxToDevicePerSync is how many to-device messages one /sync carries; a
+// device that was offline for long gets its backlog over several syncs.
+const MaxToDevicePerSync = 100
+
+// ToDevice returns up to limit to-device events waiting for the device up
+// to stream position upto, oldest first, and whether more wait (then last
+// is the cursor of the last one returned, for the next sync to start
+// after). Delivery is at least once: the messages at or before acked (what
+// the device's since token covers) are deleted, and the rest are returned
+// again until acknowledged.
+func (s *Service) ToDevice(ctx context.Context, user id.UserID, device id.DeviceID, acked ToDeviceCursor, upto int64, limit int) (msgs []json.RawMessage, last ToDeviceCursor, more bool, err error) {
+	var stale int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM e2ee_to_device
+		WHERE user_id = $1 AND device_id = $2 AND (stream_pos < $3 OR (stream_pos = $3 AND seq <= $4)) LIMIT 1) x`,
+		user.String(), device.String(), acked.Pos, acked.Seq).Scan(&stale); err != nil {
+		return nil, last, false, fmt.Errorf("checking acknowledged to-device messages of %s device %s: %w", user, device, err)
 	}
-	defer rows.Close()
-	out := []json.RawMessage{}
-	ack := false
-	for rows.Next() {
-		var pos int64
-		var content string
-		if err := rows.Scan(&pos, &content); err != nil {
-			return nil, err
-		}
-		if pos <= acked {
-			ack = true
-			continue
-		}
-		out = append(out, json.RawMessage(content))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows.Close()
-	if ack {
+	if stale > 0 {
 		err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-			_, err := tx.ExecContext(ctx, `DELETE FROM e2ee_to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3`,
-				user.String(), device.String(), acked)
+			_, err := tx.ExecContext(ctx, `DELETE FROM e2ee_to_device WHERE user_id = $1 AND device_id = $2
+				AND (stream_pos < $3 OR (stream_pos = $3 AND seq <= $4))`, user.String(), device.String(), acked.Pos, acked.Seq)
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("acknowledging to-device messages of %s device %s: %w", user, device, err)
+			return nil, last, false, fmt.Errorf("acknowledging to-device messages of %s device %s: %w", user, device, err)
 		}
 	}
-	return out, nil
+	rows, err := s.db.QueryContext(ctx, `SELECT stream_pos, seq, content FROM e2ee_to_device
+		WHERE user_id = $1 AND device_id = $2 AND (stream_pos > $3 OR (stream_pos = $3 AND seq > $4)) AND stream_pos <= $5
+		ORDER BY stream_pos, seq LIMIT $6`,
+		user.String(), device.String(), acked.Pos, acked.Seq, upto, limit+1)
+	if err != nil {
+		return nil, last, false, fmt.Errorf("loading to-device messages of %s device %s: %w", user, device, err)
+	}
+	defer rows.Close()
+	msgs = []json.RawMessage{}
+	for rows.Next() {
+		var c ToDeviceCursor
+		var content string
+		if err := rows.Scan(&c.Pos, &c.Seq, &content); err != nil {
+			return nil, last, false, err
+		}
+		if len(msgs) == limit {
+			more = true
+			break
+		}
+		msgs = append(msgs, json.RawMessage(content))
+		last = c
+	}
+	return msgs, last, more, rows.Err()
 }

@@ -163,3 +163,58 @@ func TestSyncWakesForEveryKindOfChange(t *testing.T) {
 		}
 	})
 }
+
+// TestToDeviceBacklogOverSync: a device's to-device backlog arrives over
+// several syncs, at most 100 messages each; the token of a cut-off
+// response brings the rest at once, and nothing is lost or repeated.
+func TestToDeviceBacklogOverSync(t *testing.T) {
+	ctx := context.Background()
+	srv := mxtest.Start(t, "sqlite")
+	alice, bob := srv.Client("alice"), srv.Client("bob")
+	first, err := alice.SyncRequest(ctx, 0, "", "", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 150
+	for i := range total {
+		if _, err := bob.SendToDevice(ctx, event.NewEventType("com.example.n"), &mautrix.ReqSendToDevice{
+			Messages: map[id.UserID]map[id.DeviceID]*event.Content{alice.UserID: {alice.DeviceID: {Raw: map[string]any{"n": i}}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := first.NextBatch
+	var got []int
+	for page := 0; len(got) < total && page < 5; page++ {
+		start := time.Now()
+		resp, err := alice.SyncRequest(ctx, 20000, since, "", false, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("page %d: the poll waited although messages were left", page)
+		}
+		if n := len(resp.ToDevice.Events); n > 100 {
+			t.Fatalf("page %d: %d to-device messages, more than 100", page, n)
+		}
+		for _, ev := range resp.ToDevice.Events {
+			n, _ := ev.Content.Raw["n"].(float64)
+			got = append(got, int(n))
+		}
+		since = resp.NextBatch
+	}
+	if len(got) != total {
+		t.Fatalf("got %d messages, want %d", len(got), total)
+	}
+	for i, n := range got {
+		if n != i {
+			t.Fatalf("message %d is n=%d: lost, repeated or out of order", i, n)
+		}
+	}
+	// All acknowledged: the next poll waits out its timeout.
+	start := time.Now()
+	resp, err := alice.SyncRequest(ctx, 300, since, "", false, "")
+	if err != nil || len(resp.ToDevice.Events) != 0 || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("after the backlog: %d messages after %v (%v)", len(resp.ToDevice.Events), time.Since(start), err)
+	}
+}
