@@ -76,11 +76,14 @@ type filterKey struct {
 }
 
 // maxCachedFilters bounds the parsed-filter cache (a few hundred bytes
-// each), maxCachedMemberships the membership cache (about 150 bytes per
-// room of each user).
+// each), maxCachedMemberships the membership and key count caches. A
+// membership takes about 150 bytes, and only users with at most
+// maxCachedRooms memberships are cached, so the membership cache stays
+// under about 150 MB however many rooms its users are in.
 const (
 	maxCachedFilters     = 10000
 	maxCachedMemberships = 10000
+	maxCachedRooms       = 100
 )
 
 // New returns a sync Service reading events through rooms, account data,

@@ -196,7 +196,9 @@ func (s *Service) localMemberships(ctx context.Context, user id.UserID, wake Wak
 	if err != nil {
 		return nil, err
 	}
-	s.memberships.Add(user, cachedMemberships{wake: wake, list: list})
+	if len(list) <= maxCachedRooms {
+		s.memberships.Add(user, cachedMemberships{wake: wake, list: list})
+	}
 	return list, nil
 }
 
