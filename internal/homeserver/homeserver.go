@@ -53,13 +53,15 @@ type Server struct {
 	transport *transport
 	cancel    context.CancelFunc
 
-	httpSrv   *http.Server
-	listener  net.Listener
-	served    chan error
-	fedSrv    *http.Server
-	fedServed chan error
-	metrics   *metrics.Metrics
-	metricsL  *metricsListener
+	httpSrv  *http.Server
+	listener net.Listener
+	// janitorDone is closed when the janitor has stopped.
+	janitorDone chan struct{}
+	served      chan error
+	fedSrv      *http.Server
+	fedServed   chan error
+	metrics     *metrics.Metrics
+	metricsL    *metricsListener
 }
 
 // New opens the database, applies migrations, loads the signing key and
@@ -179,6 +181,11 @@ func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.sender.Start(ctx)
+	s.janitorDone = make(chan struct{})
+	go func() {
+		defer close(s.janitorDone)
+		s.janitor(ctx)
+	}()
 	s.log.Info("listening", "addr", ln.Addr().String(), "server_name", s.cfg.ServerName, "database", s.db.Dialect().String())
 	return nil
 }
@@ -210,6 +217,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	if s.janitorDone != nil {
+		<-s.janitorDone
+	}
 	s.sender.Close()
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
@@ -219,3 +229,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Version is the software version reported to other servers.
 const Version = "0.2.0"
+
+// janitor removes what is only kept for a while, a minute after start and
+// then every hour, until ctx ends: for now the client transaction IDs
+// older than room.TxnIDMemory.
+func (s *Server) janitor(ctx context.Context) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := s.Rooms.PruneTransactionIDs(ctx, time.Now().Add(-room.TxnIDMemory)); err != nil {
+			s.log.Warn("janitor", "err", err)
+		} else if n > 0 {
+			s.log.Debug("janitor: forgot old transaction IDs", "count", n)
+		}
+		t.Reset(time.Hour)
+	}
+}

@@ -87,6 +87,32 @@ func (s *Service) Send(ctx context.Context, p pdu.Proto, txn *Txn) (*Stored, err
 	return stored, nil
 }
 
+// TxnIDMemory is how long a client transaction ID is remembered: a retry
+// within it gets the first event back. Clients retry within seconds or
+// minutes; older IDs would only grow the table (about 230 bytes a message
+// on SQLite, a seventh of a message's footprint).
+const TxnIDMemory = 24 * time.Hour
+
+// PruneTransactionIDs forgets the client transaction IDs recorded before
+// before, and returns how many it forgot.
+func (s *Service) PruneTransactionIDs(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM transaction_ids WHERE created_ts < $1`, before.UnixMilli())
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pruning transaction IDs: %w", err)
+	}
+	return n, nil
+}
+
+// txnEvent returns the event the sender's transaction ID was used for, or
+// nil if it was not (or was forgotten).
 func (s *Service) txnEvent(ctx context.Context, sender id.UserID, txn *Txn) (*Stored, error) {
 	var evID string
 	err := s.db.QueryRowContext(ctx, `SELECT event_id FROM transaction_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,

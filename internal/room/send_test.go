@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -123,6 +124,49 @@ func TestConcurrentSendsAcrossRooms(t *testing.T) {
 		}
 		if total != nRooms*perRoom {
 			t.Errorf("%d events stored, want %d", total, nRooms*perRoom)
+		}
+	})
+}
+
+// TestPruneTransactionIDs: a transaction ID is remembered until pruned;
+// after that the same ID makes a new event.
+func TestPruneTransactionIDs(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		key, err := keys.LoadOrGenerate(filepath.Join(t.TempDir(), "k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := room.New(db, "test.org", key, notifier.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		alice := id.UserID("@alice:test.org")
+		roomID, _, err := svc.Create(ctx, "12", []pdu.Proto{
+			state(alice, "m.room.create", "", map[string]any{"room_version": "12"}),
+			state(alice, "m.room.member", alice.String(), map[string]any{"membership": "join"}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := func() id.EventID {
+			t.Helper()
+			ev, err := svc.Send(ctx, pdu.Proto{RoomID: roomID, Type: "m.room.message", Sender: alice, Content: json.RawMessage(`{"body":"x"}`)},
+				&room.Txn{Device: "DEV", ID: "t1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev.ID
+		}
+		first := send()
+		if n, err := svc.PruneTransactionIDs(ctx, time.Now().Add(-room.TxnIDMemory)); err != nil || n != 0 {
+			t.Fatalf("pruning what is a day old: %d, %v; want 0", n, err)
+		}
+		if again := send(); again != first {
+			t.Fatalf("retry within the window: %s, want %s", again, first)
+		}
+		if n, err := svc.PruneTransactionIDs(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
+			t.Fatalf("pruning everything: %d, %v; want 1", n, err)
+		}
+		if later := send(); later == first {
+			t.Fatal("a forgotten transaction ID still answered with the old event")
 		}
 	})
 }
