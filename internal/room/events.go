@@ -71,6 +71,9 @@ func (s *Service) Events(ctx context.Context, ids []id.EventID) ([]*Stored, erro
 			missing = append(missing, evID.String())
 		}
 	}
+	// A bulk load (a big room's state for an initial sync) would evict
+	// the recent events every woken sync reads, for events read once.
+	cache := len(missing) <= maxCachedPerLoad
 	for len(missing) > 0 {
 		batch := missing[:min(len(missing), 500)]
 		missing = missing[len(batch):]
@@ -88,7 +91,9 @@ func (s *Service) Events(ctx context.Context, ids []id.EventID) ([]*Stored, erro
 				rows.Close()
 				return nil, fmt.Errorf("scanning event: %w", err)
 			}
-			s.events.Add(ev.ID, ev)
+			if cache {
+				s.events.Add(ev.ID, ev)
+			}
 			out = append(out, ev)
 		}
 		rows.Close()
@@ -98,6 +103,10 @@ func (s *Service) Events(ctx context.Context, ids []id.EventID) ([]*Stored, erro
 	}
 	return out, nil
 }
+
+// maxCachedPerLoad is the most events one Events call adds to the event
+// cache.
+const maxCachedPerLoad = 1000
 
 // StateEvents loads the events of a state map.
 func (s *Service) StateEvents(ctx context.Context, st State) ([]*Stored, error) {
