@@ -36,6 +36,9 @@ type syncFixture struct {
 	// beforeLast is the stream position just before the last message, so
 	// an incremental sync from it returns one event in one room.
 	beforeLast, now int64
+	// woken is the next_batch of a sync made just before the last
+	// message: what a long-poll woken by that message holds.
+	woken *clientsync.Token
 }
 
 func newSyncFixture(b *testing.B, db *storage.DB, rooms, members, messages int) *syncFixture {
@@ -48,6 +51,9 @@ func newSyncFixture(b *testing.B, db *storage.DB, rooms, members, messages int) 
 	}
 	n := notifier.New()
 	rs := room.New(db, "bench.example", key, n, log)
+	if err := rs.EnableRecentIndex(ctx); err != nil {
+		b.Fatal(err)
+	}
 	ty := typing.New(n, rs.LocalJoined, log)
 	b.Cleanup(ty.Close)
 	svc := clientsync.New(db, rs, n, accountdata.New(db, n), receipts.New(db, n, rs.LocalJoined), ty, log)
@@ -86,6 +92,15 @@ func newSyncFixture(b *testing.B, db *storage.DB, rooms, members, messages int) 
 	if f.beforeLast, err = svc.CurrentPosition(ctx); err != nil {
 		b.Fatal(err)
 	}
+	pre, err := svc.Sync(ctx, clientsync.Request{User: user, Device: "DEV"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	woken, err := clientsync.ParseToken(pre.NextBatch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.woken = &woken
 	content := json.RawMessage(`{"msgtype":"m.text","body":"the news"}`)
 	if _, err := rs.Send(ctx, pdu.Proto{RoomID: last, Type: "m.room.message", Sender: user, Content: content}, nil); err != nil {
 		b.Fatal(err)
@@ -103,6 +118,9 @@ func newSyncFixture(b *testing.B, db *storage.DB, rooms, members, messages int) 
 //   - incremental: one new message in one room since the token, the
 //     response a long-poll returns when woken by a send (the myelin-bench
 //     messaging load is made of these);
+//   - woken: the same, from the token a client would hold (it carries the
+//     notifier generation, so only the sections notified since are read,
+//     and on SQLite the recent events index answers for the rooms);
 //   - nothing-new: a since token that is current, which returns an empty
 //     response (timeout 0).
 func BenchmarkSync(b *testing.B) {
@@ -124,6 +142,12 @@ func BenchmarkSync(b *testing.B) {
 				{"incremental", &clientsync.Token{Pos: f.beforeLast}, func(r *clientsync.Response) error {
 					if len(r.Rooms.Join) != 1 {
 						return fmt.Errorf("incremental sync has %d joined rooms, want 1", len(r.Rooms.Join))
+					}
+					return nil
+				}},
+				{"woken", f.woken, func(r *clientsync.Response) error {
+					if len(r.Rooms.Join) != 1 {
+						return fmt.Errorf("woken sync has %d joined rooms, want 1", len(r.Rooms.Join))
 					}
 					return nil
 				}},
