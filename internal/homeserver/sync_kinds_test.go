@@ -2,7 +2,9 @@ package homeserver_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,4 +219,105 @@ func TestToDeviceBacklogOverSync(t *testing.T) {
 	if err != nil || len(resp.ToDevice.Events) != 0 || time.Since(start) < 250*time.Millisecond {
 		t.Fatalf("after the backlog: %d messages after %v (%v)", len(resp.ToDevice.Events), time.Since(start), err)
 	}
+}
+
+// TestSyncChainSeesEveryEventOnce sends into several rooms from several
+// users at once while another user chains long-polls from each
+// next_batch. Every message must reach that chain exactly once: a sync
+// whose "now" covered an event its room index or skipped sections did not
+// show would lose it for good, and one that showed it twice would repeat
+// it.
+func TestSyncChainSeesEveryEventOnce(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		reader := srv.Client("reader")
+		const rooms, senders, perSender = 4, 3, 25
+		var roomIDs []id.RoomID
+		var clients []*mautrix.Client
+		for r := range rooms {
+			created, err := reader.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			roomIDs = append(roomIDs, created.RoomID)
+			for range senders {
+				c := srv.Client(fmt.Sprintf("s%d_", r))
+				if _, err := c.JoinRoomByID(ctx, created.RoomID); err != nil {
+					t.Fatal(err)
+				}
+				clients = append(clients, c)
+			}
+		}
+		filter := `{"room":{"timeline":{"limit":1000,"types":["m.room.message"]}}}`
+		first, err := reader.SyncRequest(ctx, 0, "", filter, false, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[id.EventID]bool{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			roomID := roomIDs[i/senders]
+			wg.Go(func() {
+				for n := range perSender {
+					resp, err := c.SendText(ctx, roomID, fmt.Sprintf("m%d", n))
+					if err != nil {
+						t.Errorf("send: %v", err)
+						return
+					}
+					mu.Lock()
+					want[resp.EventID] = true
+					mu.Unlock()
+				}
+			})
+		}
+		seen := map[id.EventID]int{}
+		since := first.NextBatch
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := reader.SyncRequest(ctx, 500, since, filter, false, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, jr := range resp.Rooms.Join {
+				if jr.Timeline.Limited {
+					t.Fatal("a timeline was limited")
+				}
+				for _, ev := range jr.Timeline.Events {
+					seen[ev.ID]++
+				}
+			}
+			since = resp.NextBatch
+			select {
+			case <-done:
+				mu.Lock()
+				complete := len(seen) >= len(want)
+				mu.Unlock()
+				if complete || time.Now().After(deadline) {
+					goto check
+				}
+			default:
+				if time.Now().After(deadline) {
+					t.Fatal("senders did not finish")
+				}
+			}
+		}
+	check:
+		mu.Lock()
+		defer mu.Unlock()
+		if len(want) != rooms*senders*perSender {
+			t.Fatalf("%d messages sent, want %d", len(want), rooms*senders*perSender)
+		}
+		for evID := range want {
+			if seen[evID] != 1 {
+				t.Errorf("%s seen %d times", evID, seen[evID])
+			}
+		}
+		if len(seen) != len(want) {
+			t.Errorf("%d events seen, %d sent", len(seen), len(want))
+		}
+	})
 }
