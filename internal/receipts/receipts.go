@@ -19,7 +19,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -115,12 +114,11 @@ func (s *Store) Since(ctx context.Context, rooms []id.RoomID, viewer id.UserID, 
 	for start := 0; start < len(rooms); start += maxRoomsPerQuery {
 		batch := rooms[start:min(start+maxRoomsPerQuery, len(rooms))]
 		args := []any{after, upto, ReadPrivate, viewer.String()}
-		ph := make([]string, len(batch))
-		for i, r := range batch {
+		first := len(args) + 1
+		for _, r := range batch {
 			args = append(args, r.String())
-			ph[i] = fmt.Sprintf("$%d", len(args))
 		}
-		if err := s.since(ctx, out, args, strings.Join(ph, ", ")); err != nil {
+		if err := s.since(ctx, out, args, storage.Placeholders(first, len(batch))); err != nil {
 			return nil, fmt.Errorf("listing receipts for %s since %d: %w", viewer, after, err)
 		}
 	}

@@ -5,12 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/pdu"
+	"github.com/myelin-chat/myelin/internal/storage"
 )
 
 const eventColumns = `e.event_nid, e.event_id, e.stream_pos, e.snapshot_nid, e.rejected, e.soft_failed,
@@ -77,11 +77,7 @@ func (s *Service) Events(ctx context.Context, ids []id.EventID) ([]*Stored, erro
 	for len(missing) > 0 {
 		batch := missing[:min(len(missing), 500)]
 		missing = missing[len(batch):]
-		ph := make([]string, len(batch))
-		for i := range batch {
-			ph[i] = fmt.Sprintf("$%d", i+1)
-		}
-		rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events e JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id IN (`+strings.Join(ph, ",")+`)`, batch...)
+		rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events e JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id IN (`+storage.Placeholders(1, len(batch))+`)`, batch...)
 		if err != nil {
 			return nil, fmt.Errorf("loading events: %w", err)
 		}

@@ -3,10 +3,10 @@ package room
 import (
 	"context"
 	"encoding/json"
-	"strconv"
-	"strings"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/storage"
 )
 
 // ClientEvent is the client-server API form of an event.
@@ -121,7 +121,7 @@ func (s *Service) replacedEvents(ctx context.Context, evs []*Stored) map[int64]r
 	for len(nids) > 0 {
 		batch := nids[:min(len(nids), 500)]
 		nids = nids[len(batch):]
-		rows, err := s.db.QueryContext(ctx, `SELECT event_nid, event_id, json FROM events WHERE event_nid IN (`+placeholders(len(batch))+`)`, batch...)
+		rows, err := s.db.QueryContext(ctx, `SELECT event_nid, event_id, json FROM events WHERE event_nid IN (`+storage.Placeholders(1, len(batch))+`)`, batch...)
 		if err != nil {
 			s.log.Warn("loading replaced state events", "error", err)
 			return out
@@ -142,17 +142,4 @@ func (s *Service) replacedEvents(ctx context.Context, evs []*Stored) map[int64]r
 		rows.Close()
 	}
 	return out
-}
-
-// placeholders returns "$1,$2,...,$n".
-func placeholders(n int) string {
-	var b strings.Builder
-	for i := 1; i <= n; i++ {
-		if i > 1 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('$')
-		b.WriteString(strconv.Itoa(i))
-	}
-	return b.String()
 }

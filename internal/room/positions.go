@@ -3,9 +3,10 @@ package room
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/storage"
 )
 
 // LatestPositionsSince returns, for each of rooms that has events in
@@ -25,13 +26,11 @@ func (s *Service) LatestPositionsSince(ctx context.Context, rooms []id.RoomID, p
 		rooms = rooms[len(batch):]
 		args := make([]any, 0, len(batch)+2)
 		args = append(args, pos, upto)
-		ph := make([]string, len(batch))
-		for i, r := range batch {
-			ph[i] = fmt.Sprintf("$%d", i+3)
+		for _, r := range batch {
 			args = append(args, r.String())
 		}
 		rows, err := s.db.QueryContext(ctx, `SELECT room_id, MAX(stream_pos) FROM events
-			WHERE room_id IN (`+strings.Join(ph, ",")+`) AND stream_pos > $1 AND stream_pos <= $2 GROUP BY room_id`, args...)
+			WHERE room_id IN (`+storage.Placeholders(3, len(batch))+`) AND stream_pos > $1 AND stream_pos <= $2 GROUP BY room_id`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("finding active rooms: %w", err)
 		}

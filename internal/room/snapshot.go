@@ -3,7 +3,6 @@ package room
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"maunium.net/go/mautrix/id"
 
@@ -59,15 +58,13 @@ func (s *Service) loadSnapshot(ctx context.Context, nid int64) (State, int64, er
 		st[k] = v
 	}
 	if len(chain) > 0 {
-		ph := make([]string, len(chain))
 		args := make([]any, len(chain))
 		for i, n := range chain {
-			ph[i] = fmt.Sprintf("$%d", i+1)
 			args[i] = n
 		}
 		rows, err := s.db.QueryContext(ctx, `SELECT s.snapshot_nid, s.type, s.state_key, s.event_nid, e.event_id
 			FROM state_snapshot_entries s LEFT JOIN events e ON e.event_nid = s.event_nid
-			WHERE s.snapshot_nid IN (`+strings.Join(ph, ",")+`)`, args...)
+			WHERE s.snapshot_nid IN (`+storage.Placeholders(1, len(chain))+`)`, args...)
 		if err != nil {
 			return nil, 0, fmt.Errorf("loading snapshot entries: %w", err)
 		}

@@ -284,13 +284,11 @@ func deleteRows(ctx context.Context, tx *storage.Tx, destination string, nids []
 	return nil
 }
 
-// placeholders returns "$first, ..., $(first+len(nids)-1)" and appends nids
+// placeholders returns "$first,...,$(first+len(nids)-1)" and appends nids
 // to args.
 func placeholders(first int, nids []int64, args *[]any) string {
-	ph := make([]string, len(nids))
-	for i, nid := range nids {
-		ph[i] = "$" + strconv.Itoa(first+i)
+	for _, nid := range nids {
 		*args = append(*args, nid)
 	}
-	return strings.Join(ph, ", ")
+	return storage.Placeholders(first, len(nids))
 }
