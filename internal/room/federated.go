@@ -704,18 +704,14 @@ func (s *Service) resolve(ctx context.Context, work *info, sets []State) (State,
 // the working view's open transaction first.
 func (s *Service) fromIDs(ctx context.Context, work *info, m stateres.StateMap) (State, error) {
 	ids := make([]id.EventID, 0, len(m))
-	nids := make(map[id.EventID]int64, len(m))
 	for _, evID := range m {
-		if p, ok := work.pending[evID]; ok {
-			nids[evID] = p.NID
-		} else {
-			ids = append(ids, evID)
-		}
+		ids = append(ids, evID)
 	}
-	evs, err := s.Events(ctx, ids)
+	evs, err := s.eventsFor(ctx, work, ids)
 	if err != nil {
 		return nil, err
 	}
+	nids := make(map[id.EventID]int64, len(evs))
 	for _, e := range evs {
 		nids[e.ID] = e.NID
 	}
@@ -739,21 +735,11 @@ type resolverFetcher struct {
 }
 
 func (f resolverFetcher) Events(ctx context.Context, ids []id.EventID) ([]*pdu.Event, error) {
-	var rest []id.EventID
-	out := make([]*pdu.Event, 0, len(ids))
-	for _, evID := range ids {
-		if p, ok := f.work.pending[evID]; ok {
-			if !p.Rejected {
-				out = append(out, p.Event)
-			}
-		} else {
-			rest = append(rest, evID)
-		}
-	}
-	got, err := f.s.Events(ctx, rest)
+	got, err := f.s.eventsFor(ctx, f.work, ids)
 	if err != nil {
 		return nil, err
 	}
+	out := make([]*pdu.Event, 0, len(got))
 	for _, g := range got {
 		if !g.Rejected {
 			out = append(out, g.Event)

@@ -201,23 +201,13 @@ func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu
 // authorize applies the auth rules of the room version.
 func (s *Service) authorize(ctx context.Context, work *info, ev *pdu.Event, authEvents []*mpdu.PDU) error {
 	getEvents := func(ids []id.EventID) ([]*mpdu.PDU, error) {
-		var out []*mpdu.PDU
-		var rest []id.EventID
-		for _, evID := range ids {
-			// Events of the same transaction (a room being created) are
-			// not readable from the database yet.
-			if p, ok := work.pending[evID]; ok {
-				out = append(out, p.PDU)
-			} else {
-				rest = append(rest, evID)
-			}
-		}
-		evs, err := s.Events(ctx, rest)
+		evs, err := s.eventsFor(ctx, work, ids)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range evs {
-			out = append(out, e.PDU)
+		out := make([]*mpdu.PDU, len(evs))
+		for i, e := range evs {
+			out[i] = e.PDU
 		}
 		return out, nil
 	}
@@ -554,6 +544,26 @@ func (s *Service) eventFor(ctx context.Context, work *info, evID id.EventID) (*S
 		return p, nil
 	}
 	return s.Event(ctx, evID)
+}
+
+// eventsFor is eventFor for several events, in no particular order: those
+// of the open transaction (a room being created, or the event being
+// stored) are not readable from the database yet.
+func (s *Service) eventsFor(ctx context.Context, work *info, ids []id.EventID) ([]*Stored, error) {
+	var out []*Stored
+	var rest []id.EventID
+	for _, evID := range ids {
+		if p, ok := work.pending[evID]; ok {
+			out = append(out, p)
+		} else {
+			rest = append(rest, evID)
+		}
+	}
+	evs, err := s.Events(ctx, rest)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, evs...), nil
 }
 
 // applyRedaction replaces the stored copy of the redacted event with its
