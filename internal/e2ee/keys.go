@@ -133,25 +133,11 @@ func jsonEqual(a, b []byte) bool {
 }
 
 // OneTimeKeyCounts returns the device's unclaimed one-time keys by
-// algorithm (device_one_time_keys_count). signed_curve25519 is always
+// algorithm (what /keys/upload answers); signed_curve25519 is always
 // present, as clients expect.
 func (s *Service) OneTimeKeyCounts(ctx context.Context, user id.UserID, device id.DeviceID) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT algorithm, COUNT(*) FROM e2ee_one_time_keys
-		WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm`, user.String(), device.String())
-	if err != nil {
-		return nil, fmt.Errorf("counting one-time keys of %s device %s: %w", user, device, err)
-	}
-	defer rows.Close()
-	out := map[string]int{"signed_curve25519": 0}
-	for rows.Next() {
-		var alg string
-		var n int
-		if err := rows.Scan(&alg, &n); err != nil {
-			return nil, err
-		}
-		out[alg] = n
-	}
-	return out, rows.Err()
+	counts, _, err := s.KeyCounts(ctx, user, device)
+	return counts, err
 }
 
 // KeyCounts returns what every /sync reports about the device's keys, in
