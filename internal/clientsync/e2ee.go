@@ -63,7 +63,7 @@ func (s *Service) encryption(ctx context.Context, req Request, since, now int64,
 // was filled: every response carries them, and they rarely change.
 func (s *Service) keyCountsOf(ctx context.Context, req Request) (map[string]int, []string, error) {
 	k := deviceKey{req.User, req.Device}
-	if c, ok := s.keyCounts.Get(k); ok && s.notifier.ChangedSince(req.User, c.wake.Epoch, c.wake.Gen)&notifier.OneTimeKeys == 0 {
+	if c, ok := s.keyCounts.Get(k); ok && s.changedSince(req.User, c.wake)&notifier.OneTimeKeys == 0 {
 		return c.counts, c.fallback, nil
 	}
 	counts, fallback, err := s.e2ee.KeyCounts(ctx, req.User, req.Device)

@@ -97,8 +97,8 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	}
 	initial := req.Since == nil
 	req.changed = notifier.All
-	if !initial && req.Since.Wake != (Wake{}) {
-		req.changed = s.notifier.ChangedSince(req.User, req.Since.Wake.Epoch, req.Since.Wake.Gen)
+	if !initial {
+		req.changed = s.changedSince(req.User, req.Since.Wake)
 	}
 	typingSerial := s.typingSerial()
 	req.typingUpto = typingSerial
@@ -185,11 +185,20 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	return resp, nil
 }
 
+// changedSince returns the kinds of change the user was notified of after
+// w; a zero Wake (a token that carries none) may hide anything.
+func (s *Service) changedSince(user id.UserID, w Wake) notifier.Kind {
+	if w == (Wake{}) {
+		return notifier.All
+	}
+	return s.notifier.ChangedSince(user, w.Epoch, w.Gen)
+}
+
 // localMemberships returns the user's memberships, from the cache while no
 // membership change was notified after it was filled. wake is the
 // generation read before this build, so a list loaded now holds as of it.
 func (s *Service) localMemberships(ctx context.Context, user id.UserID, wake Wake) ([]room.Membership, error) {
-	if c, ok := s.memberships.Get(user); ok && s.notifier.ChangedSince(user, c.wake.Epoch, c.wake.Gen)&notifier.Membership == 0 {
+	if c, ok := s.memberships.Get(user); ok && s.changedSince(user, c.wake)&notifier.Membership == 0 {
 		return c.list, nil
 	}
 	list, err := s.rooms.LocalMemberships(ctx, user, 0)
