@@ -39,18 +39,11 @@ func checkFederation(args []string, stdout io.Writer) error {
 	caFiles := fs.String("ca-file", "", "comma-separated PEM CA files trusted besides the system pool (and SSL_CERT_FILE)")
 	allowPrivate := fs.Bool("allow-private", false, "accept loopback and private addresses (test setups)")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
-	var positional []string
-	for {
-		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if len(positional) != 1 {
 		fs.Usage()

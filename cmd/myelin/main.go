@@ -98,3 +98,19 @@ func serve(args []string) error {
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
 }
+
+// parseInterspersed parses fs from args, accepting positional arguments
+// before, between and after the flags, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

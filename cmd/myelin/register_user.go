@@ -52,19 +52,11 @@ func registerUser(args []string) error {
 	cfgPath := fs.String("config", "", "config file to read the shared secret and listen address from")
 	secret := fs.String("shared-secret", "", "shared secret (default: MYELIN_REGISTRATION_SHARED_SECRET or the config file)")
 
-	// Accept the URL before, between or after the flags.
-	var positional []string
-	for {
-		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if len(positional) > 1 {
 		return fmt.Errorf("register-user takes at most one server URL, got %q", positional)
