@@ -9,20 +9,31 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/myelin-chat/myelin/internal/netguard"
 )
 
 // ErrPrivateAddress is returned (wrapped) when a federation connection
-// would go to a loopback, private, link-local, unspecified or multicast
-// address and private addresses are not allowed.
-var ErrPrivateAddress = errors.New("refusing to connect to a non-public address")
+// would go to a non-public address (see netguard) and private addresses are
+// not allowed. It is netguard.ErrRefused.
+var ErrPrivateAddress = netguard.ErrRefused
 
 // dialer connects to federation targets. It resolves names itself and
-// checks each resolved IP before dialling that exact IP, so a DNS answer
+// skips resolved IPs the guard refuses; the guard checks again in the
+// dialer's Control hook on the address actually connected, so a DNS answer
 // that changes between check and connect (rebinding) cannot slip through.
 type dialer struct {
-	dns          DNS
-	net          net.Dialer
-	allowPrivate bool
+	dns   DNS
+	net   net.Dialer
+	guard *netguard.Guard
+}
+
+func newDialer(dns DNS, allowPrivate bool) *dialer {
+	g := netguard.New(nil, nil)
+	if allowPrivate {
+		g = netguard.AllowAll()
+	}
+	return &dialer{dns: dns, net: *g.Dialer(dialTimeout), guard: g}
 }
 
 type targetKey struct{}
@@ -76,8 +87,8 @@ func (d *dialer) dialHost(ctx context.Context, network, addr string) (net.Conn, 
 	}
 	var errs []error
 	for _, ip := range ips {
-		if !d.allowPrivate && !Public(ip) {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", host, ip, ErrPrivateAddress))
+		if err := d.guard.Check(ip); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", host, err))
 			continue
 		}
 		conn, err := d.net.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
@@ -89,15 +100,9 @@ func (d *dialer) dialHost(ctx context.Context, network, addr string) (net.Conn, 
 	return nil, errors.Join(errs...)
 }
 
-// Public reports whether ip may be reached without AllowPrivate: not
-// loopback, private (RFC 1918, fc00::/7), link-local, unspecified or
-// multicast.
-func Public(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsValid() && !ip.IsLoopback() && !ip.IsPrivate() && !ip.IsLinkLocalUnicast() &&
-		!ip.IsLinkLocalMulticast() && !ip.IsInterfaceLocalMulticast() && !ip.IsMulticast() &&
-		!ip.IsUnspecified()
-}
+// Public reports whether ip may be reached without AllowPrivate (see
+// netguard.Public for the ranges refused).
+func Public(ip netip.Addr) bool { return netguard.Public(ip) }
 
 // certPool is the system pool (which honours SSL_CERT_FILE) plus the PEM
 // files in extra.

@@ -55,7 +55,7 @@ func Discover(ctx context.Context, serverName string, o DiscoverOptions) (Discov
 	if dns == nil {
 		dns = net.DefaultResolver
 	}
-	d := &dialer{dns: dns, net: net.Dialer{Timeout: dialTimeout}, allowPrivate: o.AllowPrivate}
+	d := newDialer(dns, o.AllowPrivate)
 	transport := &http.Transport{
 		DialContext:         d.DialContext,
 		TLSClientConfig:     &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},

@@ -77,7 +77,7 @@ func newClient(cfg config.Federation, serverName string, key keys.SigningKey, lo
 	if err != nil {
 		return nil, err
 	}
-	d := &dialer{dns: dns, net: net.Dialer{Timeout: dialTimeout}, allowPrivate: cfg.AllowPrivate}
+	d := newDialer(dns, cfg.AllowPrivate)
 	transport := &http.Transport{
 		DialContext:         d.DialContext,
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
