@@ -101,6 +101,8 @@ type Config struct {
 	AutocreateAutoJoinRooms bool `yaml:"autocreate_auto_join_rooms"`
 	// Recaptcha adds an m.login.recaptcha stage to open registration.
 	Recaptcha Recaptcha `yaml:"recaptcha"`
+	// MediaStorage selects the store of media bytes: disk or S3.
+	MediaStorage MediaStorage `yaml:"media_storage"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -196,6 +198,7 @@ func Defaults() Config {
 		AutocreateAutoJoinRooms: true,
 		Federation:              Federation{AllowPublicRooms: true},
 		Recaptcha:               Recaptcha{SiteverifyAPI: "https://www.recaptcha.net/recaptcha/api/siteverify"},
+		MediaStorage:            MediaStorage{S3: S3{UseSSL: true}},
 		RateLimit:               RateLimit{Enabled: true, PerSecond: 50, Burst: 200},
 		LogLevel:                "info",
 	}
@@ -307,6 +310,9 @@ func (c *Config) Validate() error {
 	if err := c.validateDeploy(); err != nil {
 		return err
 	}
+	if err := c.MediaStorage.validate(); err != nil {
+		return err
+	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
 	}
@@ -402,6 +408,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 	}
 	return errors.Join(
 		applyDeployEnv(c, env),
+		applyMediaStorageEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),
