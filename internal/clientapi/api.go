@@ -25,6 +25,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/preview"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
@@ -53,6 +54,8 @@ type API struct {
 	// edus passes typing notices and receipts on to the other servers in
 	// a room; nil when federation is off.
 	edus EDUSender
+	// preview makes URL previews; nil when url_preview_enabled is off.
+	preview *preview.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).
@@ -62,18 +65,25 @@ type EDUSender interface {
 
 // New returns the client API.
 func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service, s *clientsync.Service,
-	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service, edus EDUSender, keys *e2ee.Service) *API {
+	ad *accountdata.Store, rc *receipts.Store, ty *typing.Tracker, hs *handshake.Service, edus EDUSender, keys *e2ee.Service, opts ...Option) *API {
 	var lim *ratelimit.Limiter
 	if cfg.RateLimit.Enabled {
 		lim = ratelimit.New(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst)
 	}
-	return &API{
+	a := &API{
 		cfg: cfg, log: log, users: u, rooms: r, syncer: s, limiter: lim,
 		accountData: ad, receipts: rc, typing: ty, handshake: hs, edus: edus, e2ee: keys,
 		uia:  newUIASessions(),
 		http: &httpx.Adapter{Log: log},
 	}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
 }
+
+// Option adds an optional subsystem to the API.
+type Option func(*API)
 
 type ctxKey int
 

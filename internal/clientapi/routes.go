@@ -143,6 +143,10 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"PUT", "/room_keys/keys/{roomId}/{sessionId}", v3r0, a.authed(a.putRoomKeyBySessionId)},
 		{"GET", "/room_keys/keys/{roomId}/{sessionId}", v3r0, a.authed(a.getRoomKeyBySessionId)},
 		{"DELETE", "/room_keys/keys/{roomId}/{sessionId}", v3r0, a.authed(a.deleteRoomKeyBySessionId)},
+
+		// authed-content-repo.yaml, content-repo.yaml (URL previews)
+		{"GET", "/media/preview_url", v1, a.previewing(a.getUrlPreviewAuthed)},
+		{"GET", "/preview_url", []string{"/_matrix/media/v3", "/_matrix/media/r0"}, a.previewing(a.getUrlPreview)},
 	}
 	for _, rt := range routes {
 		h := a.http.Wrap(rt.h)

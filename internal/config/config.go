@@ -103,6 +103,8 @@ type Config struct {
 	Recaptcha Recaptcha `yaml:"recaptcha"`
 	// MediaStorage selects the store of media bytes: disk or S3.
 	MediaStorage MediaStorage `yaml:"media_storage"`
+	// URLPreview configures URL previews (Synapse's url_preview_* keys).
+	URLPreview URLPreview `yaml:",inline"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -199,6 +201,7 @@ func Defaults() Config {
 		Federation:              Federation{AllowPublicRooms: true},
 		Recaptcha:               Recaptcha{SiteverifyAPI: "https://www.recaptcha.net/recaptcha/api/siteverify"},
 		MediaStorage:            MediaStorage{S3: S3{UseSSL: true}},
+		URLPreview:              URLPreview{MaxSpiderSize: 10 << 20},
 		RateLimit:               RateLimit{Enabled: true, PerSecond: 50, Burst: 200},
 		LogLevel:                "info",
 	}
@@ -313,6 +316,9 @@ func (c *Config) Validate() error {
 	if err := c.MediaStorage.validate(); err != nil {
 		return err
 	}
+	if err := c.URLPreview.validate(); err != nil {
+		return err
+	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
 	}
@@ -409,6 +415,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 	return errors.Join(
 		applyDeployEnv(c, env),
 		applyMediaStorageEnv(c, env),
+		applyURLPreviewEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),

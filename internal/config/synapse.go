@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -142,7 +143,7 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 		}
 	}
 	c := r.cfg
-	return map[string]func(string, *yaml.Node){
+	h := map[string]func(string, *yaml.Node){
 		"server_name":                 setStr(&c.ServerName),
 		"public_baseurl":              setStr(&c.PublicBaseURL),
 		"signing_key_path":            setStr(&c.SigningKeyPath),
@@ -183,6 +184,8 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 		},
 		"suppress_key_server_warning": func(key string, n *yaml.Node) { _, _ = r.boolean(key, n) },
 	}
+	maps.Copy(h, r.urlPreviewHandlers())
+	return h
 }
 
 // ignoredStr accepts a string-valued key Myelin does not use.

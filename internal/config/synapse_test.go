@@ -80,8 +80,11 @@ func TestSynapsePostgresConfig(t *testing.T) {
 	if len(cfg.AutoJoinRooms) == 0 || !strings.HasPrefix(cfg.AutoJoinRooms[0], "#") {
 		t.Errorf("auto_join_rooms = %v", cfg.AutoJoinRooms)
 	}
+	if p := cfg.URLPreview; !p.Enabled || len(p.IPRangeBlacklist) != 1 || p.MaxSpiderSize != 5<<20 {
+		t.Errorf("url previews = %+v, want enabled, one blacklisted range, 5M", p)
+	}
 	notes := notesText(cfg.Notes)
-	for _, want := range []string{"WARN url_preview_enabled: unknown Synapse setting", "max_upload_size: accepted and ignored",
+	for _, want := range []string{"WARN opentracing: unknown Synapse setting", "max_upload_size: accepted and ignored",
 		"database.args.cp_min: accepted and ignored"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)

@@ -121,7 +121,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
 	mux := http.NewServeMux()
-	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys)
+	// URL previews store their images through the media service (nil: none).
+	previewOpts, err := previewOption(cfg.URLPreview, nil, log)
+	if err != nil {
+		return fail(err)
+	}
+	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys, previewOpts...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms),
