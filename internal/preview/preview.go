@@ -41,9 +41,13 @@ type Uploader interface {
 }
 
 const (
-	// cacheTTL is how long a preview (or a failure) is served from memory
-	// before the URL is fetched again, as in Synapse.
+	// cacheTTL is how long a preview is served from memory before the URL
+	// is fetched again, as in Synapse.
 	cacheTTL = time.Hour
+	// failureTTL is how long a failed preview is answered from memory:
+	// long enough to spare a failing site a herd of retries, short enough
+	// that a passing failure does not stick for the hour Synapse keeps it.
+	failureTTL = time.Minute
 	// cacheSize bounds the number of URLs remembered.
 	cacheSize = 4096
 	// fetchTimeout bounds each HTTP fetch, headers and body included.
@@ -53,7 +57,9 @@ const (
 	// maxRedirects is the longest redirect chain followed; every hop is
 	// checked against the URL blacklist and, on connect, the guard.
 	maxRedirects = 5
-	userAgent    = "Myelin (bot; URL preview)"
+	// maxFetches bounds the previews being fetched at once, whoever asks.
+	maxFetches = 16
+	userAgent  = "Myelin (bot; URL preview)"
 )
 
 // Service makes URL previews. It is safe for concurrent use.
@@ -67,6 +73,7 @@ type Service struct {
 	now      func() time.Time
 
 	cache *lru.Cache[string, cached]
+	slots chan struct{}
 	mu    sync.Mutex
 	// inflight holds the fetch under way per URL; later askers wait on it.
 	inflight map[string]*flight
@@ -105,6 +112,7 @@ func New(cfg config.URLPreview, up Uploader, log *slog.Logger) (*Service, error)
 	s := &Service{
 		log: log, guard: netguard.New(allow, deny), uploader: up, rules: rules,
 		maxSize: cfg.MaxSpiderSize, now: time.Now, cache: cache, inflight: map[string]*flight{},
+		slots: make(chan struct{}, maxFetches),
 	}
 	if s.maxSize <= 0 {
 		s.maxSize = 10 << 20
@@ -150,12 +158,24 @@ func (s *Service) Preview(ctx context.Context, user id.UserID, rawURL string) (j
 func (s *Service) run(ctx context.Context, f *flight, key string, u *url.URL, user id.UserID) {
 	ctx, cancel := context.WithTimeout(ctx, previewTimeout)
 	defer cancel()
-	og, err := s.build(ctx, u, user)
+	var og map[string]any
+	var err error
+	select {
+	case s.slots <- struct{}{}:
+		og, err = s.build(ctx, u, user)
+		<-s.slots
+	case <-ctx.Done():
+		err = mxerr.Unknown.WithStatus(http.StatusServiceUnavailable).With("Too many URL previews at once, try again")
+	}
 	var raw json.RawMessage
 	if err == nil {
 		raw, err = json.Marshal(og)
 	}
-	f.res = cached{og: raw, err: err, expires: s.now().Add(cacheTTL)}
+	ttl := cacheTTL
+	if err != nil {
+		ttl = failureTTL
+	}
+	f.res = cached{og: raw, err: err, expires: s.now().Add(ttl)}
 	s.cache.Add(key, f.res)
 	s.mu.Lock()
 	delete(s.inflight, key)

@@ -209,20 +209,23 @@ func TestImagesStored(t *testing.T) {
 	ctx := context.Background()
 	user := id.UserID("@alice:localhost")
 
-	for path, want := range map[string]map[string]any{
-		"/page":       {"og:title": "With image", "og:image": "mxc://localhost/m0", "og:image:type": "image/png", "matrix:image:size": float64(len(img)), "og:image:width": float64(40), "og:image:height": float64(30)},
-		"/sized":      {"og:image": "mxc://localhost/m1", "og:image:type": "image/png", "matrix:image:size": float64(len(img)), "og:image:width": float64(400), "og:image:height": float64(300)},
-		"/direct.png": {"og:image": "mxc://localhost/m2", "og:image:type": "image/png", "matrix:image:size": float64(len(img)), "og:image:width": float64(40), "og:image:height": float64(30)},
-		"/notimage":   {"og:title": "T"},
+	// One at a time, in order: the uploader numbers its blobs.
+	for _, c := range []struct {
+		path string
+		want map[string]any
+	}{
+		{"/page", map[string]any{"og:title": "With image", "og:image": "mxc://localhost/m0", "og:image:type": "image/png", "matrix:image:size": float64(len(img)), "og:image:width": float64(40), "og:image:height": float64(30)}},
+		{"/sized", map[string]any{"og:image": "mxc://localhost/m1", "og:image:type": "image/png", "matrix:image:size": float64(len(img)), "og:image:width": float64(400), "og:image:height": float64(300)}},
+		{"/direct.png", map[string]any{"og:image": "mxc://localhost/m2", "og:image:type": "image/png", "matrix:image:size": float64(len(img)), "og:image:width": float64(40), "og:image:height": float64(30)}},
+		{"/notimage", map[string]any{"og:title": "T"}},
 	} {
-		raw, err := svc.Preview(ctx, user, s.URL+path)
+		raw, err := svc.Preview(ctx, user, s.URL+c.path)
 		if err != nil {
-			t.Fatalf("preview %s: %v", path, err)
+			t.Fatalf("preview %s: %v", c.path, err)
 		}
-		if diff := cmp.Diff(want, decode(t, raw)); diff != "" {
-			t.Errorf("preview %s (-want +got):\n%s", path, diff)
+		if diff := cmp.Diff(c.want, decode(t, raw)); diff != "" {
+			t.Errorf("preview %s (-want +got):\n%s", c.path, diff)
 		}
-		// Order matters for the mxc codes above: one at a time.
 	}
 	if !bytes.Equal(up.blobs["m0"], img) {
 		t.Error("the stored image differs from the page's")
@@ -363,5 +366,25 @@ func TestInvalidURLs(t *testing.T) {
 		if !errors.As(err, &mx) || mx.Status != status {
 			t.Errorf("preview %q: %v, want HTTP %d", raw, err, status)
 		}
+	}
+}
+
+func TestFailuresCachedBriefly(t *testing.T) {
+	s := newSite(t, http.NotFoundHandler())
+	svc := newService(t, config.URLPreview{IPRangeWhitelist: []string{"127.0.0.0/8"}}, nil)
+	now := time.Now()
+	svc.now = func() time.Time { return now }
+	for range 3 {
+		if _, err := svc.Preview(context.Background(), "@a:localhost", s.URL+"/gone"); err == nil {
+			t.Fatal("preview of a 404 page succeeded")
+		}
+	}
+	if n := s.count("/gone"); n != 1 {
+		t.Errorf("failing page fetched %d times within a minute, want 1", n)
+	}
+	now = now.Add(failureTTL + time.Second)
+	_, _ = svc.Preview(context.Background(), "@a:localhost", s.URL+"/gone")
+	if n := s.count("/gone"); n != 2 {
+		t.Errorf("failing page fetched %d times after a minute, want 2", n)
 	}
 }
