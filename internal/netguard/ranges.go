@@ -28,11 +28,11 @@ var refused4 = prefixes(
 
 // refused6 are the ranges inside 2000::/3 (the only IPv6 global unicast
 // space allocated) that are not globally reachable. Addresses outside
-// 2000::/3 are refused anyway, except the embeddings handled in Public.
+// 2000::/3 are refused anyway, except the NAT64 embedding; 6to4
+// (2002::/16) is judged by its embedded IPv4 address in Public.
 var refused6 = prefixes(
 	"2001::/23",     // IETF protocol assignments, incl. Teredo 2001::/32 and ORCHID
 	"2001:db8::/32", // documentation
-	"2002::/16",     // 6to4: allowed only when the embedded IPv4 is (see Public)
 	"3fff::/20",     // documentation, RFC 9637
 )
 
