@@ -72,8 +72,11 @@ type UnreadNotifications struct {
 
 // JoinedRoom is one entry of rooms.join.
 type JoinedRoom struct {
-	Summary             Summary             `json:"summary"`
-	State               StateSection        `json:"state"`
+	Summary Summary `json:"summary"`
+	// State is nil, and StateAfter set, when the request had
+	// use_state_after (spec v1.16): exactly one of them is sent.
+	State               *StateSection       `json:"state,omitempty"`
+	StateAfter          *StateSection       `json:"state_after,omitempty"`
 	Timeline            Timeline            `json:"timeline"`
 	Ephemeral           EventList           `json:"ephemeral"`
 	AccountData         EventList           `json:"account_data"`
@@ -99,9 +102,10 @@ type StrippedEvent = room.StrippedEvent
 
 // LeftRoom is one entry of rooms.leave.
 type LeftRoom struct {
-	State       StateSection `json:"state"`
-	Timeline    Timeline     `json:"timeline"`
-	AccountData EventList    `json:"account_data"`
+	State       *StateSection `json:"state,omitempty"`
+	StateAfter  *StateSection `json:"state_after,omitempty"`
+	Timeline    Timeline      `json:"timeline"`
+	AccountData EventList     `json:"account_data"`
 }
 
 func newResponse() *Response {
