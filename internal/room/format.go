@@ -197,22 +197,14 @@ func pduFields(ev *Stored) *PDUFields {
 func (s *Service) MembershipsAt(ctx context.Context, user id.UserID, evs []*Stored, cur Membership) []string {
 	out := make([]string, len(evs))
 	key := StateKeyOf("m.room.member", user.String())
-	m, known := "", false
+	m := ""
 	for i, ev := range evs {
 		if cur.EventID != "" && ev.StreamPos >= cur.StreamPos {
 			out[i] = cur.Membership
 			continue
 		}
-		if !known {
-			known = true
-			if ev.Snapshot != 0 {
-				m = "leave"
-				if ref, ok, err := s.stateEntry(ctx, ev.Snapshot, key); err == nil && ok {
-					if mev, err := s.Event(ctx, ref.ID); err == nil {
-						m = mev.Membership()
-					}
-				}
-			}
+		if m == "" {
+			m = s.membershipBefore(ctx, ev, key)
 		}
 		if ev.IsState() && *ev.StateKey == user.String() && ev.Type == "m.room.member" && !ev.Rejected {
 			m = ev.Membership()
@@ -220,4 +212,28 @@ func (s *Service) MembershipsAt(ctx context.Context, user id.UserID, evs []*Stor
 		out[i] = m
 	}
 	return out
+}
+
+// membershipBefore returns the membership of the member key in the state
+// before ev: "leave" when unset, "" when that state is unknown (backfilled
+// history has no snapshot; the create event has an empty one).
+func (s *Service) membershipBefore(ctx context.Context, ev *Stored, key StateKeyT) string {
+	if ev.Snapshot == 0 {
+		if ev.Type == "m.room.create" && ev.IsState() && *ev.StateKey == "" {
+			return "leave"
+		}
+		return ""
+	}
+	ref, ok, err := s.stateEntry(ctx, ev.Snapshot, key)
+	if err != nil {
+		return ""
+	}
+	if !ok {
+		return "leave"
+	}
+	mev, err := s.Event(ctx, ref.ID)
+	if err != nil {
+		return ""
+	}
+	return mev.Membership()
 }
