@@ -57,6 +57,15 @@ func (s *Service) endState(ctx context.Context, rs *roomSpan) (room.State, error
 	return rs.end, err
 }
 
+// targetState is the state a state section describes: at the end of the
+// timeline for state_after, else at its start.
+func (s *Service) targetState(ctx context.Context, rs *roomSpan, after bool) (room.State, error) {
+	if after {
+		return s.endState(ctx, rs)
+	}
+	return s.startState(ctx, rs)
+}
+
 // stateSection returns the events of a room's state section (sync.yaml):
 //   - state (the default): the state at the start of the timeline, all of
 //     it when rs.full, else what changed since since: nothing when the
@@ -73,10 +82,6 @@ func (s *Service) endState(ctx context.Context, rs *roomSpan) (room.State, error
 func (s *Service) stateSection(ctx context.Context, req *Request, rs *roomSpan, heroes []id.UserID) ([]*room.Stored, error) {
 	sf := &req.Filter.Room.State
 	after := req.UseStateAfter
-	target := s.startState
-	if after {
-		target = s.endState
-	}
 	var need map[string]bool
 	if sf.LazyLoadMembers {
 		need = lazyNeed(req.User, rs.timeline, heroes)
@@ -84,7 +89,7 @@ func (s *Service) stateSection(ctx context.Context, req *Request, rs *roomSpan, 
 	var out []*room.Stored
 	switch {
 	case rs.full:
-		st, err := target(ctx, rs)
+		st, err := s.targetState(ctx, rs, after)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +102,7 @@ func (s *Service) stateSection(ctx context.Context, req *Request, rs *roomSpan, 
 			return nil, err
 		}
 	case rs.limited:
-		st, err := target(ctx, rs)
+		st, err := s.targetState(ctx, rs, after)
 		if err != nil {
 			return nil, err
 		}
@@ -145,7 +150,7 @@ func (s *Service) stateSection(ctx context.Context, req *Request, rs *roomSpan, 
 	}
 	if need != nil && !rs.full {
 		var err error
-		if out, err = s.addLazyMembers(ctx, rs, out, need, req.User, target); err != nil {
+		if out, err = s.addLazyMembers(ctx, rs, out, need, req.User, after); err != nil {
 			return nil, err
 		}
 	}
@@ -165,8 +170,7 @@ func (s *Service) stateSection(ctx context.Context, req *Request, rs *roomSpan, 
 // member events of need (the timeline's senders and the heroes) that it
 // lacks, as of the section's point in the timeline. The user's own is not
 // added: the client has it since it joined.
-func (s *Service) addLazyMembers(ctx context.Context, rs *roomSpan, out []*room.Stored, need map[string]bool, user id.UserID,
-	target func(context.Context, *roomSpan) (room.State, error)) ([]*room.Stored, error) {
+func (s *Service) addLazyMembers(ctx context.Context, rs *roomSpan, out []*room.Stored, need map[string]bool, user id.UserID, after bool) ([]*room.Stored, error) {
 	have := map[string]bool{}
 	for _, ev := range out {
 		if ev.Type == "m.room.member" {
@@ -181,7 +185,7 @@ func (s *Service) addLazyMembers(ctx context.Context, rs *roomSpan, out []*room.
 		}
 		if st == nil {
 			var err error
-			if st, err = target(ctx, rs); err != nil {
+			if st, err = s.targetState(ctx, rs, after); err != nil {
 				return nil, err
 			}
 		}

@@ -313,11 +313,7 @@ func (req *Request) completeTimeline() bool {
 // empty, the end of the range.
 func (s *Service) timelineSection(ctx context.Context, req *Request, evs []*room.Stored, limited bool, m room.Membership, upto int64) Timeline {
 	t := Timeline{Events: s.rooms.FormatAll(ctx, evs, req.viewer(), false), Limited: limited}
-	for i, ms := range s.rooms.MembershipsAt(ctx, req.User, evs, m) {
-		if ms != "" && t.Events[i].Unsigned != nil {
-			t.Events[i].Unsigned.Membership = ms
-		}
-	}
+	s.rooms.AnnotateMembership(ctx, req.User, evs, t.Events, m)
 	start := upto + 1
 	if len(evs) > 0 {
 		start = evs[0].StreamPos

@@ -187,20 +187,22 @@ func pduFields(ev *Stored) *PDUFields {
 	return &f
 }
 
-// MembershipsAt returns user's membership just after each of evs, events
-// of one room in stream order ("leave" before they ever joined, "" where
-// the state is unknown: backfilled history). cur, the user's current
-// membership in the room, answers for every event at or after its
-// position without a lookup, which in a sync is nearly every event; the
-// others cost one state lookup, then the user's member events among evs
-// carry it forward.
-func (s *Service) MembershipsAt(ctx context.Context, user id.UserID, evs []*Stored, cur Membership) []string {
-	out := make([]string, len(evs))
+// AnnotateMembership sets unsigned.membership on out, the formatted evs
+// (events of one room in stream order): user's membership just after each
+// event ("leave" before they ever joined; left out where the state is
+// unknown, in backfilled history). cur, the user's current membership in
+// the room, answers for every event at or after its position without a
+// lookup, which in a sync is nearly every event; the others cost one state
+// lookup, then the user's member events among evs carry it forward.
+func (s *Service) AnnotateMembership(ctx context.Context, user id.UserID, evs []*Stored, out []ClientEvent, cur Membership) {
 	key := StateKeyOf("m.room.member", user.String())
 	m := ""
 	for i, ev := range evs {
+		if i >= len(out) || out[i].Unsigned == nil {
+			return
+		}
 		if cur.EventID != "" && ev.StreamPos >= cur.StreamPos {
-			out[i] = cur.Membership
+			out[i].Unsigned.Membership = cur.Membership
 			continue
 		}
 		if m == "" {
@@ -209,9 +211,8 @@ func (s *Service) MembershipsAt(ctx context.Context, user id.UserID, evs []*Stor
 		if ev.IsState() && *ev.StateKey == user.String() && ev.Type == "m.room.member" && !ev.Rejected {
 			m = ev.Membership()
 		}
-		out[i] = m
+		out[i].Unsigned.Membership = m
 	}
-	return out
 }
 
 // membershipBefore returns the membership of the member key in the state
