@@ -81,6 +81,9 @@ type JoinedRoom struct {
 	Ephemeral           EventList           `json:"ephemeral"`
 	AccountData         EventList           `json:"account_data"`
 	UnreadNotifications UnreadNotifications `json:"unread_notifications"`
+
+	// section backs State or StateAfter, saving an allocation per room.
+	section StateSection
 }
 
 // InvitedRoom is one entry of rooms.invite.
@@ -106,6 +109,8 @@ type LeftRoom struct {
 	StateAfter  *StateSection `json:"state_after,omitempty"`
 	Timeline    Timeline      `json:"timeline"`
 	AccountData EventList     `json:"account_data"`
+
+	section StateSection
 }
 
 func newResponse() *Response {

@@ -276,11 +276,11 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership
 			return nil, err
 		}
 	}
-	section := &StateSection{Events: s.rooms.FormatAll(ctx, stateEvs, req.viewer(), false)}
+	jr.section.Events = s.rooms.FormatAll(ctx, stateEvs, req.viewer(), false)
 	if req.UseStateAfter {
-		jr.StateAfter = section
+		jr.StateAfter = &jr.section
 	} else {
-		jr.State = section
+		jr.State = &jr.section
 	}
 	return jr, nil
 }
@@ -492,11 +492,11 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m room.Membership, 
 	if err != nil {
 		return nil, err
 	}
-	section := &StateSection{Events: s.rooms.FormatAll(ctx, stateEvs, req.viewer(), false)}
+	lr.section.Events = s.rooms.FormatAll(ctx, stateEvs, req.viewer(), false)
 	if req.UseStateAfter {
-		lr.StateAfter = section
+		lr.StateAfter = &lr.section
 	} else {
-		lr.State = section
+		lr.State = &lr.section
 	}
 	return lr, nil
 }
