@@ -39,6 +39,13 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return mxerr.InvalidParam.With("full_state must be true or false")
 	}
+	switch q.Get("use_state_after") {
+	case "", "false":
+	case "true":
+		req.UseStateAfter = true
+	default:
+		return mxerr.InvalidParam.With("use_state_after must be true or false")
+	}
 	f, err := a.syncer.ResolveFilter(r.Context(), sess.UserID, q.Get("filter"))
 	if err != nil {
 		return err

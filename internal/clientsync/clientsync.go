@@ -47,6 +47,9 @@ type Service struct {
 	// fallback key types by device, likewise until a change to them is
 	// notified.
 	keyCounts *lru.Cache[deviceKey, cachedKeyCounts]
+	// ignored holds each recent syncer's m.ignored_user_list, likewise
+	// until an account data change is notified.
+	ignored *lru.Cache[id.UserID, cachedIgnored]
 }
 
 type deviceKey struct {
@@ -92,8 +95,9 @@ func New(db *storage.DB, rooms *room.Service, n *notifier.Notifier, ad *accountd
 	filters, _ := lru.New[filterKey, *Filter](maxCachedFilters)
 	memberships, _ := lru.New[id.UserID, cachedMemberships](maxCachedMemberships)
 	keyCounts, _ := lru.New[deviceKey, cachedKeyCounts](maxCachedMemberships)
+	ignored, _ := lru.New[id.UserID, cachedIgnored](maxCachedMemberships)
 	s := &Service{db: db, rooms: rooms, notifier: n, accountDataStore: ad, receipts: rc, typing: ty, log: log,
-		filters: filters, memberships: memberships, keyCounts: keyCounts}
+		filters: filters, memberships: memberships, keyCounts: keyCounts, ignored: ignored}
 	for _, o := range opts {
 		o(s)
 	}

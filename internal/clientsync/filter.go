@@ -3,6 +3,7 @@ package clientsync
 import (
 	"encoding/json"
 	"path"
+	"strings"
 
 	"maunium.net/go/mautrix/id"
 
@@ -68,7 +69,86 @@ func ParseFilter(raw []byte) (*Filter, error) {
 			return nil, mxerr.BadJSON.With("limits must not be negative")
 		}
 	}
+	if err := f.validateIDs(); err != nil {
+		return nil, err
+	}
 	return &f, nil
+}
+
+// validateIDs checks that the room and sender lists hold room and user
+// IDs: a filter that names a malformed one is refused (as Synapse's filter
+// schema does) rather than silently matching nothing.
+func (f *Filter) validateIDs() error {
+	checkRooms := func(field string, list []id.RoomID) error {
+		for _, r := range list {
+			if !validRoomID(r) {
+				return mxerr.BadJSON.With("%s: %q is not a room ID", field, r)
+			}
+		}
+		return nil
+	}
+	checkUsers := func(field string, list []string) error {
+		for _, u := range list {
+			if !validUserID(u) {
+				return mxerr.BadJSON.With("%s: %q is not a user ID", field, u)
+			}
+		}
+		return nil
+	}
+	deref := func(l *[]id.RoomID) []id.RoomID {
+		if l == nil {
+			return nil
+		}
+		return *l
+	}
+	derefS := func(l *[]string) []string {
+		if l == nil {
+			return nil
+		}
+		return *l
+	}
+	if err := checkRooms("room.rooms", deref(f.Room.Rooms)); err != nil {
+		return err
+	}
+	if err := checkRooms("room.not_rooms", f.Room.NotRooms); err != nil {
+		return err
+	}
+	events := map[string]*EventFilter{"presence": &f.Presence, "account_data": &f.AccountData}
+	for name, rf := range map[string]*RoomEventFilter{"room.timeline": &f.Room.Timeline, "room.state": &f.Room.State,
+		"room.ephemeral": &f.Room.Ephemeral, "room.account_data": &f.Room.AccountData} {
+		if err := checkRooms(name+".rooms", deref(rf.Rooms)); err != nil {
+			return err
+		}
+		if err := checkRooms(name+".not_rooms", rf.NotRooms); err != nil {
+			return err
+		}
+		events[name] = &rf.EventFilter
+	}
+	for name, ef := range events {
+		if err := checkUsers(name+".senders", derefS(ef.Senders)); err != nil {
+			return err
+		}
+		if err := checkUsers(name+".not_senders", ef.NotSenders); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validRoomID accepts "!opaque" (room version 12) and "!opaque:server".
+func validRoomID(r id.RoomID) bool {
+	s := string(r)
+	return len(s) > 1 && len(s) <= 255 && s[0] == '!' && !strings.ContainsAny(s, " \t\n\x00")
+}
+
+// validUserID accepts "@localpart:server", with the historical (relaxed)
+// localpart grammar.
+func validUserID(u string) bool {
+	if len(u) > 255 {
+		return false
+	}
+	local, server, err := id.UserID(u).ParseAndValidateRelaxed()
+	return err == nil && local != "" && server != ""
 }
 
 func globMatch(patterns []string, s string) bool {

@@ -72,12 +72,18 @@ type UnreadNotifications struct {
 
 // JoinedRoom is one entry of rooms.join.
 type JoinedRoom struct {
-	Summary             Summary             `json:"summary"`
-	State               StateSection        `json:"state"`
+	Summary Summary `json:"summary"`
+	// State is nil, and StateAfter set, when the request had
+	// use_state_after (spec v1.16): exactly one of them is sent.
+	State               *StateSection       `json:"state,omitempty"`
+	StateAfter          *StateSection       `json:"state_after,omitempty"`
 	Timeline            Timeline            `json:"timeline"`
 	Ephemeral           EventList           `json:"ephemeral"`
 	AccountData         EventList           `json:"account_data"`
 	UnreadNotifications UnreadNotifications `json:"unread_notifications"`
+
+	// section backs State or StateAfter, saving an allocation per room.
+	section StateSection
 }
 
 // InvitedRoom is one entry of rooms.invite.
@@ -99,9 +105,12 @@ type StrippedEvent = room.StrippedEvent
 
 // LeftRoom is one entry of rooms.leave.
 type LeftRoom struct {
-	State       StateSection `json:"state"`
-	Timeline    Timeline     `json:"timeline"`
-	AccountData EventList    `json:"account_data"`
+	State       *StateSection `json:"state,omitempty"`
+	StateAfter  *StateSection `json:"state_after,omitempty"`
+	Timeline    Timeline      `json:"timeline"`
+	AccountData EventList     `json:"account_data"`
+
+	section StateSection
 }
 
 func newResponse() *Response {

@@ -21,6 +21,8 @@ type Request struct {
 	Timeout   time.Duration
 	FullState bool
 	Filter    *Filter
+	// UseStateAfter asks for state_after instead of state (spec v1.16).
+	UseStateAfter bool
 
 	// Loaded by build once per response, so that rooms do not each query:
 	// the user's account data changes and the receipts of their rooms.
@@ -34,6 +36,8 @@ type Request struct {
 	changed notifier.Kind
 	// wake is the user's notifier generation read before this build.
 	wake Wake
+	// ignored holds the users the user ignores (m.ignored_user_list).
+	ignored map[id.UserID]bool
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -109,6 +113,9 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	if err != nil {
 		return nil, err
 	}
+	if req.ignored, err = s.ignoredUsers(ctx, req.User, wake); err != nil {
+		return nil, err
+	}
 	var active map[id.RoomID]int64
 	if !initial && req.changed&(notifier.Room|notifier.Membership) != 0 {
 		joined := make([]id.RoomID, 0, len(memberships))
@@ -136,11 +143,19 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 		switch m.Membership {
 		case "join":
 			_, hasEvents := active[m.RoomID]
-			full := initial || req.FullState || changed
-			if !full && !hasEvents && !s.hasRoomEphemeral(m.RoomID, req, since) && !s.hasRoomAccountData(m.RoomID, req) {
+			// A join after since is new unless it only changed the
+			// profile of a user who was joined already.
+			fresh := initial
+			if changed {
+				if fresh, err = s.newlyJoined(ctx, req.User, m, since); err != nil {
+					return nil, err
+				}
+			}
+			full := fresh || req.FullState
+			if !full && !changed && !hasEvents && !s.hasRoomEphemeral(m.RoomID, req, since) && !s.hasRoomAccountData(m.RoomID, req) {
 				continue
 			}
-			jr, err := s.joinedRoom(ctx, req, m, since, now, full, initial || changed)
+			jr, err := s.joinedRoom(ctx, req, m, since, now, full, fresh)
 			if err != nil {
 				return nil, err
 			}
@@ -149,6 +164,11 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 			}
 		case "invite":
 			if initial || changed {
+				if hidden, err := s.inviteIgnored(ctx, req, m); err != nil {
+					return nil, err
+				} else if hidden {
+					continue
+				}
 				ir, err := s.invitedRoom(ctx, req.User, m)
 				if err != nil {
 					return nil, err
@@ -211,34 +231,29 @@ func (s *Service) localMemberships(ctx context.Context, user id.UserID, wake Wak
 	return list, nil
 }
 
-// joinedRoom builds rooms.join[roomID]. full asks for the whole state at
-// the start of the timeline (initial sync, full_state, or a new join).
+// joinedRoom builds rooms.join[roomID]. full asks for the whole state
+// (initial sync, full_state, or a new join); fresh for the timeline of a
+// room the client has no history of (initial sync or a new join).
 func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership, since, now int64, full, fresh bool) (*JoinedRoom, error) {
-	tf := &req.Filter.Room.Timeline
-	limit := defaultTimelineLimit
-	if tf.Limit != nil {
-		limit = *tf.Limit
-	}
 	after := since
 	if fresh {
 		after = 0
 	}
-	evs, limited, err := s.timeline(ctx, m.RoomID, after, now, limit, tf)
+	evs, limited, err := s.timeline(ctx, &req, m.RoomID, after, now)
 	if err != nil {
 		return nil, err
+	}
+	if fresh && req.Since != nil {
+		// A room joined since the last sync: the client holds none of its
+		// history, so the timeline starts after a gap whatever its length
+		// (Synapse marks it limited too).
+		limited = true
 	}
 	jr := &JoinedRoom{
 		Ephemeral:   EventList{Events: s.roomEphemeral(ctx, req, m.RoomID, since, now)},
 		AccountData: EventList{Events: s.roomAccountData(ctx, req, m.RoomID, since, now)},
 	}
-	v := room.Viewer{User: req.User, Device: req.Device}
-	jr.Timeline.Events = s.rooms.FormatAll(ctx, evs, v, false)
-	jr.Timeline.Limited = limited
-	timelineStart := now + 1
-	if len(evs) > 0 {
-		timelineStart = evs[0].StreamPos
-	}
-	jr.Timeline.PrevBatch = Token{Pos: timelineStart - 1}.String()
+	jr.Timeline = s.timelineSection(ctx, &req, evs, limited, m, now)
 
 	// The summary may be left out when it has not changed since the last
 	// sync, which it cannot have without a membership change; counting a
@@ -250,59 +265,61 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership
 			return nil, err
 		}
 	}
-	sf := &req.Filter.Room.State
-	var stateEvs []*room.Stored
-	switch {
-	case full:
-		st, err := s.stateBefore(ctx, m.RoomID, evs, now)
-		if err != nil {
-			return nil, err
-		}
-		if sf.LazyLoadMembers {
-			// Only the members lazyMembers keeps are loaded: in a big room
-			// the others are nearly all of the state.
-			st = lazyState(st, lazyNeed(req.User, evs, jr.Summary.Heroes))
-		}
-		if stateEvs, err = s.rooms.StateEvents(ctx, st); err != nil {
-			return nil, err
-		}
-	case limited:
-		// State that changed in the gap between since and the timeline and
-		// still holds at the timeline's start.
-		st, err := s.stateBefore(ctx, m.RoomID, evs, now)
-		if err != nil {
-			return nil, err
-		}
-		changes, err := s.rooms.StateChangesBetween(ctx, m.RoomID, since, timelineStart)
-		if err != nil {
-			return nil, err
-		}
-		for _, ev := range changes {
-			if ref, ok := st[ev.Key()]; ok && ref.ID == ev.ID {
-				stateEvs = append(stateEvs, ev)
-			}
-		}
+	rs := roomSpan{roomID: m.RoomID, timeline: evs, limited: limited, full: full, since: since, upto: now,
+		complete: req.completeTimeline()}
+	stateEvs, err := s.stateSection(ctx, &req, &rs, jr.Summary.Heroes)
+	if err != nil {
+		return nil, err
 	}
 	if !haveSummary && hasMemberEvent(stateEvs) {
 		if jr.Summary, err = s.summary(ctx, m.RoomID, req.User); err != nil {
 			return nil, err
 		}
 	}
-	stateEvs = sf.FilterEvents(stateEvs)
-	if sf.LazyLoadMembers {
-		stateEvs, err = s.lazyMembers(ctx, m.RoomID, req.User, stateEvs, evs, full, jr.Summary.Heroes)
-		if err != nil {
-			return nil, err
-		}
+	jr.section.Events = s.rooms.FormatAll(ctx, stateEvs, req.viewer(), false)
+	if req.UseStateAfter {
+		jr.StateAfter = &jr.section
+	} else {
+		jr.State = &jr.section
 	}
-	// Events already in the timeline are not repeated in state.
-	inTimeline := make(map[id.EventID]bool, len(evs))
-	for _, ev := range evs {
-		inTimeline[ev.ID] = true
-	}
-	stateEvs = slices.DeleteFunc(stateEvs, func(ev *room.Stored) bool { return inTimeline[ev.ID] })
-	jr.State.Events = s.rooms.FormatAll(ctx, stateEvs, v, false)
 	return jr, nil
+}
+
+// viewer is who the request's events are formatted for, and in which
+// format.
+func (req *Request) viewer() room.Viewer {
+	return room.Viewer{User: req.User, Device: req.Device, Federation: req.Filter.EventFormat == "federation"}
+}
+
+// timelineLimit is the filter's timeline limit, or the default.
+func (req *Request) timelineLimit() int {
+	if l := req.Filter.Room.Timeline.Limit; l != nil {
+		return *l
+	}
+	return defaultTimelineLimit
+}
+
+// completeTimeline reports whether a timeline that is not limited holds
+// every event of its range: no filter or ignore list left any out.
+func (req *Request) completeTimeline() bool {
+	f := &req.Filter.Room.Timeline
+	return len(req.ignored) == 0 && f.Types == nil && len(f.NotTypes) == 0 && f.Senders == nil &&
+		len(f.NotSenders) == 0 && f.ContainsURL == nil
+}
+
+// timelineSection renders a timeline, each event with the user's
+// membership at it (unsigned.membership), and the prev_batch that
+// /messages pages back from: just before its first event, or, when it is
+// empty, the end of the range.
+func (s *Service) timelineSection(ctx context.Context, req *Request, evs []*room.Stored, limited bool, m room.Membership, upto int64) Timeline {
+	t := Timeline{Events: s.rooms.FormatAll(ctx, evs, req.viewer(), false), Limited: limited}
+	s.rooms.AnnotateMembership(ctx, req.User, evs, t.Events, m)
+	start := upto + 1
+	if len(evs) > 0 {
+		start = evs[0].StreamPos
+	}
+	t.PrevBatch = Token{Pos: start - 1}.String()
+	return t
 }
 
 func hasMemberEvent(evs []*room.Stored) bool {
@@ -314,9 +331,11 @@ func hasMemberEvent(evs []*room.Stored) bool {
 	return false
 }
 
-// timeline returns up to limit events of the room in (after, upto], oldest
-// first, and whether older ones were left out.
-func (s *Service) timeline(ctx context.Context, roomID id.RoomID, after, upto int64, limit int, f *RoomEventFilter) ([]*room.Stored, bool, error) {
+// timeline returns up to the filter's limit of events of the room in
+// (after, upto], oldest first, and whether older ones were left out.
+func (s *Service) timeline(ctx context.Context, req *Request, roomID id.RoomID, after, upto int64) ([]*room.Stored, bool, error) {
+	limit := req.timelineLimit()
+	f := &req.Filter.Room.Timeline
 	if limit == 0 {
 		return nil, true, nil
 	}
@@ -334,7 +353,7 @@ func (s *Service) timeline(ctx context.Context, roomID id.RoomID, after, upto in
 			page = page[:limit]
 		}
 		for _, ev := range page {
-			if f.MatchEvent(ev) {
+			if f.MatchEvent(ev) && !req.hidesEvent(ev) {
 				out = append(out, ev)
 			}
 			if len(out) > limit {
@@ -359,82 +378,25 @@ func (s *Service) timeline(ctx context.Context, roomID id.RoomID, after, upto in
 	return out, limited, nil
 }
 
-// stateBefore returns the room state just before the first timeline event,
-// or the state as of now when the timeline is empty.
-func (s *Service) stateBefore(ctx context.Context, roomID id.RoomID, timeline []*room.Stored, now int64) (room.State, error) {
-	if len(timeline) > 0 {
-		return s.rooms.StateAt(ctx, timeline[0], false)
+// newlyJoined reports whether a join that changed after since is a new
+// one rather than a profile change: the user was not joined at since.
+func (s *Service) newlyJoined(ctx context.Context, user id.UserID, m room.Membership, since int64) (bool, error) {
+	if since <= 0 {
+		return true, nil
 	}
-	return s.rooms.StateAtPosition(ctx, roomID, now)
-}
-
-// lazyMembers keeps only the member events of the timeline's senders, of
-// the summary's heroes and the user's own, adding any that the state
-// section lacks.
-func (s *Service) lazyMembers(ctx context.Context, roomID id.RoomID, user id.UserID, state, timeline []*room.Stored, full bool, heroes []id.UserID) ([]*room.Stored, error) {
-	need := lazyNeed(user, timeline, heroes)
-	out := state[:0:0]
-	have := map[string]bool{}
-	for _, ev := range state {
-		if ev.Type == "m.room.member" {
-			if !need[*ev.StateKey] {
-				continue
-			}
-			have[*ev.StateKey] = true
-		}
-		out = append(out, ev)
-	}
-	var st room.State
-	var err error
-	if len(timeline) > 0 {
-		st, err = s.rooms.StateAt(ctx, timeline[0], false)
-	} else {
-		st, err = s.rooms.CurrentState(ctx, roomID)
-	}
+	st, err := s.rooms.StateAtPosition(ctx, m.RoomID, since)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	var missing []id.EventID
-	for u := range need {
-		if have[u] {
-			continue
-		}
-		if !full && u == user.String() {
-			continue
-		}
-		if ref, ok := st[room.StateKeyOf("m.room.member", u)]; ok {
-			missing = append(missing, ref.ID)
-		}
+	ref, ok := st[room.StateKeyOf("m.room.member", user.String())]
+	if !ok {
+		return true, nil
 	}
-	extra, err := s.rooms.Events(ctx, missing)
+	ev, err := s.rooms.Event(ctx, ref.ID)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	return append(out, extra...), nil
-}
-
-// lazyNeed returns the users whose member events a lazy-loading sync
-// sends: the timeline's senders, the heroes and the user.
-func lazyNeed(user id.UserID, timeline []*room.Stored, heroes []id.UserID) map[string]bool {
-	need := map[string]bool{user.String(): true}
-	for _, ev := range timeline {
-		need[ev.Sender.String()] = true
-	}
-	for _, h := range heroes {
-		need[h.String()] = true
-	}
-	return need
-}
-
-// lazyState returns st without the member events of users not in need.
-func lazyState(st room.State, need map[string]bool) room.State {
-	out := make(room.State, len(need)+8)
-	for k, ref := range st {
-		if k.Type != "m.room.member" || need[k.StateKey] {
-			out[k] = ref
-		}
-	}
-	return out
+	return ev.Membership() != "join", nil
 }
 
 // summary computes heroes and member counts from current state.
@@ -495,26 +457,46 @@ func (s *Service) strippedState(ctx context.Context, user id.UserID, m room.Memb
 	return s.rooms.Stripped(ctx, st, room.StateKeyOf("m.room.member", inv.Sender.String()), inv.Key())
 }
 
-// leftRoom builds rooms.leave[roomID]: the timeline up to the departure.
-func (s *Service) leftRoom(ctx context.Context, req Request, m room.Membership, since int64) (*LeftRoom, error) {
-	tf := &req.Filter.Room.Timeline
-	limit := defaultTimelineLimit
-	if tf.Limit != nil {
-		limit = *tf.Limit
+// inviteIgnored reports whether the invite came from a user the user
+// ignores: such invites are not shown (spec: Ignoring Users).
+func (s *Service) inviteIgnored(ctx context.Context, req Request, m room.Membership) (bool, error) {
+	if len(req.ignored) == 0 {
+		return false, nil
 	}
-	evs, limited, err := s.timeline(ctx, m.RoomID, since, m.StreamPos, limit, tf)
+	if remote, err := s.rooms.RemoteInviteFor(ctx, req.User, m.RoomID); err != nil {
+		return false, err
+	} else if remote != nil && remote.Event.ID == m.EventID {
+		return req.ignored[remote.Event.Sender], nil
+	}
+	inv, err := s.rooms.Event(ctx, m.EventID)
+	if err != nil {
+		return false, err
+	}
+	return req.ignored[inv.Sender], nil
+}
+
+// leftRoom builds rooms.leave[roomID]: the timeline up to the departure,
+// and the state like a joined room's, as of then. With an empty timeline
+// (limit 0) the departure itself is in the state, as in Synapse, so the
+// client still learns why it left.
+func (s *Service) leftRoom(ctx context.Context, req Request, m room.Membership, since int64) (*LeftRoom, error) {
+	evs, limited, err := s.timeline(ctx, &req, m.RoomID, since, m.StreamPos)
 	if err != nil {
 		return nil, err
 	}
-	v := room.Viewer{User: req.User, Device: req.Device}
 	lr := &LeftRoom{AccountData: EventList{Events: s.roomAccountData(ctx, req, m.RoomID, since, m.StreamPos)}}
-	lr.Timeline.Events = s.rooms.FormatAll(ctx, evs, v, false)
-	lr.Timeline.Limited = limited
-	start := m.StreamPos
-	if len(evs) > 0 {
-		start = evs[0].StreamPos
+	lr.Timeline = s.timelineSection(ctx, &req, evs, limited, m, m.StreamPos)
+	rs := roomSpan{roomID: m.RoomID, timeline: evs, limited: limited, full: req.Since == nil || req.FullState,
+		since: since, upto: m.StreamPos, complete: req.completeTimeline()}
+	stateEvs, err := s.stateSection(ctx, &req, &rs, nil)
+	if err != nil {
+		return nil, err
 	}
-	lr.Timeline.PrevBatch = Token{Pos: start - 1}.String()
-	lr.State.Events = []room.ClientEvent{}
+	lr.section.Events = s.rooms.FormatAll(ctx, stateEvs, req.viewer(), false)
+	if req.UseStateAfter {
+		lr.StateAfter = &lr.section
+	} else {
+		lr.State = &lr.section
+	}
 	return lr, nil
 }
