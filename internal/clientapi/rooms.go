@@ -108,14 +108,22 @@ func (a *API) getJoinedMembersByRoom(w http.ResponseWriter, r *http.Request) err
 		if ev.Membership() != "join" {
 			continue
 		}
+		// The member event says displayname; this response says
+		// display_name (rooms.yaml RoomMember), which matrix-nio checks.
 		var c struct {
 			DisplayName *string `json:"displayname"`
 			AvatarURL   *string `json:"avatar_url"`
 		}
 		_ = httpx.Unmarshal(ev.Content, &c)
-		joined[*ev.StateKey] = c
+		joined[*ev.StateKey] = roomMember{DisplayName: c.DisplayName, AvatarURL: c.AvatarURL}
 	}
 	return httpx.OK(w, map[string]any{"joined": joined})
+}
+
+// roomMember is a member of the joined_members response.
+type roomMember struct {
+	DisplayName *string `json:"display_name,omitempty"`
+	AvatarURL   *string `json:"avatar_url,omitempty"`
 }
 
 // getMembersByRoom serves GET /_matrix/client/v3/rooms/{roomId}/members
