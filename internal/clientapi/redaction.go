@@ -25,10 +25,12 @@ func (a *API) redactEvent(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	raw, _ := json.Marshal(body)
+	target := id.EventID(r.PathValue("eventId"))
+	// The transaction ID is the client's own: unsigned.transaction_id
+	// echoes it, and clients match their local redaction by it.
 	ev, err := a.rooms.Send(r.Context(), pdu.Proto{
-		Type: "m.room.redaction", Sender: sess.UserID, Content: raw, RoomID: roomID,
-		Redacts: id.EventID(r.PathValue("eventId")),
-	}, &room.Txn{Device: sess.DeviceID, ID: "redact:" + r.PathValue("txnId")})
+		Type: "m.room.redaction", Sender: sess.UserID, Content: raw, RoomID: roomID, Redacts: target,
+	}, &room.Txn{Device: sess.DeviceID, Scope: room.RedactScope(roomID, target), ID: r.PathValue("txnId")})
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,9 @@ import (
 )
 
 // sendMessage serves PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
-// (room_send.yaml). A repeated transaction ID from the same device returns
-// the first event instead of sending again.
+// (room_send.yaml). A repeated transaction ID from the same device, to the
+// same room and event type, returns the first event instead of sending
+// again.
 func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) error {
 	sess := session(r)
 	roomID, err := pathRoomID(r)
@@ -29,7 +30,7 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) error {
 	}
 	raw, _ := json.Marshal(content)
 	ev, err := a.rooms.Send(r.Context(), pdu.Proto{Type: evType, Sender: sess.UserID, Content: raw, RoomID: roomID},
-		&room.Txn{Device: sess.DeviceID, ID: r.PathValue("txnId")})
+		&room.Txn{Device: sess.DeviceID, Scope: room.SendScope(roomID, evType), ID: r.PathValue("txnId")})
 	if err != nil {
 		return err
 	}

@@ -21,10 +21,24 @@ import (
 	"github.com/myelin-chat/myelin/internal/storage"
 )
 
-// Txn identifies a client transaction for idempotent sends.
+// Txn identifies a client transaction for idempotent sends. The spec
+// scopes a transaction ID to the device and the request path, so Scope
+// names the path (see SendScope and RedactScope): the same ID in another
+// room, or on /redact instead of /send, is another transaction.
 type Txn struct {
 	Device id.DeviceID
+	Scope  string
 	ID     string
+}
+
+// SendScope is the transaction scope of PUT /rooms/{roomID}/send/{evType}.
+func SendScope(roomID id.RoomID, evType string) string {
+	return "send " + roomID.String() + " " + evType
+}
+
+// RedactScope is the transaction scope of PUT /rooms/{roomID}/redact/{target}.
+func RedactScope(roomID id.RoomID, target id.EventID) string {
+	return "redact " + roomID.String() + " " + target.String()
 }
 
 // maxPDUSize is the spec's limit on the size of an event.
@@ -115,8 +129,8 @@ func (s *Service) PruneTransactionIDs(ctx context.Context, before time.Time) (in
 // nil if it was not (or was forgotten).
 func (s *Service) txnEvent(ctx context.Context, sender id.UserID, txn *Txn) (*Stored, error) {
 	var evID string
-	err := s.db.QueryRowContext(ctx, `SELECT event_id FROM transaction_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,
-		sender.String(), txn.Device.String(), txn.ID).Scan(&evID)
+	err := s.db.QueryRowContext(ctx, `SELECT event_id FROM transaction_ids WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4`,
+		sender.String(), txn.Device.String(), txn.Scope, txn.ID).Scan(&evID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -226,30 +240,41 @@ func (s *Service) authorize(ctx context.Context, work *info, ev *pdu.Event, auth
 
 // checkRedaction enforces the client-side redaction rule the auth rules
 // leave to the server: only the original sender, or someone with the
-// redact power level, may redact.
+// redact power level, may redact. As in Synapse, someone with that level
+// may also redact an event this server does not hold (the spec allows
+// redacting events not yet received); anyone else gets M_NOT_FOUND, since
+// the sender cannot be compared.
 func (s *Service) checkRedaction(ctx context.Context, work *info, ev *pdu.Event) error {
 	target := redactsOf(ev)
 	if target == "" {
 		return mxerr.BadJSON.With("redaction without a target")
 	}
 	orig, err := s.Event(ctx, target)
-	if err != nil {
-		return err // M_NOT_FOUND for unknown targets
+	if err != nil && !errors.Is(err, mxerr.NotFound) {
+		return err
 	}
-	if orig.RoomID() != work.roomID {
-		return mxerr.NotFound.With("event not found in this room")
-	}
-	if orig.Sender == ev.Sender {
-		return nil
+	if orig != nil {
+		if orig.RoomID() != work.roomID {
+			return mxerr.NotFound.With("event not found in this room")
+		}
+		if orig.Type == "m.room.create" {
+			return mxerr.Forbidden.With("the create event cannot be redacted")
+		}
+		if orig.Sender == ev.Sender {
+			return nil
+		}
 	}
 	pl, err := s.powerLevels(ctx, work)
 	if err != nil {
 		return err
 	}
-	if pl.GetUserLevel(ev.Sender) < pl.Redact() {
-		return mxerr.Forbidden.With("you may not redact other users' events")
+	if pl.GetUserLevel(ev.Sender) >= pl.Redact() {
+		return nil
 	}
-	return nil
+	if orig == nil {
+		return mxerr.NotFound.With("event %s not found", target)
+	}
+	return mxerr.Forbidden.With("you may not redact other users' events")
 }
 
 func redactsOf(ev *pdu.Event) id.EventID {
@@ -276,8 +301,8 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 		// No SELECT first: the primary key rejects a repeated transaction
 		// ID, and on PostgreSQL a concurrent insert of the same key waits
 		// for the first to commit and then fails.
-		if err := tx.Queue(ctx, `INSERT INTO transaction_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
-			ev.Sender.String(), txn.Device.String(), txn.ID, ev.ID.String(), s.now().UnixMilli()); err != nil {
+		if err := tx.Queue(ctx, `INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5, $6)`,
+			ev.Sender.String(), txn.Device.String(), txn.Scope, txn.ID, ev.ID.String(), s.now().UnixMilli()); err != nil {
 			return nil, fmt.Errorf("recording transaction: %w", err)
 		}
 		txnDev, txnID = txn.Device.String(), txn.ID
