@@ -30,7 +30,7 @@ func (a *API) autoJoin(ctx context.Context, user id.UserID) {
 			a.log.Warn("resolving an auto-join room failed", "alias", alias, "err", err)
 			continue
 		}
-		if err := a.joinAs(ctx, user, roomID, via, ""); err != nil {
+		if err := a.joinAs(ctx, user, roomID, via, nil); err != nil {
 			a.log.Warn("auto-joining a room failed", "alias", alias, "user_id", user, "err", err)
 		}
 	}

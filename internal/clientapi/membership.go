@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -22,6 +23,7 @@ func (a *API) sendMembership(ctx context.Context, sender id.UserID, roomID id.Ro
 	for k, v := range extra {
 		content[k] = v
 	}
+	content["membership"] = membership
 	if reason != "" {
 		content["reason"] = reason
 	}
@@ -87,13 +89,26 @@ func viaServers(r *http.Request) []string {
 }
 
 func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via []string) error {
-	var body struct {
-		Reason string `json:"reason"`
-	}
+	var body map[string]json.RawMessage
 	if err := httpx.DecodeJSON(r, &body); err != nil {
 		return err
 	}
-	if err := a.joinAs(r.Context(), session(r).UserID, roomID, via, body.Reason); err != nil {
+	if reason, ok := body["reason"]; ok {
+		var s string
+		if err := json.Unmarshal(reason, &s); err != nil {
+			return mxerr.BadJSON.With("reason must be a string")
+		}
+	}
+	// The body's keys become the member event's content (the spec names
+	// reason; clients add their own, as Synapse keeps them), except
+	// third_party_signed, which is a proof for the join, not content.
+	extra := map[string]any{}
+	for k, v := range body {
+		if k != "third_party_signed" {
+			extra[k] = v
+		}
+	}
+	if err := a.joinAs(r.Context(), session(r).UserID, roomID, via, extra); err != nil {
 		return err
 	}
 	return httpx.OK(w, map[string]any{"room_id": roomID})
@@ -101,8 +116,9 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via
 
 // joinAs joins user to roomID: through a resident server (via, or the
 // inviter's) when no user of ours is in the room, else locally. The join
-// endpoints and auto-join rooms share it.
-func (a *API) joinAs(ctx context.Context, user id.UserID, roomID id.RoomID, via []string, reason string) error {
+// endpoints and auto-join rooms share it. extra is added to the member
+// event's content, over the user's profile; membership stays join.
+func (a *API) joinAs(ctx context.Context, user id.UserID, roomID id.RoomID, via []string, extra map[string]any) error {
 	here, err := a.rooms.ServerInRoom(ctx, roomID, a.cfg.ServerName)
 	if err != nil {
 		return err
@@ -114,9 +130,10 @@ func (a *API) joinAs(ctx context.Context, user id.UserID, roomID id.RoomID, via 
 			via = append([]string{inv.Event.Sender.Homeserver()}, via...)
 		}
 		content := a.memberContent(ctx, user, "join")
-		if reason != "" {
-			content["reason"] = reason
+		for k, v := range extra {
+			content[k] = v
 		}
+		content["membership"] = "join"
 		_, err := a.handshake.Join(ctx, roomID, user, via, content)
 		if err == nil {
 			return nil
@@ -135,7 +152,7 @@ func (a *API) joinAs(ctx context.Context, user id.UserID, roomID id.RoomID, via 
 	if m, err := a.rooms.Membership(ctx, roomID, user); err != nil || m == "join" {
 		return err
 	}
-	_, err = a.sendMembership(ctx, user, roomID, user, "join", reason, nil)
+	_, err = a.sendMembership(ctx, user, roomID, user, "join", "", extra)
 	return err
 }
 
@@ -340,4 +357,113 @@ func (a *API) knockRoom(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return httpx.OK(w, map[string]any{"room_id": roomID})
+}
+
+// setMemberState sends the m.room.member event of PUT
+// /rooms/{roomId}/state/m.room.member/{userId} (room_state.yaml), which
+// the spec allows as any state event: the content's membership takes the
+// path its endpoint would (joins and knocks through another server when
+// none of our users is in the room, invites of remote users through their
+// server), and the auth rules decide the rest, so a joined user may change
+// their room display name or avatar, and a moderator may invite, kick or
+// ban. As in Synapse, the target's profile fills displayname and
+// avatar_url of a join, invite or knock that leaves them out.
+func (a *API) setMemberState(ctx context.Context, sender id.UserID, roomID id.RoomID, stateKey string, content map[string]json.RawMessage) (id.EventID, error) {
+	target := id.UserID(stateKey)
+	if _, _, err := target.Parse(); err != nil || !strings.HasPrefix(stateKey, "@") {
+		return "", mxerr.BadJSON.With("the state key of m.room.member must be a user ID")
+	}
+	var membership string
+	if err := json.Unmarshal(content["membership"], &membership); err != nil || membership == "" {
+		return "", mxerr.BadJSON.With("membership must be a string")
+	}
+	extra := make(map[string]any, len(content))
+	for k, v := range content {
+		extra[k] = v
+	}
+	self := target == sender
+	here, err := a.rooms.ServerInRoom(ctx, roomID, a.cfg.ServerName)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case membership == "join" && self:
+		if m, err := a.rooms.Membership(ctx, roomID, sender); err != nil {
+			return "", err
+		} else if m != "join" {
+			if err := a.joinAs(ctx, sender, roomID, nil, extra); err != nil {
+				return "", err
+			}
+			return a.currentMemberEvent(ctx, roomID, sender)
+		}
+		// Joined already: a profile change, sent below.
+	case membership == "knock" && self && !here && a.handshake != nil:
+		if err := a.handshake.Knock(ctx, roomID, sender, nil, extra); err != nil {
+			return "", err
+		}
+		return a.localMembershipEvent(ctx, sender, roomID)
+	case membership == "leave" && self && !here && a.handshake != nil:
+		if inv, err := a.rooms.RemoteInviteFor(ctx, sender, roomID); err != nil {
+			return "", err
+		} else if inv != nil {
+			if err := a.handshake.RejectInvite(ctx, sender, roomID); err != nil {
+				return "", err
+			}
+			return a.localMembershipEvent(ctx, sender, roomID)
+		}
+	case membership == "invite" && !a.users.IsLocal(target):
+		if a.handshake == nil {
+			return "", mxerr.Forbidden.With("inviting users of other servers needs federation, which is not enabled")
+		}
+		c := a.memberContent(ctx, target, "invite")
+		for k, v := range extra {
+			c[k] = v
+		}
+		raw, _ := json.Marshal(c)
+		st, err := a.handshake.Invite(ctx, roomID, sender, target, raw)
+		if err != nil {
+			return "", err
+		}
+		return st.ID, nil
+	case membership == "invite":
+		if _, err := a.users.Get(ctx, target); err != nil {
+			if errors.Is(err, mxerr.NotFound) {
+				return "", mxerr.NotFound.With("user %s does not exist", target)
+			}
+			return "", err
+		}
+	}
+	st, err := a.sendMembership(ctx, sender, roomID, target, membership, "", extra)
+	if err != nil {
+		return "", err
+	}
+	return st.ID, nil
+}
+
+// currentMemberEvent returns the ID of user's member event in the room's
+// current state.
+func (a *API) currentMemberEvent(ctx context.Context, roomID id.RoomID, user id.UserID) (id.EventID, error) {
+	ev, err := a.rooms.CurrentStateEvent(ctx, roomID, "m.room.member", user.String())
+	if err != nil {
+		return "", err
+	}
+	if ev == nil {
+		return "", fmt.Errorf("member event of %s in %s missing after the change", user, roomID)
+	}
+	return ev.ID, nil
+}
+
+// localMembershipEvent returns the event of user's membership in a room
+// this server is not in (a knock, or the rejection of an invite).
+func (a *API) localMembershipEvent(ctx context.Context, user id.UserID, roomID id.RoomID) (id.EventID, error) {
+	ms, err := a.rooms.LocalMemberships(ctx, user, 0)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		if m.RoomID == roomID {
+			return m.EventID, nil
+		}
+	}
+	return "", fmt.Errorf("membership of %s in %s missing after the change", user, roomID)
 }

@@ -22,9 +22,6 @@ func (a *API) setRoomStateWithKey(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	raw, _ := json.Marshal(content)
-	if evType == "m.room.member" {
-		return mxerr.Forbidden.With("use the membership endpoints to change membership") // keeps profile and invite checks in one place
-	}
 	if evType == "m.room.create" {
 		return mxerr.Forbidden.With("m.room.create cannot be sent to an existing room")
 	}
@@ -37,6 +34,13 @@ func (a *API) setRoomStateWithKey(w http.ResponseWriter, r *http.Request) error 
 	if cur, err := a.rooms.CurrentStateEvent(r.Context(), roomID, evType, stateKey); err == nil && cur != nil &&
 		cur.Sender == sess.UserID && jsonEqual(cur.Content, raw) {
 		return httpx.OK(w, map[string]any{"event_id": cur.ID})
+	}
+	if evType == "m.room.member" {
+		evID, err := a.setMemberState(r.Context(), sess.UserID, roomID, stateKey, content)
+		if err != nil {
+			return err
+		}
+		return httpx.OK(w, map[string]any{"event_id": evID})
 	}
 	ev, err := a.rooms.Send(r.Context(), pdu.Proto{Type: evType, StateKey: &stateKey, Sender: sess.UserID, Content: raw, RoomID: roomID}, nil)
 	if err != nil {
