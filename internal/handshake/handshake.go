@@ -195,7 +195,11 @@ func (s *Service) Invite(ctx context.Context, roomID id.RoomID, sender, target i
 		return nil, err
 	}
 	if me, err := s.rooms.CurrentStateEvent(ctx, roomID, "m.room.member", sender.String()); err == nil && me != nil {
-		stripped = append(stripped, room.StrippedEvent{Content: json.RawMessage(me.Content), Sender: me.Sender, StateKey: *me.StateKey, Type: me.Type})
+		raw, err := json.Marshal(room.StrippedEvent{Content: json.RawMessage(me.Content), Sender: me.Sender, StateKey: *me.StateKey, Type: me.Type})
+		if err != nil {
+			return nil, fmt.Errorf("encoding stripped state: %w", err)
+		}
+		stripped = append(stripped, raw)
 	}
 	body := map[string]any{"room_version": v, "event": json.RawMessage(ev.JSON()), "invite_room_state": stripped}
 	var resp struct {

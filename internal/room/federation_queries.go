@@ -351,14 +351,40 @@ var strippedKeys = []pdu.StateKey{
 	{Type: "m.room.topic"},
 }
 
-// StrippedState returns the room's current state in stripped form, for
-// invites and knocks.
-func (s *Service) StrippedState(ctx context.Context, roomID id.RoomID) ([]StrippedEvent, error) {
+// StrippedState returns the room's current state as the invite_room_state
+// and knock_room_state of federation: stripped events, except that the
+// create event is the whole PDU (spec v1.16, MSC4311), so the receiving
+// server can check that the room is the one it claims to be (in v12 the
+// room ID is the create event's hash). The receiving server strips it for
+// its clients.
+func (s *Service) StrippedState(ctx context.Context, roomID id.RoomID) ([]json.RawMessage, error) {
 	st, err := s.CurrentState(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	return s.Stripped(ctx, st)
+	stripped, err := s.Stripped(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, 0, len(stripped))
+	for _, ev := range stripped {
+		if ev.Type == "m.room.create" {
+			if ref, ok := st[pdu.StateKey{Type: "m.room.create"}]; ok {
+				full, err := s.Event(ctx, ref.ID)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, json.RawMessage(full.JSON()))
+				continue
+			}
+		}
+		raw, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encoding stripped state: %w", err)
+		}
+		out = append(out, raw)
+	}
+	return out, nil
 }
 
 // Stripped returns the stripped form of st's events that a user outside
