@@ -119,6 +119,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Username != nil {
+		// As Synapse does: Alice registers @alice, and logs in as Alice
+		// too, since login downcases (identifiedUser). The availability
+		// check leaves the case alone, as Synapse's does.
+		lower := strings.ToLower(*req.Username)
+		req.Username = &lower
 		if err := a.usernameAvailable(r, *req.Username); err != nil {
 			return err
 		}
