@@ -78,7 +78,7 @@ func TestDeviceManagement(t *testing.T) {
 			}
 			// Bob's password does not authorise deleting Alice's device.
 			st, body = acctReq(t, s, "DELETE", path, alice.AccessToken, map[string]any{"auth": passwordAuth(sess, "@bob:localhost", "pw-bob")})
-			acctWantUIA(t, "another user's password", st, body, passwordFlow, "M_FORBIDDEN")
+			acctWantErr(t, "another user's password", st, body, 403, "M_FORBIDDEN")
 			// The session is bound to its operation.
 			st, body = acctReq(t, s, "POST", "/v3/delete_devices", alice.AccessToken, map[string]any{
 				"devices": []string{tablet.DeviceID.String()}, "auth": passwordAuth(sess, "@alice:localhost", "pw-alice"),

@@ -224,7 +224,11 @@ func (a *API) interactiveAuth(w http.ResponseWriter, r *http.Request, c uiaCall)
 			stageErr = mxerr.Forbidden.With("complete the stages of a flow in order; %q is not next", t)
 		default:
 			regToken, err := a.checkStage(r, c, c.auth)
-			if e, ok := mxerr.From(err); ok && e.Status < 500 {
+			if e, ok := mxerr.From(err); ok && e == errUIAOtherUser {
+				// Not a failed stage to retry: the request is refused,
+				// as Synapse refuses it.
+				return uiaSession{}, false, err
+			} else if ok && e.Status < 500 {
 				stageErr = e
 			} else if err != nil {
 				return uiaSession{}, false, err
@@ -241,6 +245,10 @@ func (a *API) interactiveAuth(w http.ResponseWriter, r *http.Request, c uiaCall)
 	return sess, false, writeUIA(w, c.flows, c.params, sess, stageErr)
 }
 
+// errUIAOtherUser refuses a password stage naming another user than the
+// logged-in one: 403 for the whole request, not a stage to try again.
+var errUIAOtherUser = mxerr.Forbidden.With("the identifier does not match the logged-in user")
+
 // checkStage verifies one stage's credentials. For
 // m.login.registration_token it returns the token, which the session keeps.
 func (a *API) checkStage(r *http.Request, c uiaCall, auth *authDict) (string, error) {
@@ -253,11 +261,13 @@ func (a *API) checkStage(r *http.Request, c uiaCall, auth *authDict) (string, er
 		if err != nil {
 			return "", err
 		}
+		if user != c.user {
+			// Checked before the password, so the answer says nothing
+			// about the other account's password.
+			return "", errUIAOtherUser
+		}
 		if auth.Password == "" {
 			return "", mxerr.MissingParam.With("password is required")
-		}
-		if user != c.user {
-			return "", mxerr.Forbidden.With("the identifier does not match the logged-in user")
 		}
 		return "", a.users.CheckPassword(ctx, user, auth.Password)
 	case stageRecaptcha:
