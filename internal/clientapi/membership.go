@@ -386,19 +386,21 @@ func (a *API) setMemberState(ctx context.Context, sender id.UserID, roomID id.Ro
 	if err != nil {
 		return "", err
 	}
+	// A path has no via parameter: a room ID before v12 names a server.
+	_, via, _ := a.resolveRoom(ctx, roomID.String(), nil)
 	switch {
 	case membership == "join" && self:
 		if m, err := a.rooms.Membership(ctx, roomID, sender); err != nil {
 			return "", err
 		} else if m != "join" {
-			if err := a.joinAs(ctx, sender, roomID, nil, extra); err != nil {
+			if err := a.joinAs(ctx, sender, roomID, via, extra); err != nil {
 				return "", err
 			}
 			return a.currentMemberEvent(ctx, roomID, sender)
 		}
 		// Joined already: a profile change, sent below.
 	case membership == "knock" && self && !here && a.handshake != nil:
-		if err := a.handshake.Knock(ctx, roomID, sender, nil, extra); err != nil {
+		if err := a.handshake.Knock(ctx, roomID, sender, via, extra); err != nil {
 			return "", err
 		}
 		return a.localMembershipEvent(ctx, sender, roomID)

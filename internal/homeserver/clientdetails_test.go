@@ -539,8 +539,18 @@ func TestStrippedStateFullCreate(t *testing.T) {
 			}
 			roomID := created.RoomID
 			mallory := id.UserID("@mallory:" + peer.name)
-			if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: mallory}); err != nil {
+			// The v12 invite goes through PUT state, which takes the
+			// invite endpoint's path to the invitee's server (item 1).
+			if v == "12" {
+				_, err = alice.SendStateEvent(ctx, roomID, event.StateMember, mallory.String(), map[string]any{"membership": "invite"})
+			} else {
+				_, err = alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: mallory})
+			}
+			if err != nil {
 				t.Fatalf("v%s: invite: %v", v, err)
+			}
+			if m := membershipOf(ctx, alice, roomID, mallory); m != "invite" {
+				t.Fatalf("v%s: mallory's membership after the invite = %q", v, m)
 			}
 			raw := peer.invite.Load()
 			if raw == nil {
