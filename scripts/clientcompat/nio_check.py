@@ -10,8 +10,9 @@ import asyncio
 import secrets
 import sys
 
-from nio import (AsyncClient, RegisterResponse, RoomCreateResponse,
-                 RoomMessagesResponse, RoomSendResponse, SyncResponse)
+from nio import (AsyncClient, JoinedMembersResponse, ProfileSetDisplayNameResponse,
+                 RegisterResponse, RoomCreateResponse, RoomMessagesResponse,
+                 RoomSendResponse, SyncResponse)
 
 
 async def main(url: str) -> None:
@@ -22,10 +23,20 @@ async def main(url: str) -> None:
         assert isinstance(resp, RegisterResponse), f"register: {resp}"
         print("registered", resp.user_id)
 
+        resp = await client.set_displayname("Nio Check")
+        assert isinstance(resp, ProfileSetDisplayNameResponse), f"displayname: {resp}"
+
         resp = await client.room_create(name="nio check")
         assert isinstance(resp, RoomCreateResponse), f"createRoom: {resp}"
         room_id = resp.room_id
         print("created", room_id)
+
+        # nio validates joined_members against the spec's display_name.
+        resp = await client.joined_members(room_id)
+        assert isinstance(resp, JoinedMembersResponse), f"joined_members: {resp}"
+        names = [m.display_name for m in resp.members]
+        assert names == ["Nio Check"], f"joined_members: {names}"
+        print("joined members", names)
 
         sent = []
         for i in range(3):
