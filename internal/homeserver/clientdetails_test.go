@@ -384,6 +384,8 @@ func TestCreateRoomV12Checks(t *testing.T) {
 				CreationContent: map[string]any{"additional_creators": []string{"bob"}}}, "M_BAD_JSON"},
 			{"additional creator with a bad server name", &mautrix.ReqCreateRoom{RoomVersion: "12",
 				CreationContent: map[string]any{"additional_creators": []string{"@bob:bad_server!"}}}, "M_BAD_JSON"},
+			{"invitee with a bad server name", &mautrix.ReqCreateRoom{RoomVersion: "12",
+				Invite: []id.UserID{"@bob:bad_server!"}}, "M_BAD_JSON"},
 			{"initial_state with a create event", &mautrix.ReqCreateRoom{RoomVersion: "12",
 				InitialState: []*event.Event{{Type: event.StateCreate, Content: event.Content{Raw: map[string]any{"room_version": "12"}}}}}, "M_BAD_JSON"},
 		} {
