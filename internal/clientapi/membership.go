@@ -390,9 +390,13 @@ func (a *API) setMemberState(ctx context.Context, sender id.UserID, roomID id.Ro
 	_, via, _ := a.resolveRoom(ctx, roomID.String(), nil)
 	switch {
 	case membership == "join" && self:
-		if m, err := a.rooms.Membership(ctx, roomID, sender); err != nil {
-			return "", err
-		} else if m != "join" {
+		m := "" // a room none of our users is in is unknown, or stale
+		if here {
+			if m, err = a.rooms.Membership(ctx, roomID, sender); err != nil {
+				return "", err
+			}
+		}
+		if m != "join" {
 			if err := a.joinAs(ctx, sender, roomID, via, extra); err != nil {
 				return "", err
 			}

@@ -694,3 +694,46 @@ func TestVersionsAdvertised(t *testing.T) {
 		t.Fatalf("versions = %v, want %v", got, want)
 	}
 }
+
+// TestMemberStateEventFederated: PUT /state/m.room.member takes the
+// membership endpoints' federation paths (item 1): a remote invite goes
+// through the invitee's server, and the invitee's join through the
+// inviter's, keeping the content it was given.
+func TestMemberStateEventFederated(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 2)
+		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomID := created.RoomID
+		if _, err := alice.SendStateEvent(ctx, roomID, event.StateMember, bob.UserID.String(), map[string]any{"membership": "invite"}); err != nil {
+			t.Fatalf("remote invite through PUT state: %v", err)
+		}
+		waitFor(t, "bob's invite", func() (bool, error) {
+			resp, err := bob.SyncRequest(ctx, 0, "", "", false, event.PresenceOnline)
+			if err != nil {
+				return false, err
+			}
+			_, ok := resp.Rooms.Invite[roomID]
+			return ok, nil
+		})
+		resp, err := bob.SendStateEvent(ctx, roomID, event.StateMember, bob.UserID.String(),
+			map[string]any{"membership": "join", "displayname": "Bob over there"})
+		if err != nil {
+			t.Fatalf("remote join through PUT state: %v", err)
+		}
+		if resp.EventID == "" {
+			t.Fatal("remote join answered no event ID")
+		}
+		waitFor(t, "bob's join on alice's server", func() (bool, error) {
+			var c event.MemberEventContent
+			if err := alice.StateEvent(ctx, roomID, event.StateMember, bob.UserID.String(), &c); err != nil {
+				return false, err
+			}
+			return c.Membership == event.MembershipJoin && c.Displayname == "Bob over there", nil
+		})
+	})
+}
