@@ -76,10 +76,19 @@ func (s *Service) Upload(ctx context.Context, user id.UserID, device id.DeviceID
 		if len(otks) > 0 || len(fbks) > 0 {
 			tx.AfterCommit(func() { s.notifier.Notify(notifier.OneTimeKeys, user) })
 		}
+		// Claims hand out the keys of the oldest upload first: each upload
+		// takes the next number of its counter.
+		var seq int64
+		if len(otks) > 0 {
+			var err error
+			if seq, err = storage.NextID(ctx, tx, "one_time_key_upload", 1); err != nil {
+				return err
+			}
+		}
 		for _, k := range otks {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_one_time_keys (user_id, device_id, algorithm, key_id, key_json)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id, algorithm, key_id) DO NOTHING`,
-				user.String(), device.String(), k.algorithm, k.id, string(k.json)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_one_time_keys (user_id, device_id, algorithm, key_id, key_json, upload_seq)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, device_id, algorithm, key_id) DO NOTHING`,
+				user.String(), device.String(), k.algorithm, k.id, string(k.json), seq); err != nil {
 				return err
 			}
 		}
@@ -174,7 +183,7 @@ func (s *Service) KeyCounts(ctx context.Context, user id.UserID, device id.Devic
 // QueryResp is the body of /keys/query, on both APIs (keys.yaml,
 // user_keys.yaml).
 type QueryResp struct {
-	Failures        map[string]any                                `json:"failures,omitempty"`
+	Failures        map[string]any                                `json:"failures"`
 	DeviceKeys      map[id.UserID]map[id.DeviceID]json.RawMessage `json:"device_keys"`
 	MasterKeys      map[id.UserID]json.RawMessage                 `json:"master_keys,omitempty"`
 	SelfSigningKeys map[id.UserID]json.RawMessage                 `json:"self_signing_keys,omitempty"`
@@ -332,24 +341,43 @@ func (s *Service) localDevices(ctx context.Context, user id.UserID, only []id.De
 		if len(want) > 0 && !want[d.DeviceID] {
 			continue
 		}
-		keys := withSignatures(json.RawMessage(raw), sigs[d.DeviceID.String()], nil)
-		if d.DisplayName != "" {
-			keys = withUnsigned(keys, d.DisplayName)
-		}
-		d.Keys = keys
+		d.Keys = withUnsigned(withSignatures(json.RawMessage(raw), sigs[d.DeviceID.String()], nil), d.DisplayName)
 		out = append(out, d)
 	}
 	return out, rows.Err()
 }
 
-// withUnsigned sets unsigned.device_display_name in a device_keys object.
+// withUnsigned sets the unsigned object of a device_keys object: empty, or
+// holding device_display_name when the device has a name. Synapse always
+// sends unsigned, and some peers depend on it: Dendrite passes a missing
+// one on to its clients as null, and matrix-js-sdk's Rust crypto then
+// drops the device.
 func withUnsigned(raw json.RawMessage, name string) json.RawMessage {
 	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
+	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return raw
 	}
-	u, _ := json.Marshal(map[string]string{"device_display_name": name})
-	m["unsigned"] = u
+	u := map[string]string{}
+	if name != "" {
+		u["device_display_name"] = name
+	}
+	m["unsigned"], _ = json.Marshal(u)
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// ensureUnsigned gives a device_keys object from another server an empty
+// unsigned object when it has none (or null), for the clients withUnsigned
+// describes.
+func ensureUnsigned(raw json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return raw
+	}
+	if u := m["unsigned"]; len(u) > 0 && u[0] == '{' {
+		return raw
+	}
+	m["unsigned"] = json.RawMessage(`{}`)
 	out, _ := json.Marshal(m)
 	return out
 }
@@ -420,7 +448,7 @@ func claimOne(ctx context.Context, tx *storage.Tx, user id.UserID, dev id.Device
 	k := splitKey{algorithm: alg}
 	var raw string
 	err := tx.QueryRowContext(ctx, `SELECT key_id, key_json FROM e2ee_one_time_keys
-		WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY key_id LIMIT 1`,
+		WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY upload_seq, key_id LIMIT 1`,
 		user.String(), dev.String(), alg).Scan(&k.id, &raw)
 	switch {
 	case err == nil:
@@ -471,6 +499,25 @@ func (s *Service) DeleteDevices(ctx context.Context, user id.UserID, devices []i
 	})
 	if err != nil {
 		return fmt.Errorf("deleting the keys of %d devices of %s: %w", len(devices), user, err)
+	}
+	s.send(ctx, &out)
+	return nil
+}
+
+// DevicesChanged records that a local user's devices were created (a new
+// login) or renamed, as Synapse does: the user and everyone sharing a room
+// with them see the user in device_lists.changed, and the servers sharing
+// a room get an m.device_list_update per device, so that a new device is
+// known before it uploads keys and a new name shows everywhere. Whoever
+// creates or renames devices (users.Service's callers) calls it after.
+func (s *Service) DevicesChanged(ctx context.Context, user id.UserID, devices []id.DeviceID) error {
+	var out outbox
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		out = outbox{}
+		return s.keysChanged(ctx, tx, &out, user, devices, false)
+	})
+	if err != nil {
+		return fmt.Errorf("recording a change of %d devices of %s: %w", len(devices), user, err)
 	}
 	s.send(ctx, &out)
 	return nil
