@@ -198,6 +198,18 @@ func (a *API) devicesGone(ctx context.Context, user id.UserID, devices []id.Devi
 	}
 }
 
+// devicesChanged tells the users and servers sharing a room with user
+// about new or renamed devices. The change is made either way, so a failure
+// is logged, not returned.
+func (a *API) devicesChanged(ctx context.Context, user id.UserID, devices []id.DeviceID) {
+	if a.e2ee == nil {
+		return
+	}
+	if err := a.e2ee.DevicesChanged(ctx, user, devices); err != nil {
+		a.log.Warn("announcing changed devices failed", "user_id", user, "err", err)
+	}
+}
+
 // allDevices lists a user's devices before they are all deleted.
 func (a *API) allDevices(ctx context.Context, user id.UserID) []id.DeviceID {
 	devs, err := a.users.Devices(ctx, user)

@@ -64,6 +64,7 @@ func (a *API) updateDevice(w http.ResponseWriter, r *http.Request) error {
 	if err := a.users.RenameDevice(r.Context(), user, dev, *req.DisplayName); err != nil {
 		return err
 	}
+	a.devicesChanged(r.Context(), user, []id.DeviceID{dev})
 	return httpx.OK(w, httpx.Empty)
 }
 

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -94,9 +95,17 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if err := a.users.CheckPassword(r.Context(), userID, *req.Password); err != nil {
 		return err
 	}
+	isNew := req.DeviceID == ""
+	if !isNew {
+		_, err := a.users.Device(r.Context(), userID, req.DeviceID)
+		isNew = errors.Is(err, mxerr.NotFound)
+	}
 	token, dev, err := a.users.Login(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName)
 	if err != nil {
 		return err
+	}
+	if isNew {
+		a.devicesChanged(r.Context(), userID, []id.DeviceID{dev})
 	}
 	resp := loginResp{UserID: userID, AccessToken: token, DeviceID: dev, HomeServer: a.cfg.ServerName}
 	if a.cfg.PublicBaseURL != "" {

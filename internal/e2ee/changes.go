@@ -62,7 +62,8 @@ func (s *Service) keysChanged(ctx context.Context, tx *storage.Tx, out *outbox, 
 // DeviceListChanges returns the device_lists section of a sync from since
 // to upto for user (also /keys/changes): changed lists the users sharing a
 // room with user whose keys changed in (since, upto], those who joined a
-// room with user in that window, and user; left lists those who left the
+// room with user in that window (or whose room user joined), and user when
+// their own keys changed or they joined a room; left lists those who left the
 // last room they shared with user in that window.
 func (s *Service) DeviceListChanges(ctx context.Context, user id.UserID, since, upto int64) (changed, left []id.UserID, err error) {
 	if quiet, err := s.deviceListsQuiet(ctx, user, since, upto); err != nil || quiet {
@@ -113,6 +114,11 @@ func (s *Service) DeviceListChanges(ctx context.Context, user id.UserID, since, 
 			return nil, nil, err
 		}
 		if other == user {
+			// user joined a room in the window: as in Synapse, which lists
+			// every member of a newly joined room, user is among them.
+			if mine == "join" && minePos > since && minePos <= upto {
+				changedSet[user] = true
+			}
 			continue
 		}
 		m := ""

@@ -433,11 +433,7 @@ func (s *Service) serveCached(ctx context.Context, user id.UserID, devices []id.
 		if len(want) > 0 && !want[dev] {
 			continue
 		}
-		keys := json.RawMessage(raw)
-		if name != "" {
-			keys = withUnsigned(keys, name)
-		}
-		devs[dev] = keys
+		devs[dev] = withUnsigned(json.RawMessage(raw), name)
 	}
 	if err := rows.Err(); err != nil {
 		return false, err

@@ -86,17 +86,23 @@ func (s *Service) shareChange(ctx context.Context, tx *storage.Tx, out *outbox, 
 		if prev != 0 {
 			upd.PrevID = []int64{prev}
 		}
-		var raw, name string
-		err = tx.QueryRowContext(ctx, `SELECT k.key_json, COALESCE(d.display_name, '') FROM e2ee_device_keys k
-			JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
-			WHERE k.user_id = $1 AND k.device_id = $2`, user.String(), dev.String()).Scan(&raw, &name)
+		// A device that is gone is deleted; one without keys yet (a new
+		// login) goes out with its name only.
+		var raw sql.NullString
+		var name string
+		err = tx.QueryRowContext(ctx, `SELECT k.key_json, COALESCE(d.display_name, '') FROM devices d
+			LEFT JOIN e2ee_device_keys k ON k.user_id = d.user_id AND k.device_id = d.device_id
+			WHERE d.user_id = $1 AND d.device_id = $2`, user.String(), dev.String()).Scan(&raw, &name)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			upd.Deleted = true
 		case err != nil:
 			return err
 		default:
-			upd.Keys, upd.DeviceDisplayName = withSignatures(json.RawMessage(raw), sigs[dev.String()], nil), name
+			upd.DeviceDisplayName = name
+			if raw.Valid {
+				upd.Keys = withUnsigned(withSignatures(json.RawMessage(raw.String), sigs[dev.String()], nil), name)
+			}
 		}
 		content, err := json.Marshal(upd)
 		if err != nil {
@@ -226,7 +232,9 @@ func (s *Service) queryRemote(ctx context.Context, server string, users map[id.U
 			var dk deviceKeys
 			if json.Unmarshal(raw, &dk) != nil || dk.UserID != user || dk.DeviceID != dev {
 				delete(devs, dev)
+				continue
 			}
+			devs[dev] = ensureUnsigned(raw)
 		}
 	}
 	return &resp, nil
@@ -248,4 +256,98 @@ func (s *Service) claimRemote(ctx context.Context, server string, oneTimeKeys ma
 		}
 	}
 	return resp.OneTimeKeys, nil
+}
+
+// Joined tells the other servers of roomID about the devices of the local
+// user who just joined it, with an m.device_list_update per device (spec:
+// server-server-api "Device Management"): until then those servers had no
+// reason to track the user, and their users would not encrypt for the
+// joiner's devices. The updates go to every server sharing a room with the
+// user, so that the prev_id chain that each of them follows has no gap. A
+// join that follows a join (a profile change) and a join of a room with no
+// other server send nothing. room calls it (through the homeserver's
+// membership hook) after the join has committed.
+func (s *Service) Joined(ctx context.Context, roomID id.RoomID, user id.UserID) error {
+	if !s.local(user) || s.edus == nil {
+		return nil
+	}
+	newJoin, err := s.newJoin(ctx, roomID, user)
+	if err != nil || !newJoin {
+		return err
+	}
+	var one int
+	err = s.db.QueryRowContext(ctx, `SELECT 1 FROM current_state
+		WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join' AND state_key NOT LIKE $2 LIMIT 1`,
+		roomID.String(), "%:"+s.serverName).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // no other server in the room
+	}
+	if err != nil {
+		return fmt.Errorf("looking for remote members of %s: %w", roomID, err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id FROM devices WHERE user_id = $1 ORDER BY device_id`, user.String())
+	if err != nil {
+		return fmt.Errorf("listing devices of %s: %w", user, err)
+	}
+	var devices []id.DeviceID
+	for rows.Next() {
+		var d id.DeviceID
+		if err := rows.Scan(&d); err != nil {
+			rows.Close()
+			return err
+		}
+		devices = append(devices, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(devices) == 0 {
+		return err
+	}
+	var out outbox
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		out = outbox{}
+		n := int64(len(devices))
+		last, err := storage.NextID(ctx, tx, "stream", n)
+		if err != nil {
+			return err
+		}
+		return s.shareChange(ctx, tx, &out, user, last-n+1, devices, false)
+	})
+	if err != nil {
+		return fmt.Errorf("announcing the devices of %s after joining %s: %w", user, roomID, err)
+	}
+	s.send(ctx, &out)
+	return nil
+}
+
+// newJoin reports whether user's current membership of roomID is a join
+// that did not replace a join.
+func (s *Service) newJoin(ctx context.Context, roomID id.RoomID, user id.UserID) (bool, error) {
+	var membership sql.NullString
+	var prev sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT cs.membership, p.json FROM current_state cs
+		JOIN events e ON e.event_nid = cs.event_nid
+		LEFT JOIN events p ON p.event_nid = e.replaces_nid
+		WHERE cs.room_id = $1 AND cs.type = 'm.room.member' AND cs.state_key = $2`,
+		roomID.String(), user.String()).Scan(&membership, &prev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("loading the membership of %s in %s: %w", user, roomID, err)
+	}
+	if membership.String != "join" {
+		return false, nil
+	}
+	if !prev.Valid {
+		return true, nil
+	}
+	var p struct {
+		Content struct {
+			Membership string `json:"membership"`
+		} `json:"content"`
+	}
+	if json.Unmarshal([]byte(prev.String), &p) != nil {
+		return true, nil
+	}
+	return p.Content.Membership != "join", nil
 }

@@ -1,6 +1,7 @@
 package federationapi
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"maunium.net/go/mautrix/id"
@@ -25,8 +26,13 @@ func (a *API) userKeysQuery(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp.Failures, resp.UserSigningKeys = nil, nil
-	return httpx.OK(w, resp)
+	// No failures (only this server's users are answered) and no
+	// user-signing keys, which only their owner sees.
+	return httpx.OK(w, struct {
+		DeviceKeys      map[id.UserID]map[id.DeviceID]json.RawMessage `json:"device_keys"`
+		MasterKeys      map[id.UserID]json.RawMessage                 `json:"master_keys,omitempty"`
+		SelfSigningKeys map[id.UserID]json.RawMessage                 `json:"self_signing_keys,omitempty"`
+	}{resp.DeviceKeys, resp.MasterKeys, resp.SelfSigningKeys})
 }
 
 // userKeysClaim serves POST /_matrix/federation/v1/user/keys/claim

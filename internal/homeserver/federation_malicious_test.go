@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +41,28 @@ type evilServer struct {
 	client *fedclient.Client
 	// missing is what the server answers /get_missing_events with.
 	missing atomic.Pointer[[]json.RawMessage]
+	// edus are the EDUs received in transactions, in order.
+	edusMu sync.Mutex
+	edus   []receivedEDU
+}
+
+// receivedEDU is an EDU the evil server was sent.
+type receivedEDU struct {
+	Type    string          `json:"edu_type"`
+	Content json.RawMessage `json:"content"`
+}
+
+// received returns the EDUs of type eduType received so far.
+func (e *evilServer) received(eduType string) []json.RawMessage {
+	e.edusMu.Lock()
+	defer e.edusMu.Unlock()
+	var out []json.RawMessage
+	for _, edu := range e.edus {
+		if edu.Type == eduType {
+			out = append(out, edu.Content)
+		}
+	}
+	return out
 }
 
 func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
@@ -73,6 +96,17 @@ func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"events": evs})
+	})
+	mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnId}", func(w http.ResponseWriter, r *http.Request) {
+		var txn struct {
+			EDUs []receivedEDU `json:"edus"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&txn)
+		e.edusMu.Lock()
+		e.edus = append(e.edus, txn.EDUs...)
+		e.edusMu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"pdus":{}}`))
 	})
 	cert, err := ca.CA.Issue("127.0.0.1")
 	if err != nil {

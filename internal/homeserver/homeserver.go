@@ -100,6 +100,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.sender = sender.New(db, cfg.ServerName, s.transport, log)
 	s.metrics = s.newMetrics()
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
+	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender),
 		room.WithPersistObserver(s.metrics.ObservePersist),
@@ -107,6 +108,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			// Someone who left, or was kicked or banned, is not typing.
 			if membership != "join" && s.typing != nil {
 				s.typing.Stop(ctx, roomID, user)
+			}
+			// The room's other servers learn a local joiner's devices.
+			if membership == "join" {
+				if err := keys.Joined(ctx, roomID, user); err != nil {
+					log.Warn("announcing a joiner's devices failed", "room_id", roomID, "user_id", user, "err", err)
+				}
 			}
 		}))
 	if err := s.Rooms.EnableRecentIndex(ctx); err != nil {
@@ -116,7 +123,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
 	accountData := accountdata.New(db, n)
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
-	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
