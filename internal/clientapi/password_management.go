@@ -58,6 +58,7 @@ func (a *API) changePassword(w http.ResponseWriter, r *http.Request) error {
 		if err := a.users.DeleteDevices(r.Context(), sess.UserID, others); err != nil {
 			return err
 		}
+		a.devicesGone(r.Context(), sess.UserID, others)
 	}
 	return httpx.OK(w, httpx.Empty)
 }

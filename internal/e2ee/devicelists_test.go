@@ -377,6 +377,11 @@ func TestDeviceListUpdatesSent(t *testing.T) {
 		if err != nil || len(failures) != 0 {
 			t.Fatalf("uploading a signature: %v, %v", failures, err)
 		}
+		// DeleteDevices runs after users deleted the devices; a device
+		// still listed but without keys goes out as a device, not deleted.
+		if _, err := db.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id IN ('B1', 'B2')`, bob.String()); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.DeleteDevices(ctx, bob, []id.DeviceID{"B1", "B2"}); err != nil {
 			t.Fatal(err)
 		}

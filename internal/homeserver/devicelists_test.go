@@ -155,6 +155,18 @@ func TestDeviceListsFollowDeviceChanges(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
+			{"second new login", func() { bob2 = srv.Login(bob.UserID, password) }},
+			{"password change logging out other devices", func() {
+				body := map[string]any{"new_password": "new-" + password, "logout_devices": true,
+					"auth": map[string]any{"type": "m.login.password", "password": password,
+						"identifier": map[string]any{"type": "m.id.user", "user": bob.UserID.String()}}}
+				if _, err := bob.MakeRequest(ctx, "POST", bob.BuildClientURL("v3", "account", "password"), body, nil); err != nil {
+					t.Fatalf("changing bob's password: %v", err)
+				}
+				if _, err := bob2.Whoami(ctx); err == nil {
+					t.Fatalf("bob's other device still works after the password change")
+				}
+			}},
 		}
 		aliceSince, bobSince := syncToken(t, alice), syncToken(t, bob)
 		for _, step := range steps {
