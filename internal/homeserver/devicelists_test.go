@@ -203,7 +203,9 @@ func TestDeviceListsAcrossFederation(t *testing.T) {
 		ctx := context.Background()
 		hs := mxtest.Federation(t, engine, 2)
 		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
-		roomID := publicRoom(t, alice, hs[0].Config.ServerName, bob)
+		// The room lives on bob's server: alice's server knows its state
+		// from the send_join answer.
+		roomID := publicRoom(t, bob, hs[1].Config.ServerName, alice)
 		waitFor(t, "alice's server to see bob's join", func() (bool, error) {
 			return membershipOf(ctx, alice, roomID, bob.UserID) == "join", nil
 		})
