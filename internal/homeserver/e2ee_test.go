@@ -182,11 +182,15 @@ func TestEncryptedRoomDecryptsBothWays(t *testing.T) {
 		bob2 := srv.Login(bob.UserID, "password-"+bob.UserID.Localpart())
 		b2 := newE2EEClient(t, bob2)
 		b2.sync(0)
-		a.lastSync = nil // a change seen before the new device does not count
-		a.syncUntil("bob's new device in device_lists.changed", func() bool {
-			return a.lastSync != nil && slices.Contains(a.lastSync.DeviceLists.Changed, bob.UserID)
-		})
+		// The login and the key upload are two changes, each in
+		// device_lists.changed: the machine knows the device once it has
+		// queried after the second.
 		ctx := context.Background()
+		a.syncUntil("bob's new device known through device_lists.changed", func() bool {
+			devs, _ := a.mach.CryptoStore.GetDevices(ctx, bob.UserID)
+			_, ok := devs[bob2.DeviceID]
+			return ok
+		})
 		if err := a.mach.CryptoStore.RemoveOutboundGroupSession(ctx, roomID); err != nil {
 			t.Fatal(err)
 		}
@@ -399,11 +403,15 @@ func TestEncryptedRoomAcrossFederation(t *testing.T) {
 		bob2 := hs[1].Login(bob.UserID, "password-"+bob.UserID.Localpart())
 		b2 := newE2EEClient(t, bob2)
 		b2.sync(0)
-		a.lastSync = nil // a change seen before the new device does not count
-		a.syncUntil("bob's new device in device_lists.changed", func() bool {
-			return a.lastSync != nil && slices.Contains(a.lastSync.DeviceLists.Changed, bob.UserID)
-		})
+		// The login and the key upload are two changes, each in
+		// device_lists.changed: the machine knows the device once it has
+		// queried after the second.
 		ctx := context.Background()
+		a.syncUntil("bob's new device known through device_lists.changed", func() bool {
+			devs, _ := a.mach.CryptoStore.GetDevices(ctx, bob.UserID)
+			_, ok := devs[bob2.DeviceID]
+			return ok
+		})
 		if err := a.mach.CryptoStore.RemoveOutboundGroupSession(ctx, roomID); err != nil {
 			t.Fatal(err)
 		}
