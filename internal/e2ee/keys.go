@@ -442,8 +442,8 @@ func (s *Service) Claim(ctx context.Context, req map[id.UserID]map[id.DeviceID]s
 	return out, failures, nil
 }
 
-// claimOne claims a one-time key of the device for alg, else its fallback
-// key; nil when it has neither.
+// claimOne claims a one-time key of the device for alg, one of the oldest
+// upload's, else its fallback key; nil when it has neither.
 func claimOne(ctx context.Context, tx *storage.Tx, user id.UserID, dev id.DeviceID, alg string) (*splitKey, error) {
 	k := splitKey{algorithm: alg}
 	var raw string
