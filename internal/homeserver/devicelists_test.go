@@ -193,7 +193,8 @@ func TestDeviceListsFollowDeviceChanges(t *testing.T) {
 	})
 }
 
-// TestDeviceListsAcrossFederation: bob on another server changes his
+// TestDeviceListsAcrossFederation: alice joins a room on another server
+// and sees herself and bob in device_lists.changed; then bob changes his
 // devices (first key upload, new login, rename, deletion, leave) and
 // alice sees each in device_lists, and his renamed and deleted devices in
 // /keys/query, which her server answers from the device list cache that
@@ -204,8 +205,10 @@ func TestDeviceListsAcrossFederation(t *testing.T) {
 		hs := mxtest.Federation(t, engine, 2)
 		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
 		// The room lives on bob's server: alice's server knows its state
-		// from the send_join answer.
+		// from the send_join answer. Her join lists herself and bob.
+		beforeJoin := syncToken(t, alice)
 		roomID := publicRoom(t, bob, hs[1].Config.ServerName, alice)
+		syncLists(t, alice, beforeJoin, "alice and bob after her join", changedHas(alice.UserID, bob.UserID))
 		waitFor(t, "alice's server to see bob's join", func() (bool, error) {
 			return membershipOf(ctx, alice, roomID, bob.UserID) == "join", nil
 		})
