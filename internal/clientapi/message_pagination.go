@@ -10,6 +10,10 @@ import (
 	"github.com/myelin-chat/myelin/internal/room"
 )
 
+// maxBackfillRounds bounds the backfill requests of one /messages call; a
+// page still short after them ends with a token to ask again.
+const maxBackfillRounds = 5
+
 // getRoomEvents serves GET /_matrix/client/v3/rooms/{roomId}/messages
 // (message_pagination.yaml). Tokens are stream positions: a token means
 // "after everything at or below this position".
@@ -67,7 +71,7 @@ func (a *API) getRoomEvents(w http.ResponseWriter, r *http.Request) error {
 	var chunk []*room.Stored
 	cursor := from
 	more := true
-	backfilled := false
+	backfills := 0
 	for len(chunk) < limit && more {
 		rg := room.Range{Limit: limit - len(chunk) + 1}
 		if dir == "b" {
@@ -92,27 +96,36 @@ func (a *API) getRoomEvents(w http.ResponseWriter, r *http.Request) error {
 		if more {
 			page = page[:len(page)-1]
 		}
-		if !more && dir == "b" && !hasTo && !backfilled && a.handshake != nil {
-			// The start of what we hold: other servers may have more.
-			backfilled = true
-			if n, err := a.handshake.Backfill(r.Context(), roomID, limit-len(chunk)+1); err != nil {
-				a.log.Info("backfill failed", "room_id", roomID, "err", err)
-			} else if n > 0 {
-				more = true
-			}
-		}
 		for _, ev := range page {
 			if dir == "b" {
 				cursor = ev.StreamPos - 1
 			} else {
 				cursor = ev.StreamPos
 			}
+		}
+		visible, err := a.rooms.Visible(r.Context(), sess.UserID, page)
+		if err != nil {
+			return err
+		}
+		for _, ev := range visible {
 			if ef.MatchEvent(ev) {
 				chunk = append(chunk, ev)
 			}
 		}
-		if len(page) == 0 {
-			break
+		if !more && dir == "b" && !hasTo && a.handshake != nil {
+			// The start of what we hold: other servers may have more.
+			// Ask again each time, until one has nothing further back
+			// (the create event is reached).
+			if backfills == maxBackfillRounds {
+				more = true // the client's next call goes on
+				break
+			}
+			backfills++
+			if n, err := a.handshake.Backfill(r.Context(), roomID, limit-len(chunk)+1); err != nil {
+				a.log.Info("backfill failed", "room_id", roomID, "err", err)
+			} else if n > 0 {
+				more = true
+			}
 		}
 	}
 	resp := map[string]any{

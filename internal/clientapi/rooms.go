@@ -27,14 +27,13 @@ func (a *API) roomAccess(ctx context.Context, user id.UserID, roomID id.RoomID) 
 	if _, err := a.rooms.Version(ctx, roomID); err != nil {
 		return access{}, mxerr.Forbidden.With("you are not in room %s", roomID)
 	}
-	ms, err := a.rooms.LocalMemberships(ctx, user, 0)
+	// A forgotten room is as one never joined: only world_readable
+	// history stays readable, as for anyone (Synapse does the same).
+	m, forgotten, ok, err := a.rooms.LocalMembership(ctx, user, roomID)
 	if err != nil {
 		return access{}, err
 	}
-	for _, m := range ms {
-		if m.RoomID != roomID {
-			continue
-		}
+	if ok && !forgotten {
 		switch m.Membership {
 		case "join":
 			return access{joined: true}, nil
@@ -236,15 +235,19 @@ func (a *API) getOneRoomEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	acc, err := a.roomAccess(r.Context(), session(r).UserID, roomID)
-	if err != nil {
+	if _, err := a.roomAccess(r.Context(), session(r).UserID, roomID); err != nil {
 		return mxerr.NotFound.With("event not found")
 	}
 	ev, err := a.rooms.Event(r.Context(), id.EventID(r.PathValue("eventId")))
 	if err != nil {
 		return err
 	}
-	if ev.RoomID() != roomID || ev.Rejected || ev.SoftFailed || (!acc.joined && ev.StreamPos > acc.until) {
+	if ev.RoomID() != roomID || ev.Rejected || ev.SoftFailed {
+		return mxerr.NotFound.With("event not found")
+	}
+	if ok, err := a.rooms.CanSee(r.Context(), session(r).UserID, []*room.Stored{ev}); err != nil {
+		return err
+	} else if !ok[0] {
 		return mxerr.NotFound.With("event not found")
 	}
 	return httpx.OK(w, a.rooms.Format(r.Context(), ev, viewer(r), true))

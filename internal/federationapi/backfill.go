@@ -1,6 +1,8 @@
 package federationapi
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/room"
 )
 
 // maxBackfill caps the events of one backfill or get_missing_events answer.
@@ -41,7 +44,11 @@ func (a *API) backfillRoom(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return httpx.OK(w, map[string]any{"origin": a.serverName, "origin_server_ts": time.Now().UnixMilli(), "pdus": jsonOf(evs)})
+	pdus, err := a.forServer(ctx, Origin(ctx), evs)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"origin": a.serverName, "origin_server_ts": time.Now().UnixMilli(), "pdus": pdus})
 }
 
 // getMissingEventsReq is the body of POST /get_missing_events.
@@ -78,5 +85,29 @@ func (a *API) getMissingPreviousEvents(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	return httpx.OK(w, map[string]any{"events": jsonOf(evs)})
+	pdus, err := a.forServer(ctx, Origin(ctx), evs)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]any{"events": pdus})
+}
+
+// forServer returns the federation form of evs as server may see them
+// under the room's history visibility: an event it may not see goes as
+// its redacted copy, which keeps the DAG whole while hiding the content
+// (as Synapse does, and as Complement expects of /get_missing_events).
+func (a *API) forServer(ctx context.Context, server string, evs []*room.Stored) ([]json.RawMessage, error) {
+	ok, err := a.rooms.ServerCanSee(ctx, server, evs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, len(evs))
+	for i, e := range evs {
+		if ok[i] {
+			out[i] = e.JSON()
+		} else {
+			out[i] = e.Redacted().JSON()
+		}
+	}
+	return out, nil
 }

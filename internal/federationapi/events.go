@@ -34,9 +34,13 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	pdus, err := a.forServer(r.Context(), Origin(r.Context()), []*room.Stored{ev})
+	if err != nil {
+		return err
+	}
 	return httpx.OK(w, map[string]any{
 		"origin": a.serverName, "origin_server_ts": time.Now().UnixMilli(),
-		"pdus": jsonOf([]*room.Stored{ev}),
+		"pdus": pdus,
 	})
 }
 

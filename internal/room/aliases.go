@@ -95,6 +95,21 @@ func (s *Service) LocalMemberships(ctx context.Context, user id.UserID, changedA
 	return out, rows.Err()
 }
 
+// LocalMembership returns a local user's membership of one room (ok false
+// when they have none) and whether they forgot the room.
+func (s *Service) LocalMembership(ctx context.Context, user id.UserID, roomID id.RoomID) (m Membership, forgotten, ok bool, err error) {
+	var f int64
+	err = s.db.QueryRowContext(ctx, `SELECT room_id, membership, event_id, stream_pos, forgotten FROM local_memberships
+		WHERE user_id = $1 AND room_id = $2`, user.String(), roomID.String()).Scan(&m.RoomID, &m.Membership, &m.EventID, &m.StreamPos, &f)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Membership{}, false, false, nil
+	}
+	if err != nil {
+		return Membership{}, false, false, fmt.Errorf("loading membership of %s in %s: %w", user, roomID, err)
+	}
+	return m, f != 0, true, nil
+}
+
 // Forget hides a room the user has left from their listings and syncs.
 func (s *Service) Forget(ctx context.Context, user id.UserID, roomID id.RoomID) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE local_memberships SET forgotten = 1 WHERE user_id = $1 AND room_id = $2 AND membership IN ('leave', 'ban')`,
