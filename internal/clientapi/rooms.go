@@ -149,7 +149,21 @@ func (a *API) getMembersByRoom(w http.ResponseWriter, r *http.Request) error {
 		if !acc.joined && pos > acc.until {
 			pos = acc.until
 		}
-		if st, err = a.rooms.StateAtPosition(r.Context(), roomID, pos); err != nil {
+		// The state after the room's last event at the token, which the
+		// user must be allowed to see (as Synapse asks).
+		last, err := a.rooms.Timeline(r.Context(), roomID, room.Range{Before: pos + 1, Backwards: true, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(last) == 0 {
+			return mxerr.NotFound.With("no event in the room at %s", at)
+		}
+		if ok, err := a.rooms.CanSee(r.Context(), session(r).UserID, last); err != nil {
+			return err
+		} else if !ok[0] {
+			return mxerr.NotFound.With("you may not see the room at %s", at)
+		}
+		if st, err = a.rooms.StateAt(r.Context(), last[0], true); err != nil {
 			return err
 		}
 	}

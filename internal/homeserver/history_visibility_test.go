@@ -383,5 +383,27 @@ func TestMembersAt(t *testing.T) {
 				t.Errorf("%s: %q, want %q", c.name, got, c.want)
 			}
 		}
+
+		// Under joined visibility, the room before dave joined is not his
+		// to see, its members included.
+		if _, err := alice.SendStateEvent(ctx, roomID, event.StateHistoryVisibility, "", map[string]string{"history_visibility": "joined"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.SendText(ctx, roomID, "members only"); err != nil {
+			t.Fatal(err)
+		}
+		sync, err = alice.SyncRequest(ctx, 0, sync.NextBatch, "", false, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dave := hs.Client("dave")
+		if _, err := dave.JoinRoomByID(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+		_, err = dave.Members(ctx, roomID, mautrix.ReqMembers{At: sync.NextBatch})
+		mustErrcode(t, err, "M_NOT_FOUND")
+		if _, err := dave.Members(ctx, roomID); err != nil {
+			t.Errorf("dave's members now: %v", err)
+		}
 	})
 }
