@@ -104,6 +104,12 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"POST", "/user/{userId}/filter", v3r0, a.authed(a.defineFilter)},
 		{"GET", "/user/{userId}/filter/{filterId}", v3r0, a.authed(a.getFilter)},
 
+		// old_sync.yaml, peeking_events.yaml (GET /events with room_id), room_initial_sync.yaml
+		{"GET", "/events", v3r0, a.authed(a.getEvents)},
+		{"GET", "/events/{eventId}", v3r0, a.authed(a.getOneEvent)},
+		{"GET", "/initialSync", v3r0, a.authed(a.initialSync)},
+		{"GET", "/rooms/{roomId}/initialSync", v3r0, a.authed(a.roomInitialSync)},
+
 		// account-data.yaml
 		{"GET", "/user/{userId}/account_data/{type}", v3r0, a.authed(a.getAccountData)},
 		{"PUT", "/user/{userId}/account_data/{type}", v3r0, a.authed(a.setAccountData)},

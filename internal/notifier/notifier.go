@@ -22,8 +22,12 @@ import (
 
 // Notifier tracks a wake-up generation per user.
 type Notifier struct {
-	mu      sync.Mutex
-	users   map[id.UserID]*entry
+	mu    sync.Mutex
+	users map[id.UserID]*entry
+	// rooms holds a generation per room that someone waits on: those
+	// peeking at a room they are not in (GET /events?room_id=) are not
+	// among the users its events wake.
+	rooms   map[id.RoomID]*entry
 	wakeups atomic.Int64
 	epoch   uint32
 }
@@ -67,7 +71,7 @@ const (
 
 // New returns an empty Notifier.
 func New() *Notifier {
-	return &Notifier{users: make(map[id.UserID]*entry), epoch: rand.Uint32()}
+	return &Notifier{users: make(map[id.UserID]*entry), rooms: make(map[id.RoomID]*entry), epoch: rand.Uint32()}
 }
 
 // Epoch identifies this notifier among those of other processes and
@@ -153,6 +157,51 @@ func (n *Notifier) ChangedSince(u id.UserID, epoch uint32, gen uint64) Kind {
 		}
 	}
 	return out
+}
+
+// RoomGeneration returns the room's generation, for a peek at a room
+// (see rooms); read it before reading the database, then pass it to
+// WaitRoom.
+func (n *Notifier) RoomGeneration(r id.RoomID) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.rooms[r]
+	if e == nil {
+		e = &entry{ch: make(chan struct{})}
+		n.rooms[r] = e
+	}
+	return e.gen
+}
+
+// WaitRoom blocks until the room's generation moves past gen or ctx ends.
+// It reports whether a wake-up happened.
+func (n *Notifier) WaitRoom(ctx context.Context, r id.RoomID, gen uint64) bool {
+	n.mu.Lock()
+	e := n.rooms[r]
+	if e == nil || e.gen != gen {
+		n.mu.Unlock()
+		return true
+	}
+	ch := e.ch
+	n.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// NotifyRoom wakes those waiting on the room's generation. Rooms no one
+// has waited on cost nothing.
+func (n *Notifier) NotifyRoom(r id.RoomID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e := n.rooms[r]; e != nil {
+		e.gen++
+		close(e.ch)
+		e.ch = make(chan struct{})
+	}
 }
 
 // Wakeups returns how many user wake-ups have been issued, for metrics.

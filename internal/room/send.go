@@ -647,4 +647,5 @@ func (s *Service) commit(ctx context.Context, in, work *info, evs []*Stored) {
 		users = append(users, u)
 	}
 	s.notifier.Notify(kind, users...)
+	s.notifier.NotifyRoom(work.roomID)
 }
