@@ -132,3 +132,14 @@ func (s *Service) streamEvents(ctx context.Context, req StreamRequest, from, now
 	}
 	return evs, now, nil
 }
+
+// visibleTimeline drops from a /sync timeline the events the user may not
+// see under the room's history visibility. The events after a joined
+// user's latest membership change are theirs, so a steady sync checks
+// nothing; a first sync after joining, or a departure, does.
+func (s *Service) visibleTimeline(ctx context.Context, user id.UserID, m room.Membership, evs []*room.Stored) ([]*room.Stored, error) {
+	if len(evs) == 0 || (m.Membership == "join" && evs[0].StreamPos > m.StreamPos) {
+		return evs, nil
+	}
+	return s.rooms.Visible(ctx, user, evs)
+}

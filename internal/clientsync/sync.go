@@ -240,6 +240,9 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership
 		after = 0
 	}
 	evs, limited, err := s.timeline(ctx, &req, m.RoomID, after, now)
+	if err == nil {
+		evs, err = s.visibleTimeline(ctx, req.User, m, evs)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -481,6 +484,9 @@ func (s *Service) inviteIgnored(ctx context.Context, req Request, m room.Members
 // client still learns why it left.
 func (s *Service) leftRoom(ctx context.Context, req Request, m room.Membership, since int64) (*LeftRoom, error) {
 	evs, limited, err := s.timeline(ctx, &req, m.RoomID, since, m.StreamPos)
+	if err == nil {
+		evs, err = s.visibleTimeline(ctx, req.User, m, evs)
+	}
 	if err != nil {
 		return nil, err
 	}

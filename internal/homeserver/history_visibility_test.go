@@ -82,6 +82,20 @@ func TestHistoryVisibilityLocalUsers(t *testing.T) {
 				if want := visibleMessages[vis]; !slices.Equal(got, want) {
 					t.Errorf("bob's /messages: %q, want %q", got, want)
 				}
+				// bob's first sync after joining shows the same.
+				resp, err := bob.SyncRequest(ctx, 0, "", `{"room":{"timeline":{"limit":50}}}`, false, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				var synced []string
+				for _, ev := range resp.Rooms.Join[roomID].Timeline.Events {
+					if body, ok := ev.Content.Raw["body"].(string); ok {
+						synced = append(synced, body)
+					}
+				}
+				if want := visibleMessages[vis]; !slices.Equal(synced, want) {
+					t.Errorf("bob's /sync timeline: %q, want %q", synced, want)
+				}
 				for body, evID := range ids {
 					_, err := bob.GetEvent(ctx, roomID, evID)
 					if slices.Contains(visibleMessages[vis], body) {
