@@ -283,6 +283,15 @@ func (c *visCache) userSees(ctx context.Context, user id.UserID, ev *Stored) (bo
 		// (an invite over federation, say) is theirs to see.
 		return isOwnMember, nil
 	}
+	// Everything after a joined user's latest join is theirs (rule 2):
+	// the common case needs no state lookup.
+	ch, err := c.chain(ctx, ev.RoomID(), pdu.StateKey{Type: "m.room.member", StateKey: user.String()})
+	if err != nil {
+		return false, err
+	}
+	if len(ch) > 0 && ch[0].Membership() == "join" && !ch[0].Outlier && ev.StreamPos > ch[0].StreamPos {
+		return true, nil
+	}
 	vis, membership, err := c.facts(ctx, user, ev)
 	if err != nil {
 		return false, err
