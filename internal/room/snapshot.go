@@ -154,11 +154,40 @@ func (s *Service) writeSnapshot(ctx context.Context, tx *storage.Tx, roomID id.R
 // needs just this, and loading every snapshot in full made /state of a big
 // room quadratic.
 func (s *Service) stateEntry(ctx context.Context, nid int64, key pdu.StateKey) (Ref, bool, error) {
+	return s.stateEntryMemo(ctx, nid, key, nil)
+}
+
+// entryMemo remembers, per snapshot and key, what stateEntry found, for
+// callers that look one key up in many related snapshots (history
+// visibility over a page of events): each walk stops where an earlier one
+// passed, so a page costs about one query per snapshot, not one per level.
+type entryMemo map[entryMemoKey]entryMemoVal
+
+type entryMemoKey struct {
+	nid int64
+	key pdu.StateKey
+}
+
+type entryMemoVal struct {
+	ref   Ref
+	found bool
+}
+
+// stateEntryMemo is stateEntry, remembering in memo (when not nil) the
+// answer for every snapshot the walk passed.
+func (s *Service) stateEntryMemo(ctx context.Context, nid int64, key pdu.StateKey, memo entryMemo) (Ref, bool, error) {
+	var path []int64
+	var res entryMemoVal
 	for cur := nid; cur != 0; {
-		if c, ok := s.snapshots.Get(cur); ok {
-			ref, found := c.state[key]
-			return ref, found, nil
+		if m, ok := memo[entryMemoKey{cur, key}]; ok {
+			res = m
+			break
 		}
+		if c, ok := s.snapshots.Get(cur); ok {
+			res.ref, res.found = c.state[key]
+			break
+		}
+		path = append(path, cur)
 		var parent int64
 		var enid *int64
 		var evID *string
@@ -170,12 +199,17 @@ func (s *Service) stateEntry(ctx context.Context, nid int64, key pdu.StateKey) (
 			return Ref{}, false, fmt.Errorf("reading state snapshot %d: %w", cur, err)
 		}
 		if enid != nil {
-			if *enid == 0 || evID == nil {
-				return Ref{}, false, nil // removed relative to the parent
+			if *enid != 0 && evID != nil { // 0: removed relative to the parent
+				res = entryMemoVal{Ref{NID: *enid, ID: id.EventID(*evID)}, true}
 			}
-			return Ref{NID: *enid, ID: id.EventID(*evID)}, true, nil
+			break
 		}
 		cur = parent
 	}
-	return Ref{}, false, nil
+	if memo != nil {
+		for _, p := range path {
+			memo[entryMemoKey{p, key}] = res
+		}
+	}
+	return res.ref, res.found, nil
 }

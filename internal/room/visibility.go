@@ -97,6 +97,7 @@ type visCache struct {
 	members map[int64]string
 	// chains holds the chain of each state key asked (see chain).
 	chains map[chainKey][]*Stored
+	memo   entryMemo
 }
 
 type chainKey struct {
@@ -108,22 +109,30 @@ const noJoin = -(1 << 62)
 
 func (s *Service) newVisCache() *visCache {
 	return &visCache{s: s, vis: map[int64]string{}, members: map[int64]string{},
-		chains: map[chainKey][]*Stored{}}
+		chains: map[chainKey][]*Stored{}, memo: entryMemo{}}
 }
 
-// allowed applies rules 1 to 5 to a visibility and membership; joinedLater
-// is rule 3's condition, asked only when needed.
-func allowed(vis, membership string, joinedLater func() (bool, error)) (bool, error) {
-	switch {
-	case vis == visWorldReadable, membership == "join":
+// allowed applies rules 1 to 5 to a visibility. The membership at the
+// event and rule 3's condition (joinedLater) are asked only when needed:
+// under shared visibility a later join decides without the membership.
+func allowed(vis string, membership func() (string, error), joinedLater func() (bool, error)) (bool, error) {
+	if vis == visWorldReadable {
 		return true, nil
-	case vis == visInvited:
-		return membership == "invite", nil
-	case vis == visJoined:
-		return false, nil
 	}
-	return joinedLater()
+	if vis == visShared {
+		if ok, err := joinedLater(); err != nil || ok {
+			return ok, err
+		}
+	}
+	m, err := membership()
+	if err != nil {
+		return false, err
+	}
+	return m == "join" || (vis == visInvited && m == "invite"), nil
 }
+
+// is returns a membership that needs no lookup.
+func is(m string) func() (string, error) { return func() (string, error) { return m, nil } }
 
 // visibilityOf reads a history visibility event's content; unknown values
 // count as shared.
@@ -154,7 +163,7 @@ func (c *visCache) chain(ctx context.Context, roomID id.RoomID, key pdu.StateKey
 		if cur.Outlier || cur.Snapshot == 0 {
 			break
 		}
-		ref, ok, err := c.s.stateEntry(ctx, cur.Snapshot, key)
+		ref, ok, err := c.s.stateEntryMemo(ctx, cur.Snapshot, key, c.memo)
 		if err != nil {
 			return nil, err
 		}
@@ -191,32 +200,28 @@ func stateKnown(ev *Stored) bool {
 	return !ev.Outlier && (ev.Snapshot != 0 || ev.Type == "m.room.create")
 }
 
-// facts returns the history visibility before ev and the membership of
-// user (empty: a server's view is asked for separately).
-func (c *visCache) facts(ctx context.Context, user id.UserID, ev *Stored) (vis, membership string, err error) {
+// visBefore returns the history visibility before ev.
+func (c *visCache) visBefore(ctx context.Context, ev *Stored) (string, error) {
 	if stateKnown(ev) {
-		if vis, err = c.visibilityAt(ctx, ev.Snapshot); err != nil || user == "" {
-			return vis, "", err
-		}
-		membership, err = c.userMembershipAt(ctx, user, ev.Snapshot)
-		return vis, membership, err
+		return c.visibilityAt(ctx, ev.Snapshot)
 	}
-	vis = visShared
 	hv, err := c.unknownStateEntry(ctx, ev, pdu.StateKey{Type: "m.room.history_visibility"})
-	if err != nil {
-		return "", "", err
+	if err != nil || hv == nil {
+		return visShared, err
 	}
-	if hv != nil {
-		vis = visibilityOf(hv.Content)
-	}
-	if user == "" {
-		return vis, "", nil
+	return visibilityOf(hv.Content), nil
+}
+
+// membershipBefore returns user's membership before ev ("" if none).
+func (c *visCache) membershipBefore(ctx context.Context, user id.UserID, ev *Stored) (string, error) {
+	if stateKnown(ev) {
+		return c.userMembershipAt(ctx, user, ev.Snapshot)
 	}
 	m, err := c.unknownStateEntry(ctx, ev, pdu.StateKey{Type: "m.room.member", StateKey: user.String()})
 	if err != nil || m == nil {
-		return vis, "", err
+		return "", err
 	}
-	return vis, m.Membership(), nil
+	return m.Membership(), nil
 }
 
 // visibilityAt returns the history visibility of a snapshot.
@@ -225,7 +230,7 @@ func (c *visCache) visibilityAt(ctx context.Context, snap int64) (string, error)
 		return v, nil
 	}
 	v := visShared
-	ref, ok, err := c.s.stateEntry(ctx, snap, pdu.StateKey{Type: "m.room.history_visibility"})
+	ref, ok, err := c.s.stateEntryMemo(ctx, snap, pdu.StateKey{Type: "m.room.history_visibility"}, c.memo)
 	if err != nil {
 		return "", err
 	}
@@ -246,7 +251,7 @@ func (c *visCache) userMembershipAt(ctx context.Context, user id.UserID, snap in
 		return m, nil
 	}
 	m := ""
-	ref, ok, err := c.s.stateEntry(ctx, snap, pdu.StateKey{Type: "m.room.member", StateKey: user.String()})
+	ref, ok, err := c.s.stateEntryMemo(ctx, snap, pdu.StateKey{Type: "m.room.member", StateKey: user.String()}, c.memo)
 	if err != nil {
 		return "", err
 	}
@@ -292,7 +297,7 @@ func (c *visCache) userSees(ctx context.Context, user id.UserID, ev *Stored) (bo
 	if len(ch) > 0 && ch[0].Membership() == "join" && !ch[0].Outlier && ev.StreamPos > ch[0].StreamPos {
 		return true, nil
 	}
-	vis, membership, err := c.facts(ctx, user, ev)
+	vis, err := c.visBefore(ctx, ev)
 	if err != nil {
 		return false, err
 	}
@@ -300,6 +305,7 @@ func (c *visCache) userSees(ctx context.Context, user id.UserID, ev *Stored) (bo
 		j, err := c.latestJoin(ctx, user, ev.RoomID())
 		return j > ev.StreamPos, err
 	}
+	membership := func() (string, error) { return c.membershipBefore(ctx, user, ev) }
 	ok, err := allowed(vis, membership, joinedLater)
 	if err != nil || ok {
 		return ok, err
@@ -309,7 +315,7 @@ func (c *visCache) userSees(ctx context.Context, user id.UserID, ev *Stored) (bo
 	case ev.Type == "m.room.history_visibility" && ev.StateKey != nil && *ev.StateKey == "" && !ev.Rejected:
 		return allowed(visibilityOf(ev.Content), membership, joinedLater)
 	case isOwnMember && !ev.Rejected:
-		return allowed(vis, ev.Membership(), joinedLater)
+		return allowed(vis, is(ev.Membership()), joinedLater)
 	}
 	return false, nil
 }
@@ -354,7 +360,7 @@ func (c *visCache) serverSees(ctx context.Context, server string, ev *Stored) (b
 	if ev.Outlier {
 		return false, nil
 	}
-	vis, _, err := c.facts(ctx, "", ev)
+	vis, err := c.visBefore(ctx, ev)
 	if err != nil {
 		return false, err
 	}
@@ -371,7 +377,7 @@ func (c *visCache) serverSees(ctx context.Context, server string, ev *Stored) (b
 		}
 	}
 	never := func() (bool, error) { return false, nil }
-	if ok, _ := allowed(vis, membership, never); ok {
+	if ok, _ := allowed(vis, is(membership), never); ok {
 		return true, nil
 	}
 	switch {
@@ -380,7 +386,7 @@ func (c *visCache) serverSees(ctx context.Context, server string, ev *Stored) (b
 		if after == visWorldReadable || after == visShared {
 			return true, nil
 		}
-		return allowed(after, membership, never)
+		return allowed(after, is(membership), never)
 	case ev.Type == "m.room.member" && ev.StateKey != nil && id.UserID(*ev.StateKey).Homeserver() == server:
 		// The server's own users' membership changes are its to see.
 		return true, nil
