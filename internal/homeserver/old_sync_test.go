@@ -193,6 +193,25 @@ func TestLegacyEventStream(t *testing.T) {
 			}
 		})
 
+		// An invite reaches the invitee's stream, whatever the room's
+		// history visibility.
+		if err := legacyGet(ctx, bob, nil, &bis, "initialSync"); err != nil {
+			t.Fatal(err)
+		}
+		other, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var invited legacyChunk
+		if err := legacyGet(ctx, bob, map[string]string{"from": bis.End, "timeout": "0"}, &invited, "events"); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(invited.Chunk, func(e legacyEvent) bool {
+			return e.RoomID == other.RoomID && e.Type == "m.room.member" && e.Content["membership"] == "invite"
+		}) || slices.ContainsFunc(invited.Chunk, func(e legacyEvent) bool { return e.RoomID == other.RoomID && e.Type == "m.room.create" }) {
+			t.Errorf("bob's stream after an invite: %+v", invited.Chunk)
+		}
+
 		// A room bob left shows only with archived=true.
 		if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
 			t.Fatal(err)
