@@ -75,3 +75,38 @@ func TestChangedSince(t *testing.T) {
 		t.Errorf("an unknown user: %b, want All", got)
 	}
 }
+
+func TestWaitRoom(t *testing.T) {
+	n := New()
+	n.NotifyRoom("!unwatched:x") // no one waits: nothing kept
+	if len(n.rooms) != 0 {
+		t.Fatalf("a room no one waits on is tracked: %d rooms", len(n.rooms))
+	}
+	gen := n.RoomGeneration("!r:x")
+	done := make(chan bool)
+	go func() { done <- n.WaitRoom(context.Background(), "!r:x", gen) }()
+	n.NotifyRoom("!other:x")
+	n.Notify(Room, "@a:x")
+	select {
+	case <-done:
+		t.Fatal("woken by another room or a user's notification")
+	case <-time.After(20 * time.Millisecond):
+	}
+	n.NotifyRoom("!r:x")
+	select {
+	case woke := <-done:
+		if !woke {
+			t.Fatal("WaitRoom reported no wake-up")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitRoom did not return after NotifyRoom")
+	}
+	// A wake-up between RoomGeneration and WaitRoom is not lost.
+	gen = n.RoomGeneration("!r:x")
+	n.NotifyRoom("!r:x")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if !n.WaitRoom(ctx, "!r:x", gen) {
+		t.Fatal("a room notification before WaitRoom was lost")
+	}
+}
