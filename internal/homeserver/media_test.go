@@ -1,0 +1,232 @@
+package homeserver_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/mxtest"
+)
+
+// fetched is one media answer read whole.
+type fetched struct {
+	status int
+	header http.Header
+	body   []byte
+	err    errBody
+}
+
+// mediaGet GETs path on srv (with token when not empty).
+func mediaGet(t *testing.T, base, path, token string) fetched {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	f := fetched{status: resp.StatusCode, header: resp.Header}
+	f.body, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		_ = json.Unmarshal(f.body, &f.err)
+	}
+	return f
+}
+
+func downloadPath(uri id.ContentURI) string {
+	return "/_matrix/client/v1/media/download/" + uri.Homeserver + "/" + uri.FileID
+}
+
+func legacyPath(uri id.ContentURI) string {
+	return "/_matrix/media/v3/download/" + uri.Homeserver + "/" + uri.FileID
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func checkMediaHeaders(t *testing.T, f fetched) {
+	t.Helper()
+	if csp := f.header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "sandbox; default-src 'none'; script-src 'none';") {
+		t.Errorf("Content-Security-Policy = %q", csp)
+	}
+	if f.header.Get("X-Content-Type-Options") != "nosniff" || f.header.Get("Cross-Origin-Resource-Policy") != "cross-origin" {
+		t.Errorf("security headers missing: %v", f.header)
+	}
+}
+
+func TestMediaUploadDownload(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		srv := mxtest.Start(t, engine)
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		ctx := context.Background()
+		// Larger than max_request_bytes (1 MiB): uploads have their own limit.
+		data := randomBytes(t, 1<<20+12345)
+		cases := []struct {
+			name, contentType, fileName, wantType, wantDisposition string
+		}{
+			{"png", "image/png", "cat.png", "image/png", `inline; filename="cat.png"`},
+			{"unicode name", "application/pdf", "résumé 2024.pdf", "application/pdf", `attachment; filename*=utf-8''r%C3%A9sum%C3%A9%202024.pdf`},
+			{"no name", "text/plain", "", "text/plain; charset=utf-8", "inline"},
+			{"html", "text/html", "page.html", "text/html; charset=utf-8", `attachment; filename="page.html"`},
+			{"svg", "image/svg+xml", "x.svg", "image/svg+xml", `attachment; filename="x.svg"`},
+			{"no type", "", "blob", "application/octet-stream", `attachment; filename="blob"`},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				up, err := alice.UploadMedia(ctx, mautrix.ReqUploadMedia{ContentBytes: data, ContentType: tc.contentType, FileName: tc.fileName})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if up.ContentURI.Homeserver != srv.Config.ServerName {
+					t.Fatalf("content_uri %s is not on %s", up.ContentURI, srv.Config.ServerName)
+				}
+				// Another user of the server downloads it.
+				f := mediaGet(t, srv.URL, downloadPath(up.ContentURI), bob.AccessToken)
+				if f.status != http.StatusOK || !bytes.Equal(f.body, data) {
+					t.Fatalf("download: %d, %d bytes (want %d identical)", f.status, len(f.body), len(data))
+				}
+				if got := f.header.Get("Content-Type"); got != tc.wantType {
+					t.Errorf("Content-Type = %q, want %q", got, tc.wantType)
+				}
+				if got := f.header.Get("Content-Disposition"); got != tc.wantDisposition {
+					t.Errorf("Content-Disposition = %q, want %q", got, tc.wantDisposition)
+				}
+				checkMediaHeaders(t, f)
+				named := mediaGet(t, srv.URL, downloadPath(up.ContentURI)+"/other.bin", bob.AccessToken)
+				if named.status != http.StatusOK || !strings.HasSuffix(named.header.Get("Content-Disposition"), `filename="other.bin"`) {
+					t.Errorf("download with a file name: %d %q", named.status, named.header.Get("Content-Disposition"))
+				}
+			})
+		}
+		// The mautrix client reads the limit from the config endpoint.
+		cfg, err := bob.GetMediaConfig(ctx)
+		if err != nil || cfg.UploadSize != 50<<20 {
+			t.Errorf("media config = %+v, %v", cfg, err)
+		}
+		for _, path := range []string{"/_matrix/client/v1/media/download/" + srv.Config.ServerName + "/nosuchmedia", "/_matrix/client/v1/media/download/" + srv.Config.ServerName + "/bad.id"} {
+			if f := mediaGet(t, srv.URL, path, bob.AccessToken); f.status != http.StatusNotFound || f.err.Errcode != "M_NOT_FOUND" {
+				t.Errorf("%s: %d %s", path, f.status, f.err.Errcode)
+			}
+		}
+	})
+}
+
+func TestMediaNeedsToken(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		srv := mxtest.Start(t, engine)
+		alice := srv.Client("alice")
+		up, err := alice.UploadBytes(context.Background(), []byte("hello"), "text/plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{downloadPath(up.ContentURI), downloadPath(up.ContentURI) + "/x.txt",
+			"/_matrix/client/v1/media/config", "/_matrix/client/v1/media/thumbnail/" + up.ContentURI.Homeserver + "/" + up.ContentURI.FileID + "?width=32&height=32"} {
+			f := mediaGet(t, srv.URL, path, "")
+			if f.status != http.StatusUnauthorized || f.err.Errcode != "M_MISSING_TOKEN" {
+				t.Errorf("GET %s without a token: %d %s", path, f.status, f.err.Errcode)
+			}
+		}
+		if status, eb := do(t, http.MethodPost, srv.URL+"/_matrix/media/v3/upload", "", []byte("x")); status != http.StatusUnauthorized || eb.Errcode != "M_MISSING_TOKEN" {
+			t.Errorf("upload without a token: %d %s", status, eb.Errcode)
+		}
+	})
+}
+
+func TestMediaLimits(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		srv := mxtest.Start(t, engine, func(c *config.Config) {
+			c.Media.MaxUploadSize = 64 << 10
+			c.Media.MediaUserQuota = 100 << 10
+			c.Media.RcMediaCreate = config.MediaRate{PerSecond: 0.001, BurstCount: 6}
+		})
+		alice := srv.Client("alice")
+		ctx := context.Background()
+		var httpErr mautrix.HTTPError
+		// Over max_upload_size, announced or not.
+		_, err := alice.UploadBytes(ctx, randomBytes(t, 64<<10+1), "application/octet-stream")
+		if !errors.As(err, &httpErr) || httpErr.Response.StatusCode != http.StatusRequestEntityTooLarge || httpErr.RespError.ErrCode != "M_TOO_LARGE" {
+			t.Errorf("oversized upload: %v", err)
+		}
+		_, err = alice.UploadMedia(ctx, mautrix.ReqUploadMedia{Content: io.LimitReader(rand.Reader, 64<<10+1), ContentLength: -1, ContentType: "application/octet-stream"})
+		if !errors.As(err, &httpErr) || httpErr.Response.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("oversized chunked upload: %v", err)
+		}
+		// The quota: 60 KiB fits once, not twice.
+		if _, err := alice.UploadBytes(ctx, randomBytes(t, 60<<10), "application/octet-stream"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = alice.UploadBytes(ctx, randomBytes(t, 60<<10), "application/octet-stream")
+		if !errors.As(err, &httpErr) || httpErr.Response.StatusCode != http.StatusForbidden || httpErr.RespError.ErrCode != "M_FORBIDDEN" {
+			t.Errorf("upload past the quota: %v", err)
+		}
+		// The rate limit: 6 at once, of which 4 are used.
+		for i := 0; ; i++ {
+			_, err := alice.UploadBytes(ctx, []byte("small"), "text/plain")
+			if err == nil {
+				if i > 3 {
+					t.Fatalf("upload %d passed the rate limit", i)
+				}
+				continue
+			}
+			if !errors.As(err, &httpErr) || httpErr.Response.StatusCode != http.StatusTooManyRequests || httpErr.RespError.ErrCode != "M_LIMIT_EXCEEDED" {
+				t.Fatalf("upload %d: %v", i, err)
+			}
+			break
+		}
+	})
+}
+
+func TestMediaLegacyFreeze(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		srv := mxtest.Start(t, engine, func(c *config.Config) { c.Media.EnableAuthenticatedMedia = false })
+		alice := srv.Client("alice")
+		ctx := context.Background()
+		before, err := alice.UploadBytesWithName(ctx, []byte("old media"), "text/plain", "old.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := mediaGet(t, srv.URL, legacyPath(before.ContentURI), ""); f.status != http.StatusOK || string(f.body) != "old media" {
+			t.Fatalf("legacy download before the freeze: %d %q", f.status, f.body)
+		}
+		srv.Config.Media.EnableAuthenticatedMedia = true
+		srv.Restart()
+		after, err := alice.UploadBytes(ctx, []byte("new media"), "text/plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"/_matrix/media/v3/download/", "/_matrix/media/r0/download/", "/_matrix/media/v1/download/"} {
+			old := mediaGet(t, srv.URL, p+before.ContentURI.Homeserver+"/"+before.ContentURI.FileID, "")
+			if old.status != http.StatusOK || string(old.body) != "old media" {
+				t.Errorf("%s: media from before the freeze: %d %q", p, old.status, old.body)
+			}
+			checkMediaHeaders(t, old)
+			frozen := mediaGet(t, srv.URL, p+after.ContentURI.Homeserver+"/"+after.ContentURI.FileID, "")
+			if frozen.status != http.StatusNotFound || frozen.err.Errcode != "M_NOT_FOUND" {
+				t.Errorf("%s: media from after the freeze: %d %s", p, frozen.status, frozen.err.Errcode)
+			}
+		}
+		if f := mediaGet(t, srv.URL, downloadPath(after.ContentURI), alice.AccessToken); f.status != http.StatusOK || string(f.body) != "new media" {
+			t.Errorf("authenticated download after the freeze: %d %q", f.status, f.body)
+		}
+	})
+}
