@@ -10,7 +10,9 @@ import (
 
 // getContentAuthed is GET /_matrix/client/v1/media/download/{serverName}/{mediaId}
 // (authed-content-repo.yaml).
-func (a *API) getContentAuthed(w http.ResponseWriter, r *http.Request) error { return a.download(w, r, false) }
+func (a *API) getContentAuthed(w http.ResponseWriter, r *http.Request) error {
+	return a.download(w, r, false)
+}
 
 // getContentOverrideNameAuthed is GET
 // /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}

@@ -46,7 +46,7 @@ func Inline(contentType string) bool { return inlineTypes[baseType(contentType)]
 
 // ContentDisposition is the header value for content of contentType
 // named fileName (RFC 6266): a quoted filename when it is plain ASCII,
-// else filename*=utf-8'' with percent-encoding.
+// else filename*=utf-8” with percent-encoding.
 func ContentDisposition(contentType, fileName string) string {
 	d := "attachment"
 	if Inline(contentType) {
