@@ -23,3 +23,9 @@ func (a *API) getContentOverrideNameAuthed(w http.ResponseWriter, r *http.Reques
 
 // getConfigAuthed is GET /_matrix/client/v1/media/config (authed-content-repo.yaml).
 func (a *API) getConfigAuthed(w http.ResponseWriter, r *http.Request) error { return a.getConfig(w, r) }
+
+// getContentThumbnailAuthed is GET
+// /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId} (authed-content-repo.yaml).
+func (a *API) getContentThumbnailAuthed(w http.ResponseWriter, r *http.Request) error {
+	return a.thumbnail(w, r, false)
+}

@@ -107,3 +107,57 @@ func (a *API) getContentOverrideName(w http.ResponseWriter, r *http.Request) err
 func (a *API) getConfig(w http.ResponseWriter, r *http.Request) error {
 	return httpx.OK(w, map[string]int64{"m.upload.size": a.media.MaxUploadSize()})
 }
+
+// thumbnailReq reads width, height, method and animated.
+func thumbnailReq(r *http.Request) (media.ThumbnailReq, error) {
+	q := r.URL.Query()
+	var req media.ThumbnailReq
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"width", &req.Width}, {"height", &req.Height}} {
+		v := q.Get(p.name)
+		if v == "" {
+			return req, mxerr.MissingParam.With("%s is required", p.name)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return req, mxerr.InvalidParam.With("%s must be a positive integer", p.name)
+		}
+		*p.dst = n
+	}
+	req.Method = q.Get("method")
+	switch q.Get("animated") {
+	case "", "false":
+	case "true":
+		req.Animated = true
+	default:
+		return req, mxerr.InvalidParam.With("animated must be true or false")
+	}
+	return req, nil
+}
+
+// thumbnail serves a thumbnail of {serverName}/{mediaId}.
+func (a *API) thumbnail(w http.ResponseWriter, r *http.Request, legacy bool) error {
+	req, err := thumbnailReq(r)
+	if err != nil {
+		return err
+	}
+	timeout, err := mediaTimeout(r)
+	if err != nil {
+		return err
+	}
+	c, err := a.media.Thumbnail(r.Context(), r.PathValue("serverName"), r.PathValue("mediaId"), req,
+		media.Access{Legacy: legacy, Timeout: timeout})
+	if err != nil {
+		return err
+	}
+	media.Serve(w, r, c, "")
+	return nil
+}
+
+// getContentThumbnail is GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}
+// (content-repo.yaml, deprecated).
+func (a *API) getContentThumbnail(w http.ResponseWriter, r *http.Request) error {
+	return a.thumbnail(w, r, true)
+}

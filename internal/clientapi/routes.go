@@ -175,11 +175,13 @@ func (a *API) mediaRoutes() []route {
 		{"POST", "/create", mediaV1, m(a.authed(a.createContent))},
 		{"GET", "/download/{serverName}/{mediaId}", mediaV3, m(a.getContent)},
 		{"GET", "/download/{serverName}/{mediaId}/{fileName}", mediaV3, m(a.getContentOverrideName)},
+		{"GET", "/thumbnail/{serverName}/{mediaId}", mediaV3, m(a.getContentThumbnail)},
 		{"GET", "/config", mediaV3, m(a.authed(a.getConfig))},
 
 		// authed-content-repo.yaml
 		{"GET", "/media/download/{serverName}/{mediaId}", v1, m(a.authed(a.getContentAuthed))},
 		{"GET", "/media/download/{serverName}/{mediaId}/{fileName}", v1, m(a.authed(a.getContentOverrideNameAuthed))},
+		{"GET", "/media/thumbnail/{serverName}/{mediaId}", v1, m(a.authed(a.getContentThumbnailAuthed))},
 		{"GET", "/media/config", v1, m(a.authed(a.getConfigAuthed))},
 	}
 }

@@ -42,3 +42,27 @@ func (a *API) getContent(w http.ResponseWriter, r *http.Request) error {
 	media.ServeMultipart(w, c)
 	return nil
 }
+
+// getContentThumbnail is GET /_matrix/federation/v1/media/thumbnail/{mediaId}
+// (content_repository.yaml), multipart/mixed like getContent.
+func (a *API) getContentThumbnail(w http.ResponseWriter, r *http.Request) error {
+	media.SecurityHeaders(w.Header())
+	acc, err := mediaAccess(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	req := media.ThumbnailReq{Method: q.Get("method"), Animated: q.Get("animated") == "true"}
+	var werr, herr error
+	req.Width, werr = strconv.Atoi(q.Get("width"))
+	req.Height, herr = strconv.Atoi(q.Get("height"))
+	if werr != nil || herr != nil {
+		return mxerr.InvalidParam.With("width and height must be integers")
+	}
+	c, err := a.media.Thumbnail(r.Context(), a.serverName, r.PathValue("mediaId"), req, acc)
+	if err != nil {
+		return err
+	}
+	media.ServeMultipart(w, c)
+	return nil
+}

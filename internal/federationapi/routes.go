@@ -53,6 +53,7 @@ func (a *API) Register(mux *http.ServeMux, auth func(httpx.HandlerFunc) httpx.Ha
 			h            httpx.HandlerFunc
 		}{
 			{"GET", "/_matrix/federation/v1/media/download/{mediaId}", a.getContent},
+			{"GET", "/_matrix/federation/v1/media/thumbnail/{mediaId}", a.getContentThumbnail},
 		}...)
 	}
 	for _, rt := range routes {

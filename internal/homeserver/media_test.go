@@ -331,6 +331,10 @@ func TestMediaFederation(t *testing.T) {
 				t.Errorf("%s: Content-Disposition %q", c.name, f.header.Get("Content-Disposition"))
 			}
 		}
+		// Remote thumbnails are made here from the cached original.
+		if _, w, h := thumbSize(t, "remote thumbnail", mediaGet(t, hs[1].URL, thumbPath(profile.AvatarURL, 96, 96, "crop", false), bob.AccessToken)); w != 96 || h != 96 {
+			t.Errorf("remote avatar thumbnail: %dx%d", w, h)
+		}
 		// A media ID unknown at the origin is unknown here.
 		missing := id.ContentURI{Homeserver: hs[0].Config.ServerName, FileID: "doesnotexist"}
 		if f := mediaGet(t, hs[1].URL, downloadPath(missing), bob.AccessToken); f.status != http.StatusNotFound || f.err.Errcode != "M_NOT_FOUND" {
@@ -362,6 +366,9 @@ func TestMediaFederation(t *testing.T) {
 			if f := mediaGet(t, hs[1].URL, downloadPath(uri), bob.AccessToken); f.status != http.StatusOK {
 				t.Errorf("cached %s with the origin down: %d %s", uri, f.status, f.err.Errcode)
 			}
+		}
+		if _, w, h := thumbSize(t, "cached remote thumbnail", mediaGet(t, hs[1].URL, thumbPath(profile.AvatarURL, 96, 96, "crop", false), bob.AccessToken)); w != 96 || h != 96 {
+			t.Errorf("cached remote avatar thumbnail: %dx%d", w, h)
 		}
 		hs[0].Up()
 	})
