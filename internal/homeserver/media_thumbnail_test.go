@@ -85,11 +85,11 @@ func testWebP(w, h int) []byte {
 	put(0x2f, 8)
 	put(uint32(w-1), 14)
 	put(uint32(h-1), 14)
-	put(0, 1) // no alpha
-	put(0, 3) // version
-	put(0, 1) // no transform
-	put(0, 1) // no colour cache
-	put(0, 1) // no meta prefix codes
+	put(0, 1)                                              // no alpha
+	put(0, 3)                                              // version
+	put(0, 1)                                              // no transform
+	put(0, 1)                                              // no colour cache
+	put(0, 1)                                              // no meta prefix codes
 	for _, sym := range []uint32{0x80, 0x40, 0xC0, 0xFF} { // green, red, blue, alpha
 		put(1, 1) // simple code
 		put(0, 1) // one symbol
@@ -197,7 +197,7 @@ func TestMediaThumbnails(t *testing.T) {
 		}{
 			{96, 96, "crop", 96, 96},
 			{32, 32, "crop", 32, 32},
-			{50, 40, "crop", 96, 96},     // nearest crop size at least as large
+			{50, 40, "crop", 96, 96},      // nearest crop size at least as large
 			{320, 240, "scale", 320, 240}, // a configured size
 			{200, 100, "scale", 320, 240}, // nearest scale size reaching the request
 			{300, 300, "", 400, 300},      // 640×480 would upscale: the original
