@@ -10,10 +10,13 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -371,5 +374,106 @@ func TestMediaFederation(t *testing.T) {
 			t.Errorf("cached remote avatar thumbnail: %dx%d", w, h)
 		}
 		hs[0].Up()
+		// Purging the cache drops the copies; the next request fetches again.
+		if n, err := hs[1].Media.PurgeRemoteBefore(ctx, time.Now().Add(time.Minute)); err != nil || n != 3 {
+			t.Errorf("PurgeRemoteBefore = %d, %v; want the 3 cached items", n, err)
+		}
+		if f := mediaGet(t, hs[1].URL, downloadPath(imageURL), bob.AccessToken); f.status != http.StatusOK || !bytes.Equal(f.body, photo) {
+			t.Errorf("refetch after the purge: %d, %d bytes", f.status, len(f.body))
+		}
 	})
+}
+
+func TestMediaQuarantineAndDelete(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		srv := mxtest.Start(t, engine, func(c *config.Config) { c.Media.EnableAuthenticatedMedia = false })
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		ctx := t.Context()
+		img := testPNG(t, 120, 120)
+		a, err := alice.UploadBytes(ctx, img, "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := bob.UploadBytes(ctx, img, "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Identical uploads share one blob.
+		if n := blobFiles(t, srv); n != 1 {
+			t.Errorf("%d blob files for two identical uploads, want 1", n)
+		}
+		thumb := func(u id.ContentURI) string { return thumbPath(u, 32, 32, "crop", false) }
+		if f := mediaGet(t, srv.URL, thumb(a.ContentURI), bob.AccessToken); f.status != http.StatusOK {
+			t.Fatalf("thumbnail: %d", f.status)
+		}
+		if err := srv.Media.Quarantine(ctx, a.ContentURI, true); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{downloadPath(a.ContentURI), legacyPath(a.ContentURI), thumb(a.ContentURI)} {
+			for _, tok := range []string{alice.AccessToken, bob.AccessToken} {
+				if f := mediaGet(t, srv.URL, p, tok); f.status != http.StatusNotFound || f.err.Errcode != "M_NOT_FOUND" {
+					t.Errorf("quarantined %s: %d %s", p, f.status, f.err.Errcode)
+				}
+			}
+		}
+		if f := mediaGet(t, srv.URL, downloadPath(b.ContentURI), alice.AccessToken); f.status != http.StatusOK || !bytes.Equal(f.body, img) {
+			t.Errorf("the other item with the same bytes: %d", f.status)
+		}
+		if err := srv.Media.Delete(ctx, b.ContentURI); err != nil {
+			t.Fatal(err)
+		}
+		if f := mediaGet(t, srv.URL, downloadPath(b.ContentURI), alice.AccessToken); f.status != http.StatusNotFound {
+			t.Errorf("deleted item: %d", f.status)
+		}
+		// The quarantined row still names the blob.
+		if n := blobFiles(t, srv); n < 1 {
+			t.Errorf("the blob of quarantined media went with the other item")
+		}
+		if n, err := srv.Media.DeleteByUser(ctx, alice.UserID); err != nil || n != 1 {
+			t.Errorf("DeleteByUser = %d, %v", n, err)
+		}
+		if n := blobFiles(t, srv); n != 0 {
+			t.Errorf("%d blob files left once no item names them", n)
+		}
+		old, err := bob.UploadBytes(ctx, randomBytes(t, 5000), "application/octet-stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		small, err := bob.UploadBytes(ctx, randomBytes(t, 10), "application/octet-stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := srv.Media.DeleteLocalBefore(ctx, time.Now().Add(time.Minute), 1000); err != nil || n != 1 {
+			t.Errorf("DeleteLocalBefore = %d, %v; want only the large item", n, err)
+		}
+		if f := mediaGet(t, srv.URL, downloadPath(old.ContentURI), bob.AccessToken); f.status != http.StatusNotFound {
+			t.Errorf("large old item after DeleteLocalBefore: %d", f.status)
+		}
+		if f := mediaGet(t, srv.URL, downloadPath(small.ContentURI), bob.AccessToken); f.status != http.StatusOK {
+			t.Errorf("small item after DeleteLocalBefore: %d", f.status)
+		}
+	})
+}
+
+// blobFiles counts the blobs in srv's media store (thumbnails included).
+func blobFiles(t *testing.T, srv *mxtest.Server) int {
+	t.Helper()
+	n := 0
+	root := filepath.Join(srv.Config.DataDir, "media_store")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "tmp" {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -83,7 +83,7 @@ func (s *Service) Retain(ctx context.Context) (int, error) {
 	clear(s.uploaded)
 	s.mu.Unlock()
 	if l := time.Duration(s.cfg.MediaRetention.RemoteMediaLifetime); l > 0 {
-		n, err := s.deleteWhere(ctx, `server_name <> $1 AND last_access_ts < $2`, s.serverName, nowMS(now.Add(-l)))
+		n, err := s.PurgeRemoteBefore(ctx, now.Add(-l))
 		total += n
 		if err != nil {
 			return total, err
@@ -98,6 +98,12 @@ func (s *Service) Retain(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// PurgeRemoteBefore drops cached remote media last accessed before t
+// (Synapse's purge_media_cache); it is fetched again when next asked for.
+func (s *Service) PurgeRemoteBefore(ctx context.Context, t time.Time) (int, error) {
+	return s.deleteWhere(ctx, `server_name <> $1 AND last_access_ts < $2`, s.serverName, nowMS(t))
 }
 
 // deleteWhere deletes the rows matching cond and collects their blobs.
