@@ -11,8 +11,14 @@ import (
 	"image/png"
 	"io"
 	"io/fs"
+	"log/slog"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +29,8 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/config"
+	"github.com/myelin-chat/myelin/internal/fedclient"
+	"github.com/myelin-chat/myelin/internal/keys"
 	"github.com/myelin-chat/myelin/internal/mxtest"
 )
 
@@ -257,7 +265,7 @@ func testPNG(t *testing.T, w, h int) []byte {
 
 func TestMediaFederation(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {
-		hs := mxtest.Federation(t, engine, 2)
+		hs := mxtest.Federation(t, engine, 2, func(c *config.Config) { c.MetricsListen = "127.0.0.1:0" })
 		alice, carol := hs[0].Client("alice"), hs[0].Client("carol")
 		bob := hs[1].Client("bob")
 		ctx := context.Background()
@@ -363,6 +371,31 @@ func TestMediaFederation(t *testing.T) {
 			if f.status != http.StatusOK || len(f.body) != 2<<20 {
 				t.Errorf("concurrent fetch %d: %d, %d bytes", i, f.status, len(f.body))
 			}
+		}
+		// The origin was asked once per media ID: the image, the avatar
+		// and the file the four requests above shared.
+		if n := originFetches(t, hs[0]); n != 3 {
+			t.Errorf("the origin served %d federation downloads, want 3", n)
+		}
+		// The federation endpoints themselves, with a request signed as
+		// the second server: multipart/mixed, JSON part then the bytes.
+		fed := federationClientOf(t, hs[1])
+		resp, err := fed.Stream(ctx, hs[0].Config.ServerName, "/_matrix/federation/v1/media/thumbnail/"+up.ContentURI.FileID,
+			url.Values{"width": {"32"}, "height": {"32"}, "method": {"crop"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := readMultipart(t, resp)
+		if len(parts) != 2 || string(parts[0].body) != "{}" || parts[1].header.Get("Content-Type") != "image/png" {
+			t.Fatalf("federation thumbnail parts: %+v", parts)
+		}
+		if cfg, err := png.DecodeConfig(bytes.NewReader(parts[1].body)); err != nil || cfg.Width != 32 || cfg.Height != 32 {
+			t.Errorf("federation thumbnail: %+v, %v", cfg, err)
+		}
+		// A server serves only its own media over federation.
+		_, err = fed.Stream(ctx, hs[1].Config.ServerName, "/_matrix/federation/v1/media/download/"+imageURL.FileID, nil)
+		if !fedclient.IsStatus(err, http.StatusNotFound) {
+			t.Errorf("federation download of a cached remote item: %v, want 404", err)
 		}
 		hs[0].Down()
 		for _, uri := range []id.ContentURI{imageURL, profile.AvatarURL, third.ContentURI} {
@@ -476,4 +509,65 @@ func blobFiles(t *testing.T, srv *mxtest.Server) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// originFetches reads from srv's metrics how many federation media
+// downloads it answered with 200.
+func originFetches(t *testing.T, srv *mxtest.Server) int {
+	t.Helper()
+	resp, err := http.Get("http://" + srv.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	prefix := `myelin_http_requests_total{code="200",method="GET",route="/_matrix/federation/v1/media/download/{mediaId}"} `
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+// federationClientOf signs federation requests as srv.
+func federationClientOf(t *testing.T, srv *mxtest.Server) *fedclient.Client {
+	t.Helper()
+	key, err := keys.LoadOrGenerate(srv.Config.SigningKeyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := fedclient.New(srv.Config.Federation, srv.Config.ServerName, key, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type mimePart struct {
+	header textproto.MIMEHeader
+	body   []byte
+}
+
+func readMultipart(t *testing.T, resp *http.Response) []mimePart {
+	t.Helper()
+	defer resp.Body.Close()
+	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/mixed" {
+		t.Fatalf("Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	var parts []mimePart
+	for {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			return parts
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(p)
+		parts = append(parts, mimePart{p.Header, body})
+	}
 }
