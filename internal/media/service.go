@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"regexp"
+	"runtime"
 	"sync"
 	"time"
 
@@ -44,6 +45,9 @@ type Service struct {
 	fetches map[string]*flight
 	// thumbs holds the thumbnail being generated per blob key.
 	thumbs map[string]*flight
+	// thumbSlots bounds the thumbnails generated at once to the CPUs:
+	// each decodes a whole image (about 60 MB for 12 megapixels).
+	thumbSlots chan struct{}
 }
 
 // Option configures a Service.
@@ -64,6 +68,8 @@ func New(db *storage.DB, blobs Blobs, serverName string, cfg config.Media, log *
 		uploaded: map[string]chan struct{}{},
 		fetches:  map[string]*flight{},
 		thumbs:   map[string]*flight{},
+
+		thumbSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	for _, o := range opts {
 		o(s)

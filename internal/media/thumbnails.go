@@ -209,6 +209,12 @@ func (s *Service) selectThumbnail(info thumbnail.Info, req ThumbnailReq) (config
 
 // generate makes one thumbnail and records it.
 func (s *Service) generate(ctx context.Context, it *Item, info thumbnail.Info, spec config.ThumbnailSize, key string) error {
+	select {
+	case s.thumbSlots <- struct{}{}:
+		defer func() { <-s.thumbSlots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	body, _, err := s.blobs.Open(ctx, it.SHA256)
 	if err != nil {
 		return err
