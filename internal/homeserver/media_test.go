@@ -1,11 +1,13 @@
 package homeserver_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -186,6 +189,23 @@ func TestMediaLimits(t *testing.T) {
 		_, err = alice.UploadMedia(ctx, mautrix.ReqUploadMedia{Content: io.LimitReader(rand.Reader, 64<<10+1), ContentLength: -1, ContentType: "application/octet-stream"})
 		if !errors.As(err, &httpErr) || httpErr.Response.StatusCode != http.StatusRequestEntityTooLarge {
 			t.Errorf("oversized chunked upload: %v", err)
+		}
+		// A body cut short is the client's fault: 400, and nothing kept.
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = fmt.Fprintf(conn, "POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/octet-stream\r\nContent-Length: 50000\r\n\r\nonly a little", alice.AccessToken)
+		_ = conn.(*net.TCPConn).CloseWrite()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("upload cut short: %d, want 400", resp.StatusCode)
 		}
 		// The quota: 60 KiB fits once, not twice.
 		if _, err := alice.UploadBytes(ctx, randomBytes(t, 60<<10), "application/octet-stream"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -37,8 +38,27 @@ func (s *Service) tempDir() string {
 	return os.TempDir()
 }
 
-// errTooLarge marks content over the size limit while spooling.
-var errTooLarge = errors.New("media larger than the limit")
+// errTooLarge marks content over the size limit while spooling, and
+// errRead a body that could not be read (the sender went away).
+var (
+	errTooLarge = errors.New("media larger than the limit")
+	errRead     = errors.New("reading the media failed")
+)
+
+// readErrs remembers the error of its reader, to tell a broken upload
+// (the client's doing) from a failing disk (ours).
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrs) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
 
 // spool copies r to a temporary file, at most max bytes (errTooLarge
 // past that), hashing as it writes: content is never held in memory.
@@ -48,7 +68,11 @@ func (s *Service) spool(r io.Reader, max int64) (*spooled, error) {
 		return nil, fmt.Errorf("spooling media: %w", err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, max+1))
+	src := &readErrs{r: io.LimitReader(r, max+1)}
+	n, err := io.Copy(io.MultiWriter(f, h), src)
+	if src.err != nil {
+		err = fmt.Errorf("%w: %w", errRead, src.err)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -140,6 +164,9 @@ func (s *Service) spoolUpload(r io.Reader, max int64) (*spooled, error) {
 	sp, err := s.spool(r, max)
 	if errors.Is(err, errTooLarge) {
 		return nil, mxerr.TooLarge.With("upload larger than %d bytes", max)
+	}
+	if errors.Is(err, errRead) {
+		return nil, mxerr.Unknown.Wrap(err).With("the upload was cut short").WithStatus(http.StatusBadRequest)
 	}
 	if err != nil {
 		return nil, mxerr.Unknown.Wrap(err).With("reading the upload failed")

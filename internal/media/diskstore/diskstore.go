@@ -27,9 +27,17 @@ type Store struct {
 }
 
 // New returns the store at root, creating it (and its tmp directory).
+// Files left in tmp by an earlier process (uploads cut off by a crash)
+// are removed: one process owns a store.
 func New(root string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o700); err != nil {
+	tmp := filepath.Join(root, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the media store %s: %w", root, err)
+	}
+	if left, err := os.ReadDir(tmp); err == nil {
+		for _, e := range left {
+			_ = os.Remove(filepath.Join(tmp, e.Name()))
+		}
 	}
 	return &Store{root: root}, nil
 }
