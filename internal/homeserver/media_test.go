@@ -591,3 +591,36 @@ func readMultipart(t *testing.T, resp *http.Response) []mimePart {
 		parts = append(parts, mimePart{p.Header, body})
 	}
 }
+
+// TestMediaUploadFromServer stores bytes the server fetched itself (URL
+// preview images) and serves them like an upload; Range requests work.
+func TestMediaUploadFromServer(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		srv := mxtest.Start(t, engine)
+		alice := srv.Client("alice")
+		ctx := t.Context()
+		data := randomBytes(t, 10000)
+		uri, err := srv.Media.UploadFromServer(ctx, alice.UserID, "image/png", "preview.png", bytes.NewReader(data), 20000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := mediaGet(t, srv.URL, downloadPath(uri), alice.AccessToken); f.status != http.StatusOK || !bytes.Equal(f.body, data) {
+			t.Errorf("download of server-stored media: %d, %d bytes", f.status, len(f.body))
+		}
+		if _, err := srv.Media.UploadFromServer(ctx, alice.UserID, "image/png", "", bytes.NewReader(data), 9999); err == nil {
+			t.Error("UploadFromServer took more than maxSize")
+		}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+downloadPath(uri), nil)
+		req.Header.Set("Authorization", "Bearer "+alice.AccessToken)
+		req.Header.Set("Range", "bytes=100-199")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, data[100:200]) {
+			t.Errorf("range request: %d, %d bytes", resp.StatusCode, len(part))
+		}
+	})
+}
