@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
-	if s.Media, err = s.newMedia(fed); err != nil {
+	if s.Media, err = s.newMedia(ctx, fed); err != nil {
 		return fail(err)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/myelin-chat/myelin/internal/media"
+	"github.com/myelin-chat/myelin/internal/media/blobstest"
 )
 
 func TestStore(t *testing.T) {
@@ -70,4 +71,14 @@ func TestStore(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("%d files left in the temp dir", len(left))
 	}
+}
+
+func TestContract(t *testing.T) {
+	blobstest.Run(t, func(t *testing.T) media.Blobs {
+		s, err := New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }
