@@ -624,3 +624,33 @@ func TestMediaUploadFromServer(t *testing.T) {
 		}
 	})
 }
+
+// TestMediaPreviewImage: a previewed page's og:image is fetched, stored
+// as local media and served like an upload.
+func TestMediaPreviewImage(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		img := testPNG(t, 64, 48)
+		site, _ := countingSite(t, "", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/img.png" {
+				w.Header().Set("Content-Type", "image/png")
+				_, _ = w.Write(img)
+				return
+			}
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = fmt.Fprintf(w, `<html><head><meta property="og:title" content="t"><meta property="og:image" content="http://%s/img.png"></head></html>`, r.Host)
+		})
+		srv := mxtest.Start(t, engine, previewing("127.0.0.0/8"))
+		alice := srv.Client("alice")
+		p, err := alice.GetURLPreview(t.Context(), site.URL+"/page")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uri, err := p.ImageURL.Parse()
+		if err != nil || uri.Homeserver != srv.Config.ServerName {
+			t.Fatalf("og:image = %q (%v), want local media", p.ImageURL, err)
+		}
+		if f := mediaGet(t, srv.URL, downloadPath(uri), alice.AccessToken); f.status != http.StatusOK || !bytes.Equal(f.body, img) {
+			t.Errorf("preview image download: %d, %d bytes", f.status, len(f.body))
+		}
+	})
+}
