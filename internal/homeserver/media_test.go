@@ -137,6 +137,9 @@ func TestMediaUploadDownload(t *testing.T) {
 				}
 			})
 		}
+		if v, err := bob.Versions(ctx); err != nil || !v.UnstableFeatures["org.matrix.msc3916.stable"] {
+			t.Errorf("versions do not announce authenticated media: %+v, %v", v, err)
+		}
 		// The mautrix client reads the limit from the config endpoint.
 		cfg, err := bob.GetMediaConfig(ctx)
 		if err != nil || cfg.UploadSize != 50<<20 {
