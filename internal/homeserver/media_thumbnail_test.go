@@ -201,6 +201,9 @@ func TestMediaThumbnails(t *testing.T) {
 			{320, 240, "scale", 320, 240}, // a configured size
 			{200, 100, "scale", 320, 240}, // nearest scale size reaching the request
 			{300, 300, "", 400, 300},      // 640×480 would upscale: the original
+			{200, 200, "crop", 320, 240},  // no crop size covers it: a scale size does
+			{350, 350, "crop", 400, 300},  // nothing covers it: the original
+			{1000, 900, "scale", 400, 300},
 		}
 		for _, in := range inputs {
 			up, err := alice.UploadBytes(ctx, in.data, in.contentType)

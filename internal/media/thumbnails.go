@@ -146,65 +146,51 @@ func cannotThumbnail() error {
 }
 
 // selectThumbnail picks the configured size for the request the way
-// Synapse picks among its thumbnails: for crop, the crop thumbnail at
-// least as large as asked, then closest in aspect and size; for scale
-// (or when no crop size exists), the one closest in size among those
-// reaching the asked width or height. ok is false when the pick would be
-// no smaller than the original.
+// Synapse picks among its thumbnails: for crop, the crop size at least as
+// large as asked, closest in aspect then size; for scale, the size
+// closest to the request among those reaching its width or height. Where
+// Synapse would answer smaller than asked, the spec's rule wins (never
+// smaller than requested unless the original is): a crop request falls
+// back to a scale size covering it, then to the original, and a scale
+// request to the original. ok is false when the original is the answer.
 func (s *Service) selectThumbnail(info thumbnail.Info, req ThumbnailReq) (config.ThumbnailSize, bool) {
 	dw, dh := req.Width, req.Height
-	type cand struct {
-		spec   config.ThumbnailSize
-		w, h   int
-		scores [3]int64
-	}
-	less := func(a, b [3]int64) bool {
-		for i := range a {
-			if a[i] != b[i] {
-				return a[i] < b[i]
-			}
-		}
-		return false
-	}
-	var best *cand
-	pick := func(c cand) {
-		if best == nil || less(c.scores, best.scores) {
-			best = &c
-		}
-	}
 	abs := func(v int64) int64 { return max(v, -v) }
+	var best *config.ThumbnailSize
+	var bestScore [2]int64
+	var bw, bh int
+	consider := func(t config.ThumbnailSize, score [2]int64, w, h int) {
+		if best == nil || score[0] < bestScore[0] || (score[0] == bestScore[0] && score[1] < bestScore[1]) {
+			best, bestScore, bw, bh = &t, score, w, h
+		}
+	}
+	pass := func(method string, covers func(w, h int) bool, score func(w, h int) [2]int64) {
+		for _, t := range s.cfg.ThumbnailSizes {
+			if t.Method != method {
+				continue
+			}
+			if w, h := thumbnail.Fit(info.Width, info.Height, t.Width, t.Height, t.Method); covers(w, h) {
+				consider(t, score(w, h), w, h)
+			}
+		}
+	}
+	both := func(w, h int) bool { return w >= dw && h >= dh }
 	if req.Method == "crop" {
-		for _, t := range s.cfg.ThumbnailSizes {
-			if t.Method != "crop" {
-				continue
-			}
-			w, h := thumbnail.Fit(info.Width, info.Height, t.Width, t.Height, t.Method)
-			small := int64(0)
-			if w < dw || h < dh {
-				small = 1
-			}
-			aspect := abs(int64(dw*h - dh*w))
-			size := abs(int64((dw - w) * (dh - h)))
-			pick(cand{t, w, h, [3]int64{small, aspect, size}})
+		pass("crop", both, func(w, h int) [2]int64 {
+			return [2]int64{abs(int64(dw*h - dh*w)), abs(int64((dw - w) * (dh - h)))}
+		})
+		if best == nil {
+			pass("scale", both, func(w, h int) [2]int64 { return [2]int64{int64(w) * int64(h), 0} })
 		}
+	} else {
+		pass("scale", func(w, h int) bool { return w >= dw || h >= dh }, func(w, h int) [2]int64 {
+			return [2]int64{abs(int64((dw - w) * (dh - h))), 0}
+		})
 	}
-	if best == nil {
-		for _, t := range s.cfg.ThumbnailSizes {
-			if t.Method != "scale" {
-				continue
-			}
-			w, h := thumbnail.Fit(info.Width, info.Height, t.Width, t.Height, t.Method)
-			small := int64(1)
-			if w >= dw || h >= dh {
-				small = 0
-			}
-			pick(cand{t, w, h, [3]int64{small, abs(int64((dw - w) * (dh - h))), 0}})
-		}
-	}
-	if best == nil || (best.w >= info.Width && best.h >= info.Height) {
+	if best == nil || (bw >= info.Width && bh >= info.Height) {
 		return config.ThumbnailSize{}, false
 	}
-	return best.spec, true
+	return *best, true
 }
 
 // generate makes one thumbnail and records it.
