@@ -24,6 +24,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/preview"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
@@ -56,6 +57,8 @@ type API struct {
 	edus EDUSender
 	// preview makes URL previews; nil when url_preview_enabled is off.
 	preview *preview.Service
+	// media is the content repository; nil: no media routes.
+	media *media.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

@@ -19,6 +19,10 @@ var (
 	v3r0 = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
 	v1   = []string{"/_matrix/client/v1"}
 	none = []string{""}
+	// The content repository's upload and legacy download paths live
+	// under /_matrix/media, served on v3, r0 and v1 as Synapse does.
+	mediaV3 = []string{"/_matrix/media/v3", "/_matrix/media/r0", "/_matrix/media/v1"}
+	mediaV1 = []string{"/_matrix/media/v1"}
 )
 
 // Register adds every client-server route to mux.
@@ -154,10 +158,36 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"GET", "/media/preview_url", v1, a.previewing(a.getUrlPreviewAuthed)},
 		{"GET", "/preview_url", []string{"/_matrix/media/v3", "/_matrix/media/r0"}, a.previewing(a.getUrlPreview)},
 	}
+	if a.media != nil {
+		routes = append(routes, a.mediaRoutes()...)
+	}
 	for _, rt := range routes {
 		h := a.http.Wrap(rt.h)
 		for _, prefix := range rt.versions {
 			mux.Handle(rt.method+" "+prefix+rt.path, h)
 		}
+	}
+}
+
+// mediaRoutes are the content repository's routes (content-repo.yaml,
+// authed-content-repo.yaml); the URL preview routes are registered with
+// the previewer.
+func (a *API) mediaRoutes() []route {
+	m := withMediaHeaders
+	return []route{
+		// content-repo.yaml
+		{"POST", "/upload", mediaV3, m(a.authed(a.uploadContent))},
+		{"PUT", "/upload/{serverName}/{mediaId}", mediaV3, m(a.authed(a.uploadContentToMXC))},
+		{"POST", "/create", mediaV1, m(a.authed(a.createContent))},
+		{"GET", "/download/{serverName}/{mediaId}", mediaV3, m(a.getContent)},
+		{"GET", "/download/{serverName}/{mediaId}/{fileName}", mediaV3, m(a.getContentOverrideName)},
+		{"GET", "/thumbnail/{serverName}/{mediaId}", mediaV3, m(a.getContentThumbnail)},
+		{"GET", "/config", mediaV3, m(a.authed(a.getConfig))},
+
+		// authed-content-repo.yaml
+		{"GET", "/media/download/{serverName}/{mediaId}", v1, m(a.authed(a.getContentAuthed))},
+		{"GET", "/media/download/{serverName}/{mediaId}/{fileName}", v1, m(a.authed(a.getContentOverrideNameAuthed))},
+		{"GET", "/media/thumbnail/{serverName}/{mediaId}", v1, m(a.authed(a.getContentThumbnailAuthed))},
+		{"GET", "/media/config", v1, m(a.authed(a.getConfigAuthed))},
 	}
 }

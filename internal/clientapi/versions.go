@@ -53,8 +53,15 @@ var specVersions = []string{
 // getVersions serves GET /_matrix/client/versions (versions.yaml), with
 // the versions of specVersions.
 func (a *API) getVersions(w http.ResponseWriter, r *http.Request) error {
+	unstable := map[string]bool{}
+	if a.media != nil {
+		// With v1.11 not listed (see specVersions), this flag is how
+		// clients learn that the authenticated media endpoints are served
+		// (matrix-js-sdk and others check it, Synapse sets it).
+		unstable["org.matrix.msc3916.stable"] = true
+	}
 	return httpx.OK(w, map[string]any{
 		"versions":          specVersions,
-		"unstable_features": map[string]bool{},
+		"unstable_features": unstable,
 	})
 }

@@ -105,6 +105,9 @@ type Config struct {
 	MediaStorage MediaStorage `yaml:"media_storage"`
 	// URLPreview configures URL previews (Synapse's url_preview_* keys).
 	URLPreview URLPreview `yaml:",inline"`
+	// Media configures the content repository; its keys are top-level
+	// (max_upload_size, media_store_path, ...), see media.go.
+	Media Media `yaml:",inline"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -204,6 +207,7 @@ func Defaults() Config {
 		URLPreview:              URLPreview{MaxSpiderSize: 10 << 20},
 		RateLimit:               RateLimit{Enabled: true, PerSecond: 50, Burst: 200},
 		LogLevel:                "info",
+		Media:                   defaultMedia(),
 	}
 }
 
@@ -319,6 +323,9 @@ func (c *Config) Validate() error {
 	if err := c.URLPreview.validate(); err != nil {
 		return err
 	}
+	if err := c.Media.validate(); err != nil {
+		return err
+	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
 	}
@@ -416,6 +423,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		applyDeployEnv(c, env),
 		applyMediaStorageEnv(c, env),
 		applyURLPreviewEnv(c, env),
+		applyMediaEnv(&c.Media, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),

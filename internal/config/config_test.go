@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -106,5 +107,29 @@ func TestFederationEnvironment(t *testing.T) {
 	noCert := envOf(map[string]string{"MYELIN_DATA_DIR": t.TempDir(), "MYELIN_SERVER_NAME": "a.org", "MYELIN_FEDERATION_LISTEN": ":8448"})
 	if _, _, err := Load("", noCert, true); err == nil || !strings.Contains(err.Error(), "tls_cert") {
 		t.Fatalf("listener without a certificate: err = %v", err)
+	}
+}
+
+func TestMediaSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "homeserver.yaml")
+	body := "server_name: example.org\nmax_upload_size: 10M\nenable_authenticated_media: false\n" +
+		"thumbnail_sizes:\n  - {width: 64, height: 64, method: crop}\nmedia_retention:\n  remote_media_lifetime: 90d\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := Load(path, envOf(map[string]string{"MYELIN_MEDIA_USER_QUOTA": "1G"}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Media
+	if m.MaxUploadSize != 10<<20 || m.EnableAuthenticatedMedia || len(m.ThumbnailSizes) != 1 ||
+		time.Duration(m.MediaRetention.RemoteMediaLifetime) != 90*24*time.Hour || m.MediaUserQuota != 1<<30 ||
+		m.MaxImagePixels != 32<<20 {
+		t.Errorf("media settings = %+v", m)
+	}
+	if _, _, err := Load(path, envOf(map[string]string{"MYELIN_MAX_UPLOAD_SIZE": "lots"}), false); err == nil ||
+		!strings.Contains(err.Error(), "MYELIN_MAX_UPLOAD_SIZE") {
+		t.Errorf("a bad MYELIN_MAX_UPLOAD_SIZE gave %v", err)
 	}
 }

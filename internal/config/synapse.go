@@ -155,14 +155,12 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 		"listeners":                   r.listeners,
 		"database":                    r.database,
 		"trusted_key_servers":         r.trustedKeyServers,
-		"max_upload_size":             r.maxUploadSize,
 		"auto_join_rooms":             r.autoJoinRooms,
 		"autocreate_auto_join_rooms":  setBool(&c.AutocreateAutoJoinRooms),
 		"enable_registration_captcha": setBool(&c.Recaptcha.Enabled),
 		"recaptcha_public_key":        setStr(&c.Recaptcha.PublicKey),
 		"recaptcha_private_key":       setStr(&c.Recaptcha.PrivateKey),
 		"recaptcha_siteverify_api":    setStr(&c.Recaptcha.SiteverifyAPI),
-		"media_store_path":            r.ignoredStr("Myelin does not store media yet"),
 		"log_config":                  r.ignoredStr("Myelin logs to standard error; set log_level or MYELIN_LOG_LEVEL"),
 		"pid_file":                    r.ignoredStr("Myelin writes no PID file"),
 		"macaroon_secret_key":         r.ignoredStr("Myelin does not use macaroons"),
@@ -213,6 +211,9 @@ func readSynapse(cfg *Config, doc *yaml.Node) ([]Note, error) {
 	r := &synapseReader{cfg: cfg}
 	root := mapping(doc)
 	h := r.handlers()
+	for k, f := range r.mediaHandlers() {
+		h[k] = f
+	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key, val := root.Content[i].Value, root.Content[i+1]
 		if f, ok := h[key]; ok {
@@ -512,20 +513,8 @@ func (r *synapseReader) trustedKeyServers(key string, n *yaml.Node) {
 	r.cfg.Federation.TrustedKeyServers = out
 }
 
+// sizeRE is Synapse's size form (50M, 1G, 1048576).
 var sizeRE = regexp.MustCompile(`^(\d+)\s*([KMGkmg]?)$`)
-
-// maxUploadSize validates Synapse's size form (50M, 1G, 1048576).
-func (r *synapseReader) maxUploadSize(key string, n *yaml.Node) {
-	v, ok := r.str(key, n)
-	if !ok {
-		return
-	}
-	if !sizeRE.MatchString(strings.TrimSpace(v)) {
-		r.bad(key, n, "a size such as 50M, 1G or 1048576")
-		return
-	}
-	r.info("%s: accepted and ignored: Myelin does not store media yet", key)
-}
 
 var aliasRE = regexp.MustCompile(`^#[^:]+:.+$`)
 

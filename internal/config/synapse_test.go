@@ -34,6 +34,8 @@ func TestSynapseGeneratedConfig(t *testing.T) {
 		"registration":       !cfg.EnableRegistration,
 		"trusted key server": len(cfg.Federation.TrustedKeyServers) == 1 && cfg.Federation.TrustedKeyServers[0].ServerName == "matrix.org",
 		"no federation TLS":  cfg.Federation.Listen == "",
+		"media_store_path":   cfg.Media.MediaStorePath == "/data/media_store",
+		"authed media":       cfg.Media.EnableAuthenticatedMedia,
 	}
 	for what, ok := range want {
 		if ok != true {
@@ -42,8 +44,7 @@ func TestSynapseGeneratedConfig(t *testing.T) {
 	}
 	notes := notesText(cfg.Notes)
 	for _, key := range []string{"macaroon_secret_key: accepted and ignored", "form_secret: accepted and ignored",
-		"pid_file: accepted and ignored", "log_config: accepted and ignored", "report_stats: accepted and ignored",
-		"media_store_path: accepted and ignored"} {
+		"pid_file: accepted and ignored", "log_config: accepted and ignored", "report_stats: accepted and ignored"} {
 		if !strings.Contains(notes, key) {
 			t.Errorf("notes lack %q:\n%s", key, notes)
 		}
@@ -84,7 +85,10 @@ func TestSynapsePostgresConfig(t *testing.T) {
 		t.Errorf("url previews = %+v, want enabled, one blacklisted range, 5M", p)
 	}
 	notes := notesText(cfg.Notes)
-	for _, want := range []string{"WARN opentracing: unknown Synapse setting", "max_upload_size: accepted and ignored",
+	if cfg.Media.MaxUploadSize != 50<<20 {
+		t.Errorf("max_upload_size = %d, want 50M", cfg.Media.MaxUploadSize)
+	}
+	for _, want := range []string{"WARN opentracing: unknown Synapse setting",
 		"database.args.cp_min: accepted and ignored"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)

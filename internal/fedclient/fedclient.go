@@ -126,14 +126,8 @@ func (c *Client) Do(ctx context.Context, dest, method, path string, query url.Va
 }
 
 func (c *Client) do(ctx context.Context, dest, method, path string, query url.Values, body any) (json.RawMessage, error) {
-	u, err := url.Parse(path)
-	if err != nil || !strings.HasPrefix(path, "/") || u.Host != "" {
-		return nil, fmt.Errorf("federation request path %q is not an absolute path", path)
-	}
-	if len(query) > 0 {
-		u.RawQuery = query.Encode()
-	}
 	var content json.RawMessage
+	var err error
 	switch b := body.(type) {
 	case nil:
 		if method == http.MethodPost || method == http.MethodPut {
@@ -145,6 +139,50 @@ func (c *Client) do(ctx context.Context, dest, method, path string, query url.Va
 		if content, err = json.Marshal(b); err != nil {
 			return nil, fmt.Errorf("encoding %s %s body: %w", method, path, err)
 		}
+	}
+	start := time.Now()
+	resp, err := c.send(ctx, dest, method, path, query, content)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s on %s: reading the answer: %w", method, path, dest, err)
+	}
+	if int64(len(data)) > c.maxResponse {
+		return nil, fmt.Errorf("%s %s on %s: answer larger than %d bytes", method, path, dest, c.maxResponse)
+	}
+	c.log.Debug("federation request", "server", dest, "method", method, "path", resp.Request.URL.Path, "status", resp.StatusCode, "took", time.Since(start))
+	if resp.StatusCode/100 != 2 {
+		return nil, responseError(dest, resp.StatusCode, data)
+	}
+	return data, nil
+}
+
+// responseError is the *Error of a non-2xx answer with body data.
+func responseError(dest string, status int, data []byte) *Error {
+	e := &Error{Server: dest, Status: status}
+	var body struct {
+		Code    string `json:"errcode"`
+		Message string `json:"error"`
+	}
+	if json.Unmarshal(data, &body) == nil {
+		e.Code, e.Message = body.Code, body.Message
+	}
+	return e
+}
+
+// send signs and sends one request with the JSON body content (nil for
+// none) and returns the response, whatever its status; the caller closes
+// its body.
+func (c *Client) send(ctx context.Context, dest, method, path string, query url.Values, content json.RawMessage) (*http.Response, error) {
+	u, err := url.Parse(path)
+	if err != nil || !strings.HasPrefix(path, "/") || u.Host != "" {
+		return nil, fmt.Errorf("federation request path %q is not an absolute path", path)
+	}
+	if len(query) > 0 {
+		u.RawQuery = query.Encode()
 	}
 	target, err := c.resolver.Resolve(ctx, dest)
 	if err != nil {
@@ -168,32 +206,11 @@ func (c *Client) do(ctx context.Context, dest, method, path string, query url.Va
 	if content != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s on %s: %w", method, path, dest, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s on %s: reading the answer: %w", method, path, dest, err)
-	}
-	if int64(len(data)) > c.maxResponse {
-		return nil, fmt.Errorf("%s %s on %s: answer larger than %d bytes", method, path, dest, c.maxResponse)
-	}
-	c.log.Debug("federation request", "server", dest, "method", method, "path", u.Path, "status", resp.StatusCode, "took", time.Since(start))
-	if resp.StatusCode/100 != 2 {
-		e := &Error{Server: dest, Status: resp.StatusCode}
-		var body struct {
-			Code    string `json:"errcode"`
-			Message string `json:"error"`
-		}
-		if json.Unmarshal(data, &body) == nil {
-			e.Code, e.Message = body.Code, body.Message
-		}
-		return nil, e
-	}
-	return data, nil
+	return resp, nil
 }
 
 // authorization signs {method, uri, origin, destination, content} and

@@ -21,6 +21,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/pducheck"
 	"github.com/myelin-chat/myelin/internal/receipts"
@@ -45,16 +46,25 @@ type API struct {
 	txns       *txnGate
 	// publicRoomsOpen shares the room directory with other servers.
 	publicRoomsOpen bool
+	// media serves local media to other servers; nil: no media routes.
+	media *media.Service
 }
+
+// Option adds an optional subsystem to the API.
+type Option func(*API)
 
 // New returns the federation API.
 func New(serverName string, log *slog.Logger, db *storage.DB, rooms *room.Service, u *users.Service, checker *pducheck.Checker,
-	ty *typing.Tracker, rc *receipts.Store, keys *e2ee.Service, publicRooms bool) *API {
-	return &API{
+	ty *typing.Tracker, rc *receipts.Store, keys *e2ee.Service, publicRooms bool, opts ...Option) *API {
+	a := &API{
 		serverName: serverName, log: log, db: db, rooms: rooms, users: u, checker: checker,
 		typing: ty, receipts: rc, e2ee: keys, http: &httpx.Adapter{Log: log}, txns: newTxnGate(),
 		publicRoomsOpen: publicRooms,
 	}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
 }
 
 // pathRoomID parses the {roomId} path parameter.

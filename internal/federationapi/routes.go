@@ -46,6 +46,16 @@ func (a *API) Register(mux *http.ServeMux, auth func(httpx.HandlerFunc) httpx.Ha
 		{"POST", "/_matrix/federation/v1/user/keys/claim", a.userKeysClaim},
 		{"GET", "/_matrix/federation/v1/user/devices/{userId}", a.userDevices},
 	}
+	if a.media != nil {
+		// content_repository.yaml
+		routes = append(routes, []struct {
+			method, path string
+			h            httpx.HandlerFunc
+		}{
+			{"GET", "/_matrix/federation/v1/media/download/{mediaId}", a.getContent},
+			{"GET", "/_matrix/federation/v1/media/thumbnail/{mediaId}", a.getContentThumbnail},
+		}...)
+	}
 	for _, rt := range routes {
 		mux.Handle(rt.method+" "+rt.path, a.http.Wrap(auth(rt.h)))
 	}

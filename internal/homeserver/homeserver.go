@@ -25,6 +25,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/keys"
+	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/metrics"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pducheck"
@@ -45,6 +46,7 @@ type Server struct {
 	Users    *users.Service
 	Rooms    *room.Service
 	Sync     *clientsync.Service
+	Media    *media.Service
 	notifier *notifier.Notifier
 	typing   *typing.Tracker
 	handler  http.Handler
@@ -126,16 +128,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
+	if s.Media, err = s.newMedia(ctx, fed); err != nil {
+		return fail(err)
+	}
+
 	mux := http.NewServeMux()
-	// URL previews store their images through the media service (nil: none).
-	previewOpts, err := previewOption(cfg.URLPreview, nil, log)
+	// URL previews store their images through the media service.
+	previewOpts, err := previewOption(cfg.URLPreview, s.Media, log)
 	if err != nil {
 		return fail(err)
 	}
-	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys, previewOpts...)
+	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
+		append(previewOpts, clientapi.WithMedia(s.Media))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
-		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms),
+		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
+			federationapi.WithMedia(s.Media)),
 		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
 		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
 	if err := s.ensureAdmin(ctx); err != nil {
@@ -143,7 +151,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	adminapi.New(&s.cfg, log, s.Users).Register(mux)
 	mux.HandleFunc("GET /health", s.health)
-	s.handler = s.metrics.Middleware(httpx.CORS(httpx.LimitBody(cfg.MaxRequestBytes, httpx.Fallback(mux))))
+	s.handler = s.metrics.Middleware(httpx.CORS(httpx.LimitBodyExcept(cfg.MaxRequestBytes, media.UploadRequest, httpx.Fallback(mux))))
 	return s, nil
 }
 
@@ -258,6 +266,7 @@ func (s *Server) janitor(ctx context.Context) {
 		} else if n > 0 {
 			s.log.Debug("janitor: forgot old transaction IDs", "count", n)
 		}
+		s.retainMedia(ctx)
 		t.Reset(time.Hour)
 	}
 }

@@ -154,8 +154,16 @@ func Unmarshal(body []byte, v any) error {
 }
 
 // LimitBody caps request bodies at n bytes.
-func LimitBody(n int64, next http.Handler) http.Handler {
+func LimitBody(n int64, next http.Handler) http.Handler { return LimitBodyExcept(n, nil, next) }
+
+// LimitBodyExcept is LimitBody for every request but those exempt
+// reports, which apply their own limit (media uploads).
+func LimitBodyExcept(n int64, exempt func(*http.Request) bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exempt != nil && exempt(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.ContentLength > n {
 			_ = JSON(w, http.StatusRequestEntityTooLarge, mxerr.TooLarge.With("request body too large"))
 			return

@@ -139,5 +139,6 @@ var (
 	CaptchaInvalid              = def("M_CAPTCHA_INVALID", http.StatusUnauthorized)
 	UnknownPos                  = def("M_UNKNOWN_POS", http.StatusBadRequest)
 	NotYetUploaded              = def("M_NOT_YET_UPLOADED", http.StatusGatewayTimeout)
+	CannotOverwriteMedia        = def("M_CANNOT_OVERWRITE_MEDIA", http.StatusConflict)
 	MethodNotAllowed            = def("M_UNRECOGNIZED", http.StatusMethodNotAllowed)
 )
