@@ -52,22 +52,30 @@ func (s *Store) Put(ctx context.Context, user id.UserID, roomID id.RoomID, evTyp
 	var pos int64
 	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		var err error
-		if pos, err = storage.NextID(ctx, tx, "stream", 1); err != nil {
-			return err
-		}
+		pos, err = s.PutTx(ctx, tx, user, roomID, evType, content)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return pos, nil
+}
+
+// PutTx is Put inside the caller's write transaction, for account data
+// that another package maintains from its own rows (push rules), so that
+// both commit together.
+func (s *Store) PutTx(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, evType string, content json.RawMessage) (int64, error) {
+	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	if err == nil {
 		_, err = tx.ExecContext(ctx, `INSERT INTO account_data (user_id, room_id, type, content, stream_pos)
 			VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
 			user.String(), roomID.String(), evType, string(content), pos)
-		if err != nil {
-			return err
-		}
-		tx.AfterCommit(func() { s.notifier.Notify(notifier.AccountData, user) })
-		return nil
-	})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("setting account data %s of %s in room %q: %w", evType, user, roomID, err)
 	}
+	tx.AfterCommit(func() { s.notifier.Notify(notifier.AccountData, user) })
 	return pos, nil
 }
 

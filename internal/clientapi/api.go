@@ -26,6 +26,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/preview"
+	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
@@ -56,6 +57,8 @@ type API struct {
 	edus EDUSender
 	// preview makes URL previews; nil when url_preview_enabled is off.
 	preview *preview.Service
+	// push stores and serves push rules (pushrules.yaml).
+	push *push.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).
@@ -84,6 +87,10 @@ func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service
 
 // Option adds an optional subsystem to the API.
 type Option func(*API)
+
+// WithPush serves the push rule endpoints from p; the homeserver always
+// passes it.
+func WithPush(p *push.Service) Option { return func(a *API) { a.push = p } }
 
 type ctxKey int
 
