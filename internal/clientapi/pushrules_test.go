@@ -234,6 +234,11 @@ func TestPushRulesReachOtherDevices(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A user who never changed a rule gets the defaults in a full sync,
+		// as from Synapse.
+		if global := pushRulesEvent(t, first); global == nil || len(global.Override) != 12 || global.Override[0].Enabled {
+			t.Fatalf("initial sync m.push_rules = %+v", global)
+		}
 		// The laptop waits; the phone's change must wake it.
 		type result struct {
 			resp *mautrix.RespSync

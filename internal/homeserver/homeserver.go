@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
-	accountData := accountdata.New(db, n)
+	accountData := accountdata.New(db, n, accountdata.WithDefault(push.AccountDataType, push.DefaultAccountData))
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)

@@ -41,6 +41,13 @@ func New(db *storage.DB, ad *accountdata.Store) *Service {
 	return &Service{db: db, accountData: ad, cache: map[id.UserID]*Compiled{}, gen: map[id.UserID]uint64{}}
 }
 
+// DefaultAccountData is the m.push_rules content of a user who never
+// changed a rule: the server defaults (accountdata.WithDefault).
+func DefaultAccountData(user id.UserID) json.RawMessage {
+	raw, _ := json.Marshal(map[string]Ruleset{"global": (&userRules{}).render(user)})
+	return raw
+}
+
 // Rules returns the user's full ruleset.
 func (s *Service) Rules(ctx context.Context, user id.UserID) (Ruleset, error) {
 	u, err := s.load(ctx, s.db.QueryRowContext, user)
