@@ -3,6 +3,7 @@ package clientapi
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -80,6 +81,10 @@ func (a *API) setPushRule(w http.ResponseWriter, r *http.Request) error {
 	var req push.RuleReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
+	}
+	if strings.HasPrefix(ruleID, ".") {
+		// Checked before the body, as Synapse does.
+		return mxerr.InvalidParam.With("rule IDs starting with '.' are reserved for server-default rules")
 	}
 	if req.Actions == nil {
 		return mxerr.BadJSON.With("missing actions")

@@ -186,6 +186,7 @@ func TestPushRulesAPI(t *testing.T) {
 		wantPushErr(t, srv, alice, "PUT", "/pushrules/global/bogus/x", `{"actions":[]}`, 400, "M_UNKNOWN")
 		wantPushErr(t, srv, alice, "PUT", "/pushrules/global/bogus/x/enabled", `{"enabled":true}`, 400, "M_UNKNOWN")
 		wantPushErr(t, srv, alice, "PUT", "/pushrules/global/override/.mine", `{"actions":[],"conditions":[]}`, 400, "M_INVALID_PARAM")
+		wantPushErr(t, srv, alice, "PUT", "/pushrules/global/override/.m.rule.master", `{}`, 400, "M_INVALID_PARAM")
 		wantPushErr(t, srv, alice, "DELETE", "/pushrules/global/override/.m.rule.master", "", 400, "M_INVALID_PARAM")
 		wantPushErr(t, srv, alice, "PUT", "/pushrules/global/override/a%2Fb", `{"actions":[]}`, 400, "M_UNKNOWN")
 		wantPushErr(t, srv, alice, "PUT", "/pushrules/global/override/a%5Cb", `{"actions":[]}`, 400, "M_UNKNOWN")
