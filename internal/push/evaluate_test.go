@@ -306,6 +306,22 @@ func TestDefaultRulesOnSpecScenarios(t *testing.T) {
 			t.Errorf("%s: highlight = %v", tc.name, r.Highlight)
 		}
 	}
+	// The shared compiled defaults answer for each user: bob's mention and
+	// invite are not carol's.
+	const carol = id.UserID("@carol:example.org")
+	cc := Compile((&userRules{}).render(carol), carol)
+	for _, tc := range cases[:1] {
+		if r := cc.Evaluate(mustEvent(t, tc.ev), tc.room, ""); r.RuleID != ".m.rule.message" {
+			t.Errorf("carol, %s: rule %q", tc.name, r.RuleID)
+		}
+	}
+	invite := mustEvent(t, map[string]any{"type": "m.room.member", "state_key": bob.String(), "sender": "@alice:example.org", "content": map[string]any{"membership": "invite"}})
+	if r := cc.Evaluate(invite, group, ""); r.RuleID != ".m.rule.member_event" {
+		t.Errorf("carol, bob's invite: rule %q", r.RuleID)
+	}
+	if r := cc.Evaluate(mustEvent(t, msg("m.room.message", map[string]any{"body": "hey bob"})), group, ""); r.RuleID != ".m.rule.message" {
+		t.Errorf("carol, bob's name: rule %q", r.RuleID)
+	}
 	// The user's own events never notify.
 	own := mustEvent(t, map[string]any{"type": "m.room.message", "sender": bob.String(), "content": map[string]any{"body": "hi"}})
 	if r := c.Evaluate(own, dm, ""); r.RuleID != "" || r.Notify {
