@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
 
@@ -29,11 +30,28 @@ import (
 type Store struct {
 	db       *storage.DB
 	notifier *notifier.Notifier
+	// defaults gives the content of global types a user has before the
+	// server first writes them (m.push_rules: the default push rules).
+	defaults map[string]func(id.UserID) json.RawMessage
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithDefault makes global account data of evType read as content(user)
+// until a row for it is written: a full /sync then carries it, as
+// Synapse's carries m.push_rules for a user who never changed a rule.
+func WithDefault(evType string, content func(id.UserID) json.RawMessage) Option {
+	return func(s *Store) { s.defaults[evType] = content }
 }
 
 // New returns a Store that wakes syncs through n.
-func New(db *storage.DB, n *notifier.Notifier) *Store {
-	return &Store{db: db, notifier: n}
+func New(db *storage.DB, n *notifier.Notifier, opts ...Option) *Store {
+	s := &Store{db: db, notifier: n, defaults: map[string]func(id.UserID) json.RawMessage{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Entry is one account data item as of its last change.
@@ -52,22 +70,30 @@ func (s *Store) Put(ctx context.Context, user id.UserID, roomID id.RoomID, evTyp
 	var pos int64
 	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		var err error
-		if pos, err = storage.NextID(ctx, tx, "stream", 1); err != nil {
-			return err
-		}
+		pos, err = s.PutTx(ctx, tx, user, roomID, evType, content)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return pos, nil
+}
+
+// PutTx is Put inside the caller's write transaction, for account data
+// that another package maintains from its own rows (push rules), so that
+// both commit together.
+func (s *Store) PutTx(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, evType string, content json.RawMessage) (int64, error) {
+	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	if err == nil {
 		_, err = tx.ExecContext(ctx, `INSERT INTO account_data (user_id, room_id, type, content, stream_pos)
 			VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
 			user.String(), roomID.String(), evType, string(content), pos)
-		if err != nil {
-			return err
-		}
-		tx.AfterCommit(func() { s.notifier.Notify(notifier.AccountData, user) })
-		return nil
-	})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("setting account data %s of %s in room %q: %w", evType, user, roomID, err)
 	}
+	tx.AfterCommit(func() { s.notifier.Notify(notifier.AccountData, user) })
 	return pos, nil
 }
 
@@ -78,12 +104,30 @@ func (s *Store) Get(ctx context.Context, user id.UserID, roomID id.RoomID, evTyp
 	err := s.db.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`,
 		user.String(), roomID.String(), evType).Scan(&content)
 	if errors.Is(err, sql.ErrNoRows) {
+		if f := s.defaults[evType]; f != nil && roomID == "" {
+			return f(user), nil
+		}
 		return nil, mxerr.NotFound.With("account data not found")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loading account data %s of %s in room %q: %w", evType, user, roomID, err)
 	}
 	return json.RawMessage(content), nil
+}
+
+// written reports whether the user has a global row of evType (possibly
+// newer than a listing's window).
+func (s *Store) written(ctx context.Context, user id.UserID, evType string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM account_data WHERE user_id = $1 AND room_id = '' AND type = $2`,
+		user.String(), evType).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("checking account data %s of %s: %w", evType, user, err)
+	}
+	return true, nil
 }
 
 // Since returns the user's account data, global and per room, that changed
@@ -108,6 +152,20 @@ func (s *Store) Since(ctx context.Context, user id.UserID, after, upto int64) ([
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("listing account data of %s since %d: %w", user, after, err)
+	}
+	if after == 0 {
+		// A full listing includes the defaults of types never written.
+		for evType, f := range s.defaults {
+			if !slices.ContainsFunc(out, func(e Entry) bool { return e.RoomID == "" && e.Type == evType }) {
+				written, err := s.written(ctx, user, evType)
+				if err != nil {
+					return nil, err
+				}
+				if !written {
+					out = append(out, Entry{Type: evType, Content: f(user)})
+				}
+			}
+		}
 	}
 	return out, nil
 }

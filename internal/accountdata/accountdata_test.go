@@ -122,3 +122,48 @@ func show(es []accountdata.Entry) string {
 	b, _ := json.Marshal(es)
 	return string(b)
 }
+
+func TestDefaultsUntilWritten(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := accountdata.New(db, notifier.New(), accountdata.WithDefault("m.push_rules", func(u id.UserID) json.RawMessage {
+			return json.RawMessage(`{"for":"` + u.String() + `"}`)
+		}))
+		types := func(after, upto int64) map[string]string {
+			t.Helper()
+			entries, err := s.Since(ctx, alice, after, upto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]string{}
+			for _, e := range entries {
+				out[e.Type] = string(e.Content)
+			}
+			return out
+		}
+		if got := types(0, 100); got["m.push_rules"] != `{"for":"@alice:x"}` {
+			t.Fatalf("full listing = %v, want the default", got)
+		}
+		if got := types(1, 100); len(got) != 0 {
+			t.Fatalf("incremental listing = %v, want no default", got)
+		}
+		if c, err := s.Get(ctx, alice, "", "m.push_rules"); err != nil || string(c) != `{"for":"@alice:x"}` {
+			t.Fatalf("Get = %s, %v", c, err)
+		}
+		if _, err := s.Get(ctx, alice, room, "m.push_rules"); !errors.Is(err, mxerr.NotFound) {
+			t.Fatalf("room Get = %v, want M_NOT_FOUND", err)
+		}
+		pos, err := s.Put(ctx, alice, "", "m.push_rules", json.RawMessage(`{"mine":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Once written, the row replaces the default, even in a listing
+		// whose window ends before it.
+		if got := types(0, pos); got["m.push_rules"] != `{"mine":1}` {
+			t.Fatalf("after write = %v", got)
+		}
+		if got := types(0, pos-1); len(got) != 0 {
+			t.Fatalf("window before the write = %v, want nothing", got)
+		}
+	})
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/preview"
+	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
@@ -59,6 +60,8 @@ type API struct {
 	preview *preview.Service
 	// media is the content repository; nil: no media routes.
 	media *media.Service
+	// push stores and serves push rules (pushrules.yaml).
+	push *push.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).
@@ -87,6 +90,10 @@ func New(cfg *config.Config, log *slog.Logger, u *users.Service, r *room.Service
 
 // Option adds an optional subsystem to the API.
 type Option func(*API)
+
+// WithPush serves the push rule endpoints from p; the homeserver always
+// passes it.
+func WithPush(p *push.Service) Option { return func(a *API) { a.push = p } }
 
 type ctxKey int
 

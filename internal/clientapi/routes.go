@@ -120,9 +120,16 @@ func (a *API) Register(mux *http.ServeMux) {
 		{"GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.getAccountDataPerRoom)},
 		{"PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.setAccountDataPerRoom)},
 
-		// pushrules.yaml (read-only defaults for now)
+		// pushrules.yaml
 		{"GET", "/pushrules/{$}", v3r0, a.authed(a.getPushRules)},
 		{"GET", "/pushrules/global/{$}", v3r0, a.authed(a.getPushRulesGlobal)},
+		{"GET", "/pushrules/global/{kind}/{ruleId}", v3r0, a.authed(a.getPushRule)},
+		{"PUT", "/pushrules/global/{kind}/{ruleId}", v3r0, a.authed(a.setPushRule)},
+		{"DELETE", "/pushrules/global/{kind}/{ruleId}", v3r0, a.authed(a.deletePushRule)},
+		{"GET", "/pushrules/global/{kind}/{ruleId}/enabled", v3r0, a.authed(a.isPushRuleEnabled)},
+		{"PUT", "/pushrules/global/{kind}/{ruleId}/enabled", v3r0, a.authed(a.setPushRuleEnabled)},
+		{"GET", "/pushrules/global/{kind}/{ruleId}/actions", v3r0, a.authed(a.getPushRuleActions)},
+		{"PUT", "/pushrules/global/{kind}/{ruleId}/actions", v3r0, a.authed(a.setPushRuleActions)},
 
 		// typing.yaml, receipts.yaml, read_markers.yaml
 		{"PUT", "/rooms/{roomId}/typing/{userId}", v3r0, a.authed(a.setTyping)},

@@ -29,6 +29,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/metrics"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pducheck"
+	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/remote"
 	"github.com/myelin-chat/myelin/internal/room"
@@ -123,7 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
-	accountData := accountdata.New(db, n)
+	accountData := accountdata.New(db, n, accountdata.WithDefault(push.AccountDataType, push.DefaultAccountData))
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
@@ -138,8 +139,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return fail(err)
 	}
+	pushRules := push.New(db, accountData)
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
-		append(previewOpts, clientapi.WithMedia(s.Media))...)
+		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
