@@ -48,6 +48,7 @@ type Server struct {
 	notifier *notifier.Notifier
 	typing   *typing.Tracker
 	handler  http.Handler
+	mux      *httpx.Mux
 
 	sender    *sender.Sender
 	transport *transport
@@ -126,7 +127,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
-	mux := http.NewServeMux()
+	mux := httpx.NewMux()
+	s.mux = mux
 	// URL previews store their images through the media service (nil: none).
 	previewOpts, err := previewOption(cfg.URLPreview, nil, log)
 	if err != nil {
@@ -149,6 +151,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 // Handler returns the HTTP handler serving every API.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Routes returns the pattern ("METHOD /path/{param}") of every route
+// served, client, federation, key, admin and well-known alike.
+func (s *Server) Routes() []string { return s.mux.Patterns() }
 
 // DB returns the database handle (for tests and admin commands).
 func (s *Server) DB() *storage.DB { return s.db }

@@ -181,10 +181,17 @@ func CORS(next http.Handler) http.Handler {
 	})
 }
 
+// Matcher is a router that can say which pattern would serve a request:
+// *http.ServeMux or *Mux.
+type Matcher interface {
+	http.Handler
+	Handler(r *http.Request) (h http.Handler, pattern string)
+}
+
 // Fallback wraps mux so that unknown paths get 404 M_UNRECOGNIZED and known
 // paths with the wrong method get 405 M_UNRECOGNIZED, instead of the
 // standard library's plain-text replies.
-func Fallback(mux *http.ServeMux) http.Handler {
+func Fallback(mux Matcher) http.Handler {
 	methods := []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
