@@ -527,3 +527,45 @@ func (e *evilServer) xMatrix(method, uri, dest string, body []byte) string {
 	sig := base64.RawStdEncoding.EncodeToString(ed25519.Sign(e.key.Priv, msg))
 	return fmt.Sprintf(`X-Matrix origin="%s",destination="%s",key="%s",sig="%s"`, e.name, dest, e.key.ID, sig)
 }
+
+// TestFederationBadBodies checks the errcodes of federation bodies that
+// are not JSON (M_NOT_JSON) or JSON of the wrong shape (M_BAD_JSON), sent
+// with a valid X-Matrix signature where the body can be signed at all.
+func TestFederationBadBodies(t *testing.T) {
+	hs := mxtest.Federation(t, "sqlite", 1)
+	srv := hs[0]
+	server := srv.Config.ServerName
+	evil := startEvil(t, srv.TestCA)
+	for _, c := range []struct {
+		name, method, path string
+		body               string
+		errcode            string
+	}{
+		{"broken", "PUT", "/_matrix/federation/v1/send/b1", `{"pdus":`, "M_NOT_JSON"},
+		{"invalid UTF-8", "PUT", "/_matrix/federation/v1/send/b2", "{\"origin\":\"\xff\"}", "M_NOT_JSON"},
+		{"lone surrogate", "PUT", "/_matrix/federation/v1/send/b3", `{"origin":"\udc00"}`, "M_NOT_JSON"},
+		{"two values", "PUT", "/_matrix/federation/v1/send/b4", `{} {}`, "M_NOT_JSON"},
+		{"array", "PUT", "/_matrix/federation/v1/send/b5", `[]`, "M_BAD_JSON"},
+		{"pdus not a list", "PUT", "/_matrix/federation/v1/send/b6", `{"pdus":"x","edus":[]}`, "M_BAD_JSON"},
+		{"device_keys not an object", "POST", "/_matrix/federation/v1/user/keys/query", `{"device_keys":1}`, "M_BAD_JSON"},
+		{"one_time_keys not an object", "POST", "/_matrix/federation/v1/user/keys/claim", `{"one_time_keys":[]}`, "M_BAD_JSON"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", evil.xMatrix(c.method, c.path, server, []byte(c.body)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var eb errBody
+			_ = json.NewDecoder(resp.Body).Decode(&eb)
+			if resp.StatusCode != http.StatusBadRequest || eb.Errcode != c.errcode {
+				t.Errorf("got %d %s (%s), want 400 %s", resp.StatusCode, eb.Errcode, eb.Error, c.errcode)
+			}
+		})
+	}
+}
