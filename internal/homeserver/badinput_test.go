@@ -27,8 +27,9 @@ import (
 
 // The bad-input test sends malformed bodies, path parameters and query
 // parameters to every route the server registers (homeserver.Routes), so
-// routes added later are covered without touching the test. Any 5xx, or
-// an answer slower than badInputTimeout (a hang), fails it.
+// routes added later are covered without touching the test. Any 5xx, an
+// answer slower than badInputTimeout (a hang), or a 4xx that is not a
+// Matrix error (or a user-interactive auth challenge) fails it.
 
 const (
 	badInputTimeout = 10 * time.Second
@@ -268,6 +269,15 @@ func TestBadInputNever5xx(t *testing.T) {
 					fedOK.Add(1)
 				} else {
 					clientOK.Add(1)
+				}
+			}
+			if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+				var eb struct {
+					Errcode string          `json:"errcode"`
+					Flows   json.RawMessage `json:"flows"` // user-interactive auth
+				}
+				if json.Unmarshal(raw, &eb) != nil || !strings.HasPrefix(eb.Errcode, "M_") && eb.Flows == nil {
+					fail(req, resp.StatusCode, "4xx without a Matrix error body: "+string(raw))
 				}
 			}
 			if resp.StatusCode >= 500 {
