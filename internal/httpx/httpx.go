@@ -140,7 +140,7 @@ func DecodeJSON(r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
-	return Unmarshal(body, v)
+	return decode(body, v)
 }
 
 // ReadBody reads a JSON request body whole, for handlers that must see its
@@ -190,6 +190,14 @@ func Unmarshal(body []byte, v any) error {
 	}
 	if err := ValidJSON(body); err != nil {
 		return err
+	}
+	return decode(body, v)
+}
+
+// decode is Unmarshal of a body ReadBody has checked already.
+func decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
