@@ -6,7 +6,6 @@ package adminapi
 
 import (
 	"log/slog"
-	"net/http"
 
 	"github.com/myelin-chat/myelin/internal/config"
 	"github.com/myelin-chat/myelin/internal/httpx"
@@ -27,7 +26,7 @@ func New(cfg *config.Config, log *slog.Logger, u *users.Service) *API {
 }
 
 // Register adds the admin routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Router) {
 	reg := newSharedSecretRegistration(a)
 	mux.Handle("GET /_synapse/admin/v1/register", a.http.Wrap(reg.getNonce))
 	mux.Handle("POST /_synapse/admin/v1/register", a.http.Wrap(reg.register))

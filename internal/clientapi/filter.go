@@ -1,7 +1,6 @@
 package clientapi
 
 import (
-	"io"
 	"net/http"
 
 	"maunium.net/go/mautrix/id"
@@ -22,9 +21,9 @@ func (a *API) defineFilter(w http.ResponseWriter, r *http.Request) error {
 	if err := ownUser(r); err != nil {
 		return err
 	}
-	raw, err := io.ReadAll(r.Body)
+	raw, err := httpx.ReadBody(r)
 	if err != nil {
-		return httpx.DecodeJSON(r, nil) // reports the body error the usual way
+		return err
 	}
 	fid, err := a.syncer.SaveFilter(r.Context(), session(r).UserID, raw)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -107,6 +108,9 @@ func (a *API) queryPublicRooms(w http.ResponseWriter, r *http.Request) error {
 // ?server names one.
 func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, req publicRoomsReq) error {
 	if server := r.URL.Query().Get("server"); server != "" && server != a.cfg.ServerName {
+		if !id.ValidateServerName(server) {
+			return mxerr.InvalidParam.With("%q is not a server name", server)
+		}
 		if a.handshake == nil {
 			return mxerr.Forbidden.With("federation is not enabled")
 		}

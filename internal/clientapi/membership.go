@@ -63,12 +63,18 @@ func (a *API) resolveRoom(ctx context.Context, idOrAlias string, via []string) (
 	case strings.HasPrefix(idOrAlias, "!"):
 		roomID := id.RoomID(idOrAlias)
 		if _, server, ok := strings.Cut(idOrAlias, ":"); ok {
+			if !id.ValidateServerName(server) {
+				return "", nil, mxerr.InvalidParam.With("%q is not a valid room ID", idOrAlias)
+			}
 			via = append(via, server)
 		}
 		return roomID, via, nil
 	case strings.HasPrefix(idOrAlias, "#"):
 		alias := id.RoomAlias(idOrAlias)
 		_, server, _ := strings.Cut(idOrAlias, ":")
+		if !id.ValidateServerName(server) {
+			return "", nil, mxerr.InvalidParam.With("%q is not a valid room alias", idOrAlias)
+		}
 		if server == a.cfg.ServerName || a.handshake == nil {
 			roomID, _, err := a.rooms.ResolveAlias(ctx, alias)
 			return roomID, via, err
@@ -82,10 +88,18 @@ func (a *API) resolveRoom(ctx context.Context, idOrAlias string, via []string) (
 	return "", nil, mxerr.InvalidParam.With("%q is neither a room ID nor an alias", idOrAlias)
 }
 
-// viaServers reads the via (and older server_name) query parameters.
+// viaServers reads the via (and older server_name) query parameters,
+// leaving out values that are not server names: no request could reach
+// them.
 func viaServers(r *http.Request) []string {
 	q := r.URL.Query()
-	return append(q["via"], q["server_name"]...)
+	var via []string
+	for _, s := range append(q["via"], q["server_name"]...) {
+		if id.ValidateServerName(s) {
+			via = append(via, s)
+		}
+	}
+	return via
 }
 
 func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via []string) error {

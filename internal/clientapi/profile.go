@@ -73,8 +73,8 @@ func (a *API) setProfileField(w http.ResponseWriter, r *http.Request) error {
 	}
 	var value string
 	if raw, ok := body[key]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &value); err != nil {
-			return mxerr.BadJSON.With("%s must be a string", key)
+		if err := httpx.Unmarshal(raw, &value); err != nil {
+			return mxerr.BadJSON.With("%s must be a string without NUL characters", key)
 		}
 	}
 	if len(value) > 256 && key == "displayname" {

@@ -1,8 +1,6 @@
 package clientapi
 
 import (
-	"net/http"
-
 	"github.com/myelin-chat/myelin/internal/httpx"
 )
 
@@ -26,7 +24,7 @@ var (
 )
 
 // Register adds every client-server route to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Router) {
 	routes := []route{
 		// versions.yaml, wellknown.yaml, capabilities.yaml
 		{"GET", "/_matrix/client/versions", none, a.getVersions},

@@ -144,8 +144,8 @@ func (a *Authenticator) readBody(r *http.Request) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
-	if !json.Valid(body) {
-		return nil, mxerr.NotJSON.With("request body is not valid JSON")
+	if err := httpx.ValidJSON(body); err != nil {
+		return nil, err
 	}
 	return body, nil
 }

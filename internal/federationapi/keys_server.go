@@ -22,7 +22,7 @@ type KeyServer struct {
 
 // Register adds the key, well-known and version routes to mux, each
 // wrapped by the error adapter a.
-func (k *KeyServer) Register(mux *http.ServeMux, a *httpx.Adapter) {
+func (k *KeyServer) Register(mux httpx.Router, a *httpx.Adapter) {
 	mux.Handle("GET /_matrix/key/v2/server", a.Wrap(k.getServerKey))
 	mux.Handle("GET /_matrix/key/v2/query/{serverName}", a.Wrap(k.perspectivesKeyQuery))
 	mux.Handle("POST /_matrix/key/v2/query", a.Wrap(k.bulkPerspectivesKeyQuery))

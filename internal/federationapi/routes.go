@@ -1,14 +1,12 @@
 package federationapi
 
 import (
-	"net/http"
-
 	"github.com/myelin-chat/myelin/internal/httpx"
 )
 
 // Register adds every server-server route to mux. auth wraps the routes
 // that need X-Matrix request authentication.
-func (a *API) Register(mux *http.ServeMux, auth func(httpx.HandlerFunc) httpx.HandlerFunc) {
+func (a *API) Register(mux httpx.Router, auth func(httpx.HandlerFunc) httpx.HandlerFunc) {
 	routes := []struct {
 		method, path string
 		h            httpx.HandlerFunc

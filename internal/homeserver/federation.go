@@ -68,7 +68,7 @@ func (s *Server) Partition(on bool) {
 }
 
 // federationRoutes registers the server-server API on mux.
-func (s *Server) federationRoutes(mux *http.ServeMux, api *federationapi.API, keySrv *federationapi.KeyServer, auth *federationapi.Authenticator) {
+func (s *Server) federationRoutes(mux httpx.Router, api *federationapi.API, keySrv *federationapi.KeyServer, auth *federationapi.Authenticator) {
 	adapter := &httpx.Adapter{Log: s.log}
 	keySrv.Register(mux, adapter)
 	api.Register(mux, func(h httpx.HandlerFunc) httpx.HandlerFunc {

@@ -51,6 +51,7 @@ type Server struct {
 	notifier *notifier.Notifier
 	typing   *typing.Tracker
 	handler  http.Handler
+	mux      *httpx.Mux
 
 	sender    *sender.Sender
 	transport *transport
@@ -133,7 +134,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return fail(err)
 	}
 
-	mux := http.NewServeMux()
+	mux := httpx.NewMux()
+	s.mux = mux
 	// URL previews store their images through the media service.
 	previewOpts, err := previewOption(cfg.URLPreview, s.Media, log)
 	if err != nil {
@@ -159,6 +161,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 // Handler returns the HTTP handler serving every API.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Routes returns the pattern ("METHOD /path/{param}") of every route
+// served, client, federation, key, admin and well-known alike.
+func (s *Server) Routes() []string { return s.mux.Patterns() }
 
 // DB returns the database handle (for tests and admin commands).
 func (s *Server) DB() *storage.DB { return s.db }

@@ -11,11 +11,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
 )
@@ -42,11 +45,38 @@ func (a *Adapter) Wrap(h HandlerFunc) http.Handler {
 				a.Log.Error("handler panicked", "path", r.URL.Path, "panic", p)
 			}
 		}()
+		if err := checkURL(r); err != nil {
+			a.WriteError(w, r, err)
+			return
+		}
 		if err := h(w, r); err != nil {
 			a.WriteError(w, r, err)
 		}
 	})
 }
+
+// checkURL refuses, with 400 M_INVALID_PARAM, paths and query values that
+// decode to invalid UTF-8 or hold a NUL: no identifier, event type or
+// token can, and PostgreSQL text cannot store them, so no handler has to
+// think about them.
+func checkURL(r *http.Request) error {
+	if !cleanString(r.URL.Path) {
+		return mxerr.InvalidParam.With("the path holds invalid UTF-8 or a NUL")
+	}
+	for key, values := range r.URL.Query() {
+		if !cleanString(key) {
+			return mxerr.InvalidParam.With("a query parameter name holds invalid UTF-8 or a NUL")
+		}
+		for _, v := range values {
+			if !cleanString(v) {
+				return mxerr.InvalidParam.With("query parameter %q holds invalid UTF-8 or a NUL", key)
+			}
+		}
+	}
+	return nil
+}
+
+func cleanString(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
 // WriteError writes err as a Matrix error. Errors that are not *mxerr.Error
 // become M_UNKNOWN/500 with a request ID; their text goes only to the log.
@@ -110,7 +140,7 @@ func DecodeJSON(r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
-	return Unmarshal(body, v)
+	return decode(body, v)
 }
 
 // ReadBody reads a JSON request body whole, for handlers that must see its
@@ -126,10 +156,31 @@ func ReadBody(r *http.Request) ([]byte, error) {
 		}
 		return nil, mxerr.BadJSON.With("reading body: %v", err)
 	}
-	if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
-		return nil, mxerr.NotJSON.With("the body is not valid JSON")
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := ValidJSON(body); err != nil {
+			return nil, err
+		}
 	}
 	return body, nil
+}
+
+// ValidJSON checks that body is one JSON value in valid UTF-8, with no
+// escaped lone surrogates: what encoding/json would accept (replacing
+// bad bytes with U+FFFD) but canonical JSON, signing and PostgreSQL
+// cannot take. Failures are 400 M_NOT_JSON. Duplicate keys are allowed,
+// the last one winning, as in most JSON parsers clients use.
+func ValidJSON(body []byte) error {
+	if !utf8.Valid(body) {
+		return mxerr.NotJSON.With("the body is not valid UTF-8")
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(false))
+	if _, err := dec.ReadValue(); err != nil {
+		return mxerr.NotJSON.With("the body is not valid JSON: %v", err)
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return mxerr.NotJSON.With("the body is not one JSON value")
+	}
+	return nil
 }
 
 // Unmarshal decodes body into v with the errcodes of DecodeJSON.
@@ -137,8 +188,16 @@ func Unmarshal(body []byte, v any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		body = []byte("{}")
 	}
-	if !json.Valid(body) {
-		return mxerr.NotJSON.With("request body is not valid JSON")
+	if err := ValidJSON(body); err != nil {
+		return err
+	}
+	return decode(body, v)
+}
+
+// decode is Unmarshal of a body ReadBody has checked already.
+func decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -150,7 +209,48 @@ func Unmarshal(body []byte, v any) error {
 		}
 		return mxerr.BadJSON.With("bad JSON: %v", err)
 	}
+	if hasNUL(reflect.ValueOf(v)) {
+		return mxerr.BadJSON.With("strings in the request must not contain NUL characters")
+	}
 	return nil
+}
+
+// hasNUL reports whether a string that v decoded into (a field, element or
+// map key of a Go string type) holds a NUL. Such strings become IDs, names
+// and keys that PostgreSQL text columns cannot store. Raw JSON
+// (json.RawMessage) and values decoded as any are not searched: event
+// content and other opaque JSON are stored as JSON text, where a NUL stays
+// escaped.
+func hasNUL(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String:
+		return strings.IndexByte(v.String(), 0) >= 0
+	case reflect.Pointer:
+		return !v.IsNil() && hasNUL(v.Elem())
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() && hasNUL(v.Field(i)) {
+				return true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return false // json.RawMessage, []byte
+		}
+		for i := range v.Len() {
+			if hasNUL(v.Index(i)) {
+				return true
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			if hasNUL(iter.Key()) || hasNUL(iter.Value()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // LimitBody caps request bodies at n bytes.
@@ -189,10 +289,17 @@ func CORS(next http.Handler) http.Handler {
 	})
 }
 
+// Matcher is a router that can say which pattern would serve a request:
+// *http.ServeMux or *Mux.
+type Matcher interface {
+	http.Handler
+	Handler(r *http.Request) (h http.Handler, pattern string)
+}
+
 // Fallback wraps mux so that unknown paths get 404 M_UNRECOGNIZED and known
 // paths with the wrong method get 405 M_UNRECOGNIZED, instead of the
 // standard library's plain-text replies.
-func Fallback(mux *http.ServeMux) http.Handler {
+func Fallback(mux Matcher) http.Handler {
 	methods := []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {

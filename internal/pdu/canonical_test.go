@@ -57,3 +57,33 @@ func TestCheckCanonical(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckProto(t *testing.T) {
+	sk := func(s string) *string { return &s }
+	for _, tc := range []struct {
+		name string
+		p    Proto
+		ok   bool
+	}{
+		{"plain", Proto{Type: "m.room.message", Content: []byte(`{"body":"x","n":9007199254740991}`)}, true},
+		{"no content", Proto{Type: "m.room.message"}, true},
+		{"NUL in content stays escaped", Proto{Type: "m.room.message", Content: []byte(`{"body":"\u0000"}`)}, true},
+		{"2^53", Proto{Type: "m.room.power_levels", StateKey: sk(""), Content: []byte(`{"users":{"@a:b":9007199254740992}}`)}, false},
+		{"float even in a lax room version", Proto{Type: "m.room.message", Content: []byte(`{"n":1.5}`)}, false},
+		{"1e400", Proto{Type: "m.room.message", Content: []byte(`{"n":1e400}`)}, false},
+		{"negative zero", Proto{Type: "m.room.message", Content: []byte(`{"n":-0}`)}, false},
+		{"not an object", Proto{Type: "m.room.message", Content: []byte(`[1]`)}, false},
+		{"lone surrogate", Proto{Type: "m.room.message", Content: []byte(`{"b":"\udc00"}`)}, false},
+		{"invalid UTF-8", Proto{Type: "m.room.message", Content: []byte("{\"b\":\"\xff\"}")}, false},
+		{"duplicate keys", Proto{Type: "m.room.message", Content: []byte(`{"b":1,"b":2}`)}, false},
+		{"type not UTF-8", Proto{Type: "m.\xff", Content: []byte(`{}`)}, false},
+		{"NUL in the state key", Proto{Type: "m.room.topic", StateKey: sk("\x00"), Content: []byte(`{}`)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckProto(tc.p)
+			if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrBadContent) {
+				t.Fatalf("CheckProto = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}

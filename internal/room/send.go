@@ -152,6 +152,10 @@ func (in *info) clone() *info {
 // buildLocal fills the DAG fields of a local event from the working room
 // view, signs it and checks it against the auth rules.
 func (s *Service) buildLocal(ctx context.Context, work *info, p pdu.Proto) (*pdu.Event, error) {
+	// Bad content is the client's fault (400), not a failure to sign (500).
+	if err := pdu.CheckProto(p); err != nil {
+		return nil, mxerr.BadJSON.Wrap(err).With("%v", err)
+	}
 	if p.Type == "m.room.create" && work.version.RoomIDIsCreateEventID() {
 		p.RoomID = ""
 	} else {
