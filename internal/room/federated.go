@@ -282,11 +282,12 @@ func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string,
 // the event's own auth events (fetching them from origin when missing),
 // then against the state before the event.
 func (s *Service) checkReceived(ctx context.Context, in *info, origin string, ev *pdu.Event, before State) (bool, string, error) {
-	auth, err := s.Events(ctx, ev.AuthEvents)
+	refs := ev.AuthRefs()
+	auth, err := s.Events(ctx, refs)
 	if err != nil {
 		return false, "", err
 	}
-	if len(auth) < len(ev.AuthEvents) && s.remote != nil {
+	if len(auth) < len(refs) && s.remote != nil {
 		chain, err := s.remote.GetEventAuth(ctx, origin, in.roomID, in.version, ev.ID)
 		if err != nil {
 			s.log.Info("fetching auth chain failed", "room_id", in.roomID, "event_id", ev.ID, "server", origin, "err", err)
@@ -658,7 +659,7 @@ func authOrder(evs map[id.EventID]*pdu.Event) []*pdu.Event {
 			return
 		}
 		done[evID] = true
-		for _, a := range e.AuthEvents {
+		for _, a := range e.AuthRefs() {
 			visit(a)
 		}
 		out = append(out, e)

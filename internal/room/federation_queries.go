@@ -77,8 +77,9 @@ func (s *Service) MembershipTemplate(ctx context.Context, roomID id.RoomID, user
 }
 
 // AuthChain returns the auth chain of the given events: every event
-// reachable through auth_events, not including the events themselves
-// unless one is in another's chain.
+// reachable through auth_events (and, from room version 12, the create
+// event every event implies), not including the events themselves unless
+// one is in another's chain.
 func (s *Service) AuthChain(ctx context.Context, ids []id.EventID) ([]*Stored, error) {
 	seen := map[id.EventID]bool{}
 	var out []*Stored
@@ -94,7 +95,7 @@ func (s *Service) AuthChain(ctx context.Context, ids []id.EventID) ([]*Stored, e
 			if !first {
 				out = append(out, e)
 			}
-			for _, a := range e.AuthEvents {
+			for _, a := range e.AuthRefs() {
 				if !seen[a] {
 					seen[a] = true
 					frontier = append(frontier, a)
@@ -495,11 +496,12 @@ func (s *Service) StoreBackfilled(ctx context.Context, origin string, roomID id.
 		if err != nil {
 			existing = nil
 		}
-		auth, err := s.Events(ctx, ev.AuthEvents)
+		refs := ev.AuthRefs()
+		auth, err := s.Events(ctx, refs)
 		if err != nil {
 			return added, err
 		}
-		if len(auth) < len(ev.AuthEvents) && s.remote != nil {
+		if len(auth) < len(refs) && s.remote != nil {
 			if chain, err := s.remote.GetEventAuth(ctx, origin, roomID, in.version, ev.ID); err == nil {
 				if err := s.StoreOutliers(ctx, roomID, chain); err != nil {
 					return added, err
