@@ -75,14 +75,33 @@ type sendJoinResp struct {
 // and the auth chain. With omit_members, member events other than the
 // heroes' are left out (a partial-state join).
 func (a *API) sendJoinV2(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	stored, err := a.receiveMembership(r, "join")
+	resp, err := a.sendJoin(r)
 	if err != nil {
 		return err
 	}
-	before, err := a.rooms.StateAt(ctx, stored, false)
+	return httpx.OK(w, resp)
+}
+
+// sendJoinV1 handles PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}
+// (dropped from the spec's joins-v1.yaml, still served by Synapse for
+// older servers): send_join v2 with the answer as [200, body].
+func (a *API) sendJoinV1(w http.ResponseWriter, r *http.Request) error {
+	resp, err := a.sendJoin(r)
 	if err != nil {
 		return err
+	}
+	return httpx.OK(w, []any{200, resp})
+}
+
+func (a *API) sendJoin(r *http.Request) (*sendJoinResp, error) {
+	ctx := r.Context()
+	stored, err := a.receiveMembership(r, "join")
+	if err != nil {
+		return nil, err
+	}
+	before, err := a.rooms.StateAt(ctx, stored, false)
+	if err != nil {
+		return nil, err
 	}
 	omit := r.URL.Query().Get("omit_members") == "true"
 	var keep []id.EventID
@@ -95,7 +114,7 @@ func (a *API) sendJoinV2(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		if servers, err = a.rooms.Servers(ctx, stored.RoomID()); err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		for _, ref := range before {
@@ -104,15 +123,14 @@ func (a *API) sendJoinV2(w http.ResponseWriter, r *http.Request) error {
 	}
 	stateEvs, err := a.rooms.Events(ctx, keep)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	chain, err := a.rooms.AuthChain(ctx, append(slices.Clone(keep), stored.ID))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp := sendJoinResp{Origin: a.serverName, MembersOmitted: omit, ServersInRoom: servers,
-		State: jsonOf(stateEvs), AuthChain: jsonOf(chain)}
-	return httpx.OK(w, resp)
+	return &sendJoinResp{Origin: a.serverName, MembersOmitted: omit, ServersInRoom: servers,
+		State: jsonOf(stateEvs), AuthChain: jsonOf(chain)}, nil
 }
 
 // heroes picks the members a partial-state joiner needs to name the room:
