@@ -2,10 +2,12 @@ package homeserver_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,4 +242,98 @@ func TestStrippedStateCarriesCreatePDU(t *testing.T) {
 		t.Fatalf("send_knock: %v", err)
 	}
 	hasCreate("knock_room_state", knockable.RoomID, resp.KnockRoomState)
+}
+
+// TestGapFilledWithStateIDs: for a prev event that /get_missing_events
+// did not supply, the state is asked for by IDs (/state_ids) and only the
+// events not held are fetched (/event), as Synapse does, not the whole
+// /state. A prev event that /get_missing_events returned in bad form is
+// not asked for again.
+func TestGapFilledWithStateIDs(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 1)
+		resident := hs[0].Config.ServerName
+		alice := hs[0].Client("alice")
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomID := created.RoomID
+		peer := startEvil(t, hs[0].TestCA)
+		join, state := peer.join(t, resident, roomID)
+		var plID id.EventID
+		stateIDs := []id.EventID{join.ID}
+		for _, s := range state {
+			if s.Type == "m.room.power_levels" {
+				plID = s.ID
+			}
+			if s.ID != join.ID {
+				stateIDs = append(stateIDs, s.ID)
+			}
+		}
+		auth := []id.EventID{plID, join.ID}
+		var mu sync.Mutex
+		calls := map[string]int{}
+		served := map[id.EventID]*pdu.Event{}
+		count := func(what string) {
+			mu.Lock()
+			calls[what]++
+			mu.Unlock()
+		}
+		peer.mux.HandleFunc("GET /_matrix/federation/v1/state_ids/{roomId}", func(w http.ResponseWriter, r *http.Request) {
+			count("state_ids")
+			writeJSON(w, 200, map[string]any{"pdu_ids": stateIDs, "auth_chain_ids": stateIDs})
+		})
+		peer.mux.HandleFunc("GET /_matrix/federation/v1/state/{roomId}", func(w http.ResponseWriter, r *http.Request) {
+			count("state")
+			writeJSON(w, 404, map[string]string{"errcode": "M_NOT_FOUND", "error": "use state_ids"})
+		})
+		peer.mux.HandleFunc("GET /_matrix/federation/v1/event/{eventId}", func(w http.ResponseWriter, r *http.Request) {
+			evID := id.EventID(r.PathValue("eventId"))
+			count("event " + evID.String())
+			mu.Lock()
+			ev := served[evID]
+			mu.Unlock()
+			if ev == nil {
+				writeJSON(w, 404, map[string]string{"errcode": "M_NOT_FOUND", "error": "unknown"})
+				return
+			}
+			writeJSON(w, 200, map[string]any{"origin": peer.name, "origin_server_ts": time.Now().UnixMilli(), "pdus": []json.RawMessage{ev.JSON()}})
+		})
+
+		gap := peer.build(t, roomID, join, auth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "unseen"})
+		after := peer.build(t, roomID, gap, auth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "after the gap"})
+		mu.Lock()
+		served[gap.ID] = gap
+		mu.Unlock()
+		if errText := peer.send(t, resident, after.JSON()); errText != "" {
+			t.Fatalf("an event after an unfilled gap was refused: %s", errText)
+		}
+		mu.Lock()
+		if calls["state_ids"] != 1 || calls["state"] != 0 || calls["event "+gap.ID.String()] != 1 {
+			t.Errorf("filling the gap took %v, want one /state_ids, one /event of the gap and no /state", calls)
+		}
+		mu.Unlock()
+		waitMessages(t, alice, roomID, []string{"after the gap"})
+
+		// A prev event that comes back from /get_missing_events with a
+		// forged signature is not fetched again with /event.
+		forged := peer.build(t, roomID, after, auth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "forged"})
+		raw := mutate(t, forged, func(m map[string]any) {
+			sigs := m["signatures"].(map[string]any)[peer.name].(map[string]any)
+			sigs[string(peer.key.ID)] = base64.RawStdEncoding.EncodeToString(make([]byte, 64))
+		})
+		child := peer.build(t, roomID, forged, auth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "child of forged"})
+		peer.missing.Store(&[]json.RawMessage{raw})
+		mu.Lock()
+		served[forged.ID] = forged
+		mu.Unlock()
+		peer.send(t, resident, child.JSON())
+		mu.Lock()
+		if n := calls["event "+forged.ID.String()]; n != 0 {
+			t.Errorf("the event returned in bad form by /get_missing_events was fetched again %d times", n)
+		}
+		mu.Unlock()
+	})
 }

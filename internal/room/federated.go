@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/federation/eventauth"
@@ -25,8 +26,12 @@ import (
 // returns has passed the checks on receipt of a PDU that need no room
 // state: format, canonical JSON, size, hashes and signatures.
 type Remote interface {
-	// GetMissingEvents returns events between earliest and latest.
-	GetMissingEvents(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, earliest, latest []id.EventID, limit int) ([]*pdu.Event, error)
+	// GetMissingEvents returns events between earliest and latest, and
+	// the IDs of those the server returned that failed their checks.
+	GetMissingEvents(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, earliest, latest []id.EventID, limit int) (evs []*pdu.Event, bad []id.EventID, err error)
+	// GetStateIDs returns the IDs of the state before evID and of its
+	// auth chain.
+	GetStateIDs(ctx context.Context, server string, roomID id.RoomID, evID id.EventID) (state, authChain []id.EventID, err error)
 	// GetState returns the state before evID and its auth chain.
 	GetState(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, evID id.EventID) (state, authChain []*pdu.Event, err error)
 	// GetEventAuth returns the full auth chain of evID.
@@ -141,8 +146,10 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 	if err != nil {
 		return nil, err
 	}
+	var badForm []id.EventID
 	if len(missing) > 0 && fetchGaps && s.remote != nil {
-		got, err := s.remote.GetMissingEvents(ctx, origin, in.roomID, in.version, in.extremities, []id.EventID{ev.ID}, maxMissingEvents)
+		got, bad, err := s.remote.GetMissingEvents(ctx, origin, in.roomID, in.version, in.extremities, []id.EventID{ev.ID}, maxMissingEvents)
+		badForm = bad
 		if err != nil {
 			s.log.Info("fetching missing events failed", "room_id", in.roomID, "event_id", ev.ID, "server", origin, "err", err)
 		}
@@ -172,6 +179,12 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 		}
 	}
 	for _, m := range missing {
+		if slices.Contains(badForm, m) {
+			// The server already sent it in a form that fails the
+			// checks on receipt; asking again with /event would get
+			// the same.
+			return nil, fmt.Errorf("%w: %s came back from get_missing_events in bad form", ErrMissingAncestors, m)
+		}
 		st, err := s.stateAfterRemote(ctx, in, origin, m)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrMissingAncestors, m, err)
@@ -241,12 +254,94 @@ func (s *Service) prevEvents(ctx context.Context, ev *pdu.Event) ([]*Stored, []i
 }
 
 // stateAfterRemote asks origin for the state at a prev event we lack, and
-// returns the state after that event. The state and auth chain are stored
-// as outliers.
+// returns the state after that event. As Synapse does, it asks for the
+// IDs only (/state_ids) and fetches the events it does not hold one by one
+// with /event, unless it lacks a tenth or more of them: then the whole
+// state (/state) is cheaper. Fetched events are stored as outliers.
 func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string, evID id.EventID) (State, error) {
 	if s.remote == nil {
 		return nil, errors.New("no federation")
 	}
+	stateIDs, authIDs, err := s.remote.GetStateIDs(ctx, origin, in.roomID, evID)
+	if err != nil {
+		s.log.Info("state_ids failed; asking for the full state", "room_id", in.roomID, "event_id", evID, "server", origin, "err", err)
+		return s.fullStateAfterRemote(ctx, in, origin, evID)
+	}
+	want := slices.Concat(stateIDs, authIDs, []id.EventID{evID})
+	held, err := s.Events(ctx, want)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[id.EventID]bool, len(held))
+	for _, h := range held {
+		have[h.ID] = true
+	}
+	var lack []id.EventID
+	for _, w := range want {
+		if !have[w] && !slices.Contains(lack, w) {
+			lack = append(lack, w)
+		}
+	}
+	if len(lack)*10 >= len(stateIDs)+len(authIDs) {
+		return s.fullStateAfterRemote(ctx, in, origin, evID)
+	}
+	fetched, err := s.fetchEvents(ctx, in, origin, lack)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.StoreOutliers(ctx, in.roomID, fetched); err != nil {
+		return nil, err
+	}
+	stateEvs, err := s.Events(ctx, stateIDs)
+	if err != nil {
+		return nil, err
+	}
+	ids := make(stateres.StateMap, len(stateEvs)+1)
+	for _, e := range stateEvs {
+		if e.IsState() && e.RoomID() == in.roomID {
+			ids[e.Key()] = e.ID
+		}
+	}
+	return s.withPrev(ctx, in, ids, evID)
+}
+
+// fetchEvents fetches events of the room from origin with /event, a few
+// at a time. Events that cannot be had are left out; the state built from
+// the rest misses them, as Synapse's does.
+func (s *Service) fetchEvents(ctx context.Context, in *info, origin string, ids []id.EventID) ([]*pdu.Event, error) {
+	const parallel = 8
+	out := make([]*pdu.Event, len(ids))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, evID := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ev, err := s.remote.GetEvent(ctx, origin, in.version, evID)
+			if err != nil || ev.RoomID() != in.roomID {
+				s.log.Info("fetching a state event failed", "room_id", in.roomID, "event_id", evID, "server", origin, "err", err)
+				return
+			}
+			out[i] = ev
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	kept := out[:0]
+	for _, e := range out {
+		if e != nil {
+			kept = append(kept, e)
+		}
+	}
+	return kept, nil
+}
+
+// fullStateAfterRemote is stateAfterRemote with /event for the prev event
+// and /state for the state before it.
+func (s *Service) fullStateAfterRemote(ctx context.Context, in *info, origin string, evID id.EventID) (State, error) {
 	prev, err := s.remote.GetEvent(ctx, origin, in.version, evID)
 	if err != nil {
 		return nil, fmt.Errorf("fetching event: %w", err)
@@ -268,6 +363,12 @@ func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string,
 			ids[e.Key()] = e.ID
 		}
 	}
+	return s.withPrev(ctx, in, ids, evID)
+}
+
+// withPrev returns the state before the prev event evID (ids) updated by
+// evID itself: the state after it.
+func (s *Service) withPrev(ctx context.Context, in *info, ids stateres.StateMap, evID id.EventID) (State, error) {
 	stored, err := s.Event(ctx, evID)
 	if err != nil {
 		return nil, err
