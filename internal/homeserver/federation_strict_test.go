@@ -337,3 +337,72 @@ func TestGapFilledWithStateIDs(t *testing.T) {
 		mu.Unlock()
 	})
 }
+
+// TestCrossRoomRedactionIgnored: a redaction received in one room whose
+// redacts names an event of another room redacts nothing.
+func TestCrossRoomRedactionIgnored(t *testing.T) {
+	ctx := context.Background()
+	hs := mxtest.Federation(t, "sqlite", 1)
+	resident := hs[0].Config.ServerName
+	alice := hs[0].Client("alice")
+	peer := startEvil(t, hs[0].TestCA)
+	rooms := make([]id.RoomID, 2)
+	joins := make([]*pdu.Event, 2)
+	auths := make([][]id.EventID, 2)
+	for i := range rooms {
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rooms[i] = created.RoomID
+		join, state := peer.join(t, resident, created.RoomID)
+		joins[i] = join
+		for _, s := range state {
+			if s.Type == "m.room.power_levels" {
+				auths[i] = []id.EventID{s.ID, join.ID}
+			}
+		}
+	}
+	target := peer.build(t, rooms[1], joins[1], auths[1], "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "keep me"})
+	if errText := peer.send(t, resident, target.JSON()); errText != "" {
+		t.Fatalf("message refused: %s", errText)
+	}
+	content, _ := json.Marshal(map[string]any{"redacts": target.ID})
+	redaction, err := pdu.Build(pdu.Proto{Type: "m.room.redaction", Sender: id.UserID("@mallory:" + peer.name), Content: content, RoomID: rooms[0], Redacts: target.ID},
+		pdu.BuildArgs{Version: "12", AuthEvents: auths[0], PrevEvents: []id.EventID{joins[0].ID}, Depth: joins[0].Depth + 1,
+			Timestamp: time.Now().UnixMilli(), ServerName: peer.name, KeyID: peer.key.ID, Key: peer.key.Priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.send(t, resident, redaction.JSON())
+	got, err := alice.GetEvent(ctx, rooms[1], target.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Content.Raw["body"] != "keep me" {
+		t.Errorf("a redaction in another room redacted the message: content %v", got.Content.Raw)
+	}
+	waitMessages(t, alice, rooms[1], []string{"keep me"})
+
+	// From room version 11 the target is content.redacts; a top-level
+	// redacts that says otherwise is not followed.
+	named := peer.build(t, rooms[0], joins[0], auths[0], "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "named in content"})
+	decoy := peer.build(t, rooms[0], named, auths[0], "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "named at top level"})
+	for _, e := range []*pdu.Event{named, decoy} {
+		if errText := peer.send(t, resident, e.JSON()); errText != "" {
+			t.Fatalf("message refused: %s", errText)
+		}
+	}
+	var p mpdu.PDU
+	content, _ = json.Marshal(map[string]any{"redacts": named.ID})
+	p = mpdu.PDU{Type: "m.room.redaction", Sender: id.UserID("@mallory:" + peer.name), Content: content, RoomID: rooms[0],
+		Redacts: &decoy.ID, AuthEvents: auths[0], PrevEvents: []id.EventID{decoy.ID}, Depth: decoy.Depth + 1, OriginServerTS: time.Now().UnixMilli()}
+	if err := p.Sign("12", peer.name, peer.key.ID, peer.key.Priv); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(&p)
+	if errText := peer.send(t, resident, raw); errText != "" {
+		t.Fatalf("redaction refused: %s", errText)
+	}
+	waitMessages(t, alice, rooms[0], []string{"named at top level"})
+}
