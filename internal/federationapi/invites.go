@@ -48,8 +48,8 @@ func (a *API) sendInviteV1(w http.ResponseWriter, r *http.Request) error {
 			InviteRoomState json.RawMessage `json:"invite_room_state"`
 		} `json:"unsigned"`
 	}
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		return mxerr.BadJSON.With("the body is not an invite event: %v", err)
+	if err := httpx.Unmarshal(raw, &ev); err != nil {
+		return err
 	}
 	req := sendInviteV2Req{RoomVersion: "1", Event: raw, InviteRoomState: ev.Unsigned.InviteRoomState}
 	if roomID, err := pathRoomID(r); err == nil {

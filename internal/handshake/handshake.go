@@ -370,9 +370,26 @@ func (s *Service) ResolveAlias(ctx context.Context, alias id.RoomAlias, server s
 	return resp.RoomID, resp.Servers, nil
 }
 
+// QueryProfile asks user's server for their profile, or one field of it
+// when field is not empty (query.yaml, getQueryProfile).
+func (s *Service) QueryProfile(ctx context.Context, user id.UserID, field string) (map[string]any, error) {
+	q := url.Values{"user_id": {user.String()}}
+	if field != "" {
+		q.Set("field", field)
+	}
+	resp := map[string]any{}
+	if err := s.client.Do(ctx, user.Homeserver(), http.MethodGet, "/_matrix/federation/v1/query/profile", q, nil, &resp); err != nil {
+		return nil, remoteError("query/profile", err)
+	}
+	return resp, nil
+}
+
 // remoteError passes on a Matrix error of the remote server (a 403 stays
 // a 403 for the client) and wraps anything else as a gateway error.
 func remoteError(op string, err error) error {
+	if errors.Is(err, fedclient.ErrInvalidServerName) {
+		return mxerr.InvalidParam.With("%v", err).Wrap(err)
+	}
 	var fe *fedclient.Error
 	if errors.As(err, &fe) && fe.Status >= 400 && fe.Status < 500 && fe.Code != "" {
 		return &mxerr.Error{Code: fe.Code, Status: fe.Status, Message: fmt.Sprintf("remote server: %s", fe.Message), Cause: err}
