@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/httpx"
@@ -67,6 +68,8 @@ type sendJoinResp struct {
 	AuthChain      []json.RawMessage `json:"auth_chain"`
 	MembersOmitted bool              `json:"members_omitted"`
 	ServersInRoom  []string          `json:"servers_in_room,omitempty"`
+	// Event is the join signed by this server too, for restricted joins.
+	Event json.RawMessage `json:"event,omitempty"`
 }
 
 // sendJoinV2 handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
@@ -129,8 +132,12 @@ func (a *API) sendJoin(r *http.Request) (*sendJoinResp, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sendJoinResp{Origin: a.serverName, MembersOmitted: omit, ServersInRoom: servers,
-		State: jsonOf(stateEvs), AuthChain: jsonOf(chain)}, nil
+	resp := &sendJoinResp{Origin: a.serverName, MembersOmitted: omit, ServersInRoom: servers,
+		State: jsonOf(stateEvs), AuthChain: jsonOf(chain)}
+	if a.vouchedFor(stored) {
+		resp.Event = json.RawMessage(stored.JSON())
+	}
+	return resp, nil
 }
 
 // heroes picks the members a partial-state joiner needs to name the room:
@@ -188,6 +195,9 @@ func (a *API) receiveMembership(r *http.Request, membership string) (*room.Store
 	if err != nil {
 		return nil, err
 	}
+	if membership == "join" {
+		raw = a.vouchForJoin(v, raw)
+	}
 	ev, err := a.checker.Check(ctx, v, raw)
 	if err != nil {
 		return nil, mxerr.BadJSON.With("invalid event: %v", err)
@@ -205,6 +215,37 @@ func (a *API) receiveMembership(r *http.Request, membership string) (*room.Store
 		return nil, mxerr.Forbidden.With("the sender does not belong to server %s", origin)
 	}
 	return a.rooms.ReceiveMembership(ctx, origin, ev)
+}
+
+// vouchForJoin adds this server's signature to a restricted join that
+// names one of its users as join_authorised_via_users_server (the user
+// make_join picked): auth rule 5.2.1 wants it, and send_join returns the
+// signed event to the joining server. The checks and auth rules that
+// follow still decide whether the join is allowed.
+func (a *API) vouchForJoin(v id.RoomVersion, raw []byte) []byte {
+	if !v.RestrictedJoins() {
+		return raw
+	}
+	ev, err := pdu.ParseIncoming(v, raw)
+	if err != nil {
+		return raw
+	}
+	via := id.UserID(gjson.GetBytes(ev.Content, "join_authorised_via_users_server").Str)
+	if via == "" || via.Homeserver() != a.serverName || len(ev.Signatures[a.serverName]) > 0 {
+		return raw
+	}
+	signed, err := a.rooms.Countersign(ev)
+	if err != nil {
+		return raw
+	}
+	return signed.JSON()
+}
+
+// vouchedFor reports whether a stored join carries our signature as its
+// authorising server, so send_join returns it.
+func (a *API) vouchedFor(ev *room.Stored) bool {
+	via := id.UserID(gjson.GetBytes(ev.Content, "join_authorised_via_users_server").Str)
+	return via != "" && via.Homeserver() == a.serverName && ev.Sender.Homeserver() != a.serverName
 }
 
 func jsonOf(evs []*room.Stored) []json.RawMessage {

@@ -229,6 +229,11 @@ func (s *Service) complete(tmpl template, user id.UserID, membership string, con
 		Type     string    `json:"type"`
 		StateKey string    `json:"state_key"`
 		Sender   id.UserID `json:"sender"`
+		Content  struct {
+			// The member of a restricted room who authorises the join,
+			// picked by the resident server.
+			AuthorisedVia id.UserID `json:"join_authorised_via_users_server"`
+		} `json:"content"`
 	}
 	if err := json.Unmarshal(tmpl.Event, &t); err != nil {
 		return nil, fmt.Errorf("decoding template: %w", err)
@@ -241,6 +246,9 @@ func (s *Service) complete(tmpl template, user id.UserID, membership string, con
 		c[k] = v
 	}
 	c["membership"] = membership
+	if membership == "join" && t.Content.AuthorisedVia != "" {
+		c["join_authorised_via_users_server"] = t.Content.AuthorisedVia
+	}
 	raw, _ := json.Marshal(c)
 	return pdu.FromTemplate(tmpl.RoomVersion, tmpl.Event, raw, s.now().UnixMilli(), s.serverName, s.key.ID, s.key.Priv)
 }

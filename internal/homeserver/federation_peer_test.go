@@ -435,3 +435,48 @@ func TestV1MembershipEndpoints(t *testing.T) {
 		t.Fatalf("an invite from a server the ACL denies got %v, want 403 M_FORBIDDEN", err)
 	}
 }
+
+// TestRestrictedJoinOverFederation: a user of another server who is in a
+// room that a restricted room allows joins it through the resident
+// server, which names a local member who may invite as the authoriser
+// and signs the join; a user in none of the allowed rooms is refused.
+func TestRestrictedJoinOverFederation(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 2)
+		alice, bob, carol := hs[0].Client("alice"), hs[1].Client("bob"), hs[1].Client("carol")
+		space, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		restricted, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat",
+			InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Raw: map[string]any{
+				"join_rule": "restricted",
+				"allow":     []any{map[string]any{"type": "m.room_membership", "room_id": space.RoomID}},
+			}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		via := &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}
+		if _, err := bob.JoinRoom(ctx, space.RoomID.String(), via); err != nil {
+			t.Fatalf("joining the allowed room: %v", err)
+		}
+		if _, err := bob.JoinRoom(ctx, restricted.RoomID.String(), via); err != nil {
+			t.Fatalf("joining the restricted room as a member of an allowed room: %v", err)
+		}
+		waitFor(t, "bob's restricted join on alice's server", func() (bool, error) {
+			return membershipOf(ctx, alice, restricted.RoomID, bob.UserID) == "join", nil
+		})
+		var member struct {
+			Via id.UserID `json:"join_authorised_via_users_server"`
+		}
+		if err := alice.StateEvent(ctx, restricted.RoomID, event.StateMember, bob.UserID.String(), &member); err != nil || member.Via != alice.UserID {
+			t.Errorf("bob's join was authorised by %q (%v), want %s", member.Via, err, alice.UserID)
+		}
+		_, err = carol.JoinRoom(ctx, restricted.RoomID.String(), via)
+		var herr mautrix.HTTPError
+		if !errors.As(err, &herr) || herr.Response.StatusCode != 403 {
+			t.Errorf("a user in none of the allowed rooms joined or got %v, want 403", err)
+		}
+	})
+}

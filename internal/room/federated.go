@@ -407,7 +407,7 @@ func (s *Service) checkReceived(ctx context.Context, in *info, origin string, ev
 
 // authorizeOwn checks ev against its own auth_events, which must be stored.
 func (s *Service) authorizeOwn(ctx context.Context, ev *pdu.Event) error {
-	return eventauth.Authorize(ev.Version, ev.PDU, nil, s.orderedPDUs(ctx), noThirdPartyKeys)
+	return eventauth.Authorize(ev.Version, ev.PDU, nil, s.orderedPDUs(ctx), s.verifyKeys(ctx))
 }
 
 // authorizeWithState checks ev against the auth events selected from st.
@@ -424,7 +424,7 @@ func (s *Service) authorizeWithState(ctx context.Context, in *info, ev *pdu.Even
 		}
 		authEvents = append(authEvents, e.PDU)
 	}
-	return eventauth.Authorize(ev.Version, ev.PDU, authEvents, s.orderedPDUs(ctx), noThirdPartyKeys)
+	return eventauth.Authorize(ev.Version, ev.PDU, authEvents, s.orderedPDUs(ctx), s.verifyKeys(ctx))
 }
 
 // orderedPDUs loads events for the auth rules: in the order asked, with
@@ -447,8 +447,18 @@ func (s *Service) orderedPDUs(ctx context.Context) eventauth.GetEventsFunc {
 	}
 }
 
-func noThirdPartyKeys(string, id.KeyID, time.Time) (id.SigningKey, time.Time, error) {
-	return "", time.Time{}, errors.New("third-party invite signatures are not supported yet")
+// verifyKeys returns the server keys the auth rules check signatures
+// with: ours, and others' from the key source.
+func (s *Service) verifyKeys(ctx context.Context) mpdu.GetKeyFunc {
+	return func(server string, keyID id.KeyID, minValidUntil time.Time) (id.SigningKey, time.Time, error) {
+		if server == s.serverName && keyID == s.key.ID {
+			return s.key.Public(), s.now().Add(time.Hour), nil
+		}
+		if s.keys == nil {
+			return "", time.Time{}, fmt.Errorf("no key source for %s's key %s", server, keyID)
+		}
+		return s.keys.VerifyKey(ctx, server, keyID, minValidUntil)
+	}
 }
 
 // persistReceived stores a checked remote event. before is the state
@@ -734,7 +744,7 @@ func (s *Service) authorizeOutlier(ctx context.Context, e *pdu.Event, batch map[
 		}
 		return out, nil
 	}
-	return eventauth.Authorize(e.Version, e.PDU, nil, get, noThirdPartyKeys)
+	return eventauth.Authorize(e.Version, e.PDU, nil, get, s.verifyKeys(ctx))
 }
 
 // authOrder sorts events so each comes after the auth events it has in the

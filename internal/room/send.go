@@ -229,10 +229,7 @@ func (s *Service) authorize(ctx context.Context, work *info, ev *pdu.Event, auth
 		}
 		return out, nil
 	}
-	getKey := func(string, id.KeyID, time.Time) (id.SigningKey, time.Time, error) {
-		return "", time.Time{}, errors.New("third-party invite signatures are not supported yet")
-	}
-	if err := eventauth.Authorize(ev.Version, ev.PDU, authEvents, getEvents, getKey); err != nil {
+	if err := eventauth.Authorize(ev.Version, ev.PDU, authEvents, getEvents, s.verifyKeys(ctx)); err != nil {
 		var afe eventauth.AuthFailError
 		if errors.As(err, &afe) {
 			return mxerr.Forbidden.With("event not allowed by auth rule %s: %s", afe.Index, afe.Error()).Wrap(err)
