@@ -179,9 +179,6 @@ func (f *fakeRoom) serve() {
 	mux.HandleFunc("PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}", sendMembership(true, true))
 	mux.HandleFunc("PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}", sendMembership(false, false))
 	mux.HandleFunc("PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}", sendMembership(true, false))
-	mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnId}", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"pdus": map[string]any{}})
-	})
 }
 
 // TestJoinThroughOlderServers: a make_join answer without room_version is
