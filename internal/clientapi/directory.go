@@ -25,8 +25,16 @@ func (a *API) pathAlias(r *http.Request) (id.RoomAlias, error) {
 }
 
 // getRoomIdByAlias serves GET /_matrix/client/v3/directory/room/{roomAlias} (directory.yaml).
+// An alias of another server is asked of that server (query/directory).
 func (a *API) getRoomIdByAlias(w http.ResponseWriter, r *http.Request) error {
 	alias, err := a.pathAlias(r)
+	if server, ok := aliasServer(alias); ok && server != a.cfg.ServerName && a.handshake != nil {
+		roomID, servers, err := a.handshake.ResolveAlias(r.Context(), alias, server)
+		if err != nil {
+			return err
+		}
+		return httpx.OK(w, map[string]any{"room_id": roomID, "servers": servers})
+	}
 	if err != nil {
 		return err
 	}

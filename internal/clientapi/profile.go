@@ -10,13 +10,20 @@ import (
 	"github.com/myelin-chat/myelin/internal/mxerr"
 )
 
-func (a *API) profileOf(r *http.Request) (id.UserID, map[string]any, error) {
+// profileOf loads the profile of the path's user: from the accounts of
+// this server, or over federation (query/profile) for a user of another
+// server, asking only for field when it is not empty.
+func (a *API) profileOf(r *http.Request, field string) (id.UserID, map[string]any, error) {
 	user := id.UserID(r.PathValue("userId"))
 	if _, _, err := user.Parse(); err != nil {
 		return "", nil, mxerr.InvalidParam.With("invalid user ID")
 	}
 	if !a.users.IsLocal(user) {
-		return "", nil, mxerr.NotFound.With("profile not found (federated profiles are not supported yet)")
+		if a.handshake == nil {
+			return "", nil, mxerr.NotFound.With("profile not found")
+		}
+		p, err := a.handshake.QueryProfile(r.Context(), user, field)
+		return user, p, err
 	}
 	acct, err := a.users.Get(r.Context(), user)
 	if err != nil {
@@ -34,7 +41,7 @@ func (a *API) profileOf(r *http.Request) (id.UserID, map[string]any, error) {
 
 // getUserProfile serves GET /_matrix/client/v3/profile/{userId} (profile.yaml).
 func (a *API) getUserProfile(w http.ResponseWriter, r *http.Request) error {
-	_, p, err := a.profileOf(r)
+	_, p, err := a.profileOf(r, "")
 	if err != nil {
 		return err
 	}
@@ -43,11 +50,11 @@ func (a *API) getUserProfile(w http.ResponseWriter, r *http.Request) error {
 
 // getProfileField serves GET /_matrix/client/v3/profile/{userId}/{keyName}.
 func (a *API) getProfileField(w http.ResponseWriter, r *http.Request) error {
-	_, p, err := a.profileOf(r)
+	key := r.PathValue("keyName")
+	_, p, err := a.profileOf(r, key)
 	if err != nil {
 		return err
 	}
-	key := r.PathValue("keyName")
 	v, ok := p[key]
 	if !ok {
 		return mxerr.NotFound.With("profile field %s not set", key)

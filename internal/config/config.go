@@ -144,7 +144,8 @@ type Federation struct {
 	// TLSCACert and TLSCAKey name a CA certificate and key. When set and no
 	// TLSCert is given, Myelin issues itself a certificate for its server
 	// name signed by that CA at start (for test suites that hand the server
-	// their CA). Env: MYELIN_TLS_CA_CERT, MYELIN_TLS_CA_KEY.
+	// their CA). The key may be ECDSA, RSA (PKCS#1 or PKCS#8) or Ed25519.
+	// Env: MYELIN_TLS_CA_CERT, MYELIN_TLS_CA_KEY.
 	TLSCACert string `yaml:"tls_ca_cert"`
 	TLSCAKey  string `yaml:"tls_ca_key"`
 	// ExtraCAFiles are PEM files of CAs trusted for outbound federation on

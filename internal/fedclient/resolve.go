@@ -81,6 +81,21 @@ func newResolver(dns DNS, wellKnown *http.Client, testHosts map[string]string, n
 	}
 }
 
+// ErrInvalidServerName is wrapped by the error of a request to a name that
+// is not a server name of the spec's grammar (a non-numeric port, say):
+// the caller's input is wrong, no server was asked.
+var ErrInvalidServerName = errors.New("invalid server name")
+
+// ValidServerName reports whether name is a server name of the spec's
+// grammar (appendix, "Server name"), with an error wrapping
+// ErrInvalidServerName when it is not.
+func ValidServerName(name string) error {
+	if _, _, err := splitServerName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidServerName, err)
+	}
+	return nil
+}
+
 // splitServerName splits a server name (or delegated server name) into host
 // and optional port, validating both. IPv6 literals keep no brackets.
 func splitServerName(name string) (host, port string, err error) {
@@ -165,7 +180,7 @@ func (r *resolver) Resolve(ctx context.Context, serverName string) (Target, erro
 func (r *resolver) resolve(ctx context.Context, serverName string) (Target, time.Time, error) {
 	host, port, err := splitServerName(serverName)
 	if err != nil {
-		return Target{}, time.Time{}, err
+		return Target{}, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidServerName, err)
 	}
 	forever := r.now().Add(targetCacheMax)
 	// 1. An IP literal: that address, the given port or 8448; Host is the

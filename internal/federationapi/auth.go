@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/federation/signutil"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/fedclient"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 )
@@ -86,8 +87,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (*http.Request, error) {
 		return nil, mxerr.Unauthorized.With("missing X-Matrix Authorization header")
 	}
 	origin := headers[0].Origin
-	if !plausibleServerName(origin) {
-		return nil, mxerr.Unauthorized.With("X-Matrix origin %q is not a server name", origin)
+	// An origin outside the server-name grammar (a non-numeric port, a
+	// path) is bad input, not a failed signature: 400 before any key
+	// lookup is spent on it.
+	if err := fedclient.ValidServerName(origin); err != nil {
+		return nil, mxerr.InvalidParam.With("X-Matrix origin %q is not a server name", origin)
 	}
 	for _, x := range headers {
 		if x.Origin != origin {
@@ -249,21 +253,6 @@ func ParseXMatrix(header string) (x XMatrix, ok bool, err error) {
 		return x, true, errors.New("origin, key and sig are required")
 	}
 	return x, true, nil
-}
-
-// plausibleServerName rejects origins that cannot be server names before
-// any key lookup is spent on them: 1–255 characters of letters, digits and
-// ".-:[]".
-func plausibleServerName(s string) bool {
-	if s == "" || len(s) > 255 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".-:[]", c)) {
-			return false
-		}
-	}
-	return true
 }
 
 // CheckACL reports whether server may take part in a room whose

@@ -83,7 +83,8 @@ func TestAuthenticate(t *testing.T) {
 		{"expired key", "PUT", body, []string{strings.Replace(good, string(remote.ID), "ed25519:expired", 1)}, 401, "M_UNAUTHORIZED"},
 		{"unknown origin", "PUT", body, []string{sign(t, remote, "PUT", uri, "nobody.test", "local.test", body)}, 401, "M_UNAUTHORIZED"},
 		{"headers with different origins", "PUT", body, []string{good, sign(t, remote, "PUT", uri, "nobody.test", "local.test", body)}, 401, "M_UNAUTHORIZED"},
-		{"origin not a server name", "PUT", body, []string{sign(t, remote, "PUT", uri, "remote.test/../x", "local.test", body)}, 401, "M_UNAUTHORIZED"},
+		{"origin not a server name", "PUT", body, []string{sign(t, remote, "PUT", uri, "remote.test/../x", "local.test", body)}, 400, "M_INVALID_PARAM"},
+		{"origin with a non-numeric port", "PUT", body, []string{sign(t, remote, "PUT", uri, "remote.test:abc", "local.test", body)}, 400, "M_INVALID_PARAM"},
 		{"body not JSON", "PUT", `{"pdus":`, []string{good}, 400, "M_NOT_JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

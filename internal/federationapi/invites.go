@@ -23,57 +23,103 @@ type sendInviteV2Req struct {
 // invite; when we are not in the room yet, the invite and its stripped
 // state are kept for the user's clients.
 func (a *API) sendInviteV2(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	origin := Origin(ctx)
-	roomID, err := pathRoomID(r)
-	if err != nil {
-		return err
-	}
 	var req sendInviteV2Req
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
 	}
+	signed, err := a.sendInvite(r, req)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, map[string]json.RawMessage{"event": signed})
+}
+
+// sendInviteV1 handles PUT /_matrix/federation/v1/invite/{roomId}/{eventId}
+// (invites-v1.yaml): the body is the invite event itself, with the
+// stripped state in unsigned.invite_room_state, and the room is of
+// version 1 or 2. The answer is [200, {"event": ...}].
+func (a *API) sendInviteV1(w http.ResponseWriter, r *http.Request) error {
+	raw, err := httpx.ReadBody(r)
+	if err != nil {
+		return err
+	}
+	var ev struct {
+		Unsigned struct {
+			InviteRoomState json.RawMessage `json:"invite_room_state"`
+		} `json:"unsigned"`
+	}
+	if err := httpx.Unmarshal(raw, &ev); err != nil {
+		return err
+	}
+	req := sendInviteV2Req{RoomVersion: "1", Event: raw, InviteRoomState: ev.Unsigned.InviteRoomState}
+	if roomID, err := pathRoomID(r); err == nil {
+		// The spec says to assume 1 or 2; a room we know says which.
+		if v, err := a.rooms.Version(r.Context(), roomID); err == nil {
+			req.RoomVersion = v
+		}
+	}
+	if req.RoomVersion != "1" && req.RoomVersion != "2" {
+		return mxerr.IncompatibleRoomVer.With("invite v1 is only for rooms of versions 1 and 2; this one is of version %s", req.RoomVersion).
+			WithField("room_version", string(req.RoomVersion))
+	}
+	signed, err := a.sendInvite(r, req)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, []any{200, map[string]json.RawMessage{"event": signed}})
+}
+
+// sendInvite checks and countersigns an invite of v1 or v2.
+func (a *API) sendInvite(r *http.Request, req sendInviteV2Req) (json.RawMessage, error) {
+	ctx := r.Context()
+	origin := Origin(ctx)
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return nil, err
+	}
+	// A server the room's ACL denies may not invite into it (checked
+	// first: its requests get nothing else of the room either).
+	if err := a.checkACL(ctx, roomID, origin); err != nil {
+		return nil, err
+	}
 	if !pdu.IsSupported(req.RoomVersion) {
-		return mxerr.IncompatibleRoomVer.With("room version %q is not supported", req.RoomVersion).
+		return nil, mxerr.IncompatibleRoomVer.With("room version %q is not supported", req.RoomVersion).
 			WithField("room_version", string(req.RoomVersion))
 	}
 	ev, err := a.checker.Check(ctx, req.RoomVersion, req.Event)
 	if err != nil {
-		return mxerr.BadJSON.With("invalid invite event: %v", err)
+		return nil, mxerr.BadJSON.With("invalid invite event: %v", err)
 	}
 	switch {
 	case ev.ID.String() != r.PathValue("eventId"):
-		return mxerr.BadJSON.With("the event ID is %s, not %s", ev.ID, r.PathValue("eventId"))
+		return nil, mxerr.BadJSON.With("the event ID is %s, not %s", ev.ID, r.PathValue("eventId"))
 	case ev.RoomID() != roomID:
-		return mxerr.BadJSON.With("the event is for another room")
+		return nil, mxerr.BadJSON.With("the event is for another room")
 	case ev.Type != "m.room.member" || ev.StateKey == nil || ev.Membership() != "invite":
-		return mxerr.BadJSON.With("not an invite")
+		return nil, mxerr.BadJSON.With("not an invite")
 	case ev.Sender.Homeserver() != origin:
-		return mxerr.Forbidden.With("the sender does not belong to server %s", origin)
+		return nil, mxerr.Forbidden.With("the sender does not belong to server %s", origin)
 	}
 	target := id.UserID(*ev.StateKey)
 	if target.Homeserver() != a.serverName {
-		return mxerr.BadJSON.With("the invitee is not a user of this server")
+		return nil, mxerr.BadJSON.With("the invitee is not a user of this server")
 	}
 	if acct, err := a.users.Get(ctx, target); err != nil {
-		return mxerr.NotFound.With("unknown user")
+		return nil, mxerr.NotFound.With("unknown user")
 	} else if acct.Deactivated {
-		return mxerr.Forbidden.With("the user is deactivated")
+		return nil, mxerr.Forbidden.With("the user is deactivated")
 	}
 	if v, err := a.rooms.Version(ctx, roomID); err == nil && v != req.RoomVersion {
-		return mxerr.BadJSON.With("the room is of version %s", v)
-	}
-	if err := a.checkACL(ctx, roomID, origin); err != nil {
-		return err
+		return nil, mxerr.BadJSON.With("the room is of version %s", v)
 	}
 	signed, err := a.rooms.Countersign(ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in, err := a.rooms.ServerInRoom(ctx, roomID, a.serverName); err != nil || !in {
 		if err := a.rooms.StoreRemoteInvite(ctx, signed, req.InviteRoomState); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return httpx.OK(w, map[string]json.RawMessage{"event": signed.JSON()})
+	return signed.JSON(), nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/httpx"
@@ -67,6 +68,8 @@ type sendJoinResp struct {
 	AuthChain      []json.RawMessage `json:"auth_chain"`
 	MembersOmitted bool              `json:"members_omitted"`
 	ServersInRoom  []string          `json:"servers_in_room,omitempty"`
+	// Event is the join signed by this server too, for restricted joins.
+	Event json.RawMessage `json:"event,omitempty"`
 }
 
 // sendJoinV2 handles PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
@@ -75,14 +78,33 @@ type sendJoinResp struct {
 // and the auth chain. With omit_members, member events other than the
 // heroes' are left out (a partial-state join).
 func (a *API) sendJoinV2(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	stored, err := a.receiveMembership(r, "join")
+	resp, err := a.sendJoin(r)
 	if err != nil {
 		return err
 	}
-	before, err := a.rooms.StateAt(ctx, stored, false)
+	return httpx.OK(w, resp)
+}
+
+// sendJoinV1 handles PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}
+// (dropped from the spec's joins-v1.yaml, still served by Synapse for
+// older servers): send_join v2 with the answer as [200, body].
+func (a *API) sendJoinV1(w http.ResponseWriter, r *http.Request) error {
+	resp, err := a.sendJoin(r)
 	if err != nil {
 		return err
+	}
+	return httpx.OK(w, []any{200, resp})
+}
+
+func (a *API) sendJoin(r *http.Request) (*sendJoinResp, error) {
+	ctx := r.Context()
+	stored, err := a.receiveMembership(r, "join")
+	if err != nil {
+		return nil, err
+	}
+	before, err := a.rooms.StateAt(ctx, stored, false)
+	if err != nil {
+		return nil, err
 	}
 	omit := r.URL.Query().Get("omit_members") == "true"
 	var keep []id.EventID
@@ -95,7 +117,7 @@ func (a *API) sendJoinV2(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		if servers, err = a.rooms.Servers(ctx, stored.RoomID()); err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		for _, ref := range before {
@@ -104,15 +126,18 @@ func (a *API) sendJoinV2(w http.ResponseWriter, r *http.Request) error {
 	}
 	stateEvs, err := a.rooms.Events(ctx, keep)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	chain, err := a.rooms.AuthChain(ctx, append(slices.Clone(keep), stored.ID))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp := sendJoinResp{Origin: a.serverName, MembersOmitted: omit, ServersInRoom: servers,
+	resp := &sendJoinResp{Origin: a.serverName, MembersOmitted: omit, ServersInRoom: servers,
 		State: jsonOf(stateEvs), AuthChain: jsonOf(chain)}
-	return httpx.OK(w, resp)
+	if a.vouchedFor(stored) {
+		resp.Event = json.RawMessage(stored.JSON())
+	}
+	return resp, nil
 }
 
 // heroes picks the members a partial-state joiner needs to name the room:
@@ -170,6 +195,9 @@ func (a *API) receiveMembership(r *http.Request, membership string) (*room.Store
 	if err != nil {
 		return nil, err
 	}
+	if membership == "join" {
+		raw = a.vouchForJoin(v, raw)
+	}
 	ev, err := a.checker.Check(ctx, v, raw)
 	if err != nil {
 		return nil, mxerr.BadJSON.With("invalid event: %v", err)
@@ -187,6 +215,37 @@ func (a *API) receiveMembership(r *http.Request, membership string) (*room.Store
 		return nil, mxerr.Forbidden.With("the sender does not belong to server %s", origin)
 	}
 	return a.rooms.ReceiveMembership(ctx, origin, ev)
+}
+
+// vouchForJoin adds this server's signature to a restricted join that
+// names one of its users as join_authorised_via_users_server (the user
+// make_join picked): auth rule 5.2.1 wants it, and send_join returns the
+// signed event to the joining server. The checks and auth rules that
+// follow still decide whether the join is allowed.
+func (a *API) vouchForJoin(v id.RoomVersion, raw []byte) []byte {
+	if !v.RestrictedJoins() {
+		return raw
+	}
+	ev, err := pdu.ParseIncoming(v, raw)
+	if err != nil {
+		return raw
+	}
+	via := id.UserID(gjson.GetBytes(ev.Content, "join_authorised_via_users_server").Str)
+	if via == "" || via.Homeserver() != a.serverName || len(ev.Signatures[a.serverName]) > 0 {
+		return raw
+	}
+	signed, err := a.rooms.Countersign(ev)
+	if err != nil {
+		return raw
+	}
+	return signed.JSON()
+}
+
+// vouchedFor reports whether a stored join carries our signature as its
+// authorising server, so send_join returns it.
+func (a *API) vouchedFor(ev *room.Stored) bool {
+	via := id.UserID(gjson.GetBytes(ev.Content, "join_authorised_via_users_server").Str)
+	return via != "" && via.Homeserver() == a.serverName && ev.Sender.Homeserver() != a.serverName
 }
 
 func jsonOf(evs []*room.Stored) []json.RawMessage {

@@ -15,14 +15,17 @@ func (a *API) Register(mux httpx.Router, auth func(httpx.HandlerFunc) httpx.Hand
 		{"PUT", "/_matrix/federation/v1/send/{txnId}", a.sendTransaction},
 		// joins-v1.yaml, joins-v2.yaml
 		{"GET", "/_matrix/federation/v1/make_join/{roomId}/{userId}", a.makeJoin},
+		{"PUT", "/_matrix/federation/v1/send_join/{roomId}/{eventId}", a.sendJoinV1},
 		{"PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", a.sendJoinV2},
 		// leaving-v1.yaml, leaving-v2.yaml
 		{"GET", "/_matrix/federation/v1/make_leave/{roomId}/{userId}", a.makeLeave},
+		{"PUT", "/_matrix/federation/v1/send_leave/{roomId}/{eventId}", a.sendLeaveV1},
 		{"PUT", "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", a.sendLeaveV2},
 		// knocks.yaml
 		{"GET", "/_matrix/federation/v1/make_knock/{roomId}/{userId}", a.makeKnock},
 		{"PUT", "/_matrix/federation/v1/send_knock/{roomId}/{eventId}", a.sendKnock},
-		// invites-v2.yaml
+		// invites-v1.yaml, invites-v2.yaml
+		{"PUT", "/_matrix/federation/v1/invite/{roomId}/{eventId}", a.sendInviteV1},
 		{"PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", a.sendInviteV2},
 		// events.yaml
 		{"GET", "/_matrix/federation/v1/event/{eventId}", a.getEvent},

@@ -52,6 +52,73 @@ type template struct {
 	Event       json.RawMessage `json:"event"`
 }
 
+// makeMembership asks server for a membership template. An answer without
+// room_version comes from a server older than room versions: the room is
+// of version 1 (joins-v1.yaml).
+func (s *Service) makeMembership(ctx context.Context, server, op string, roomID id.RoomID, user id.UserID, q url.Values) (template, error) {
+	var tmpl template
+	if err := s.client.Do(ctx, server, http.MethodGet, roomPath("/_matrix/federation/v1/"+op+"/", roomID, user.String()), q, nil, &tmpl); err != nil {
+		return tmpl, remoteError(op, err)
+	}
+	if tmpl.RoomVersion == "" {
+		tmpl.RoomVersion = "1"
+	}
+	if !pdu.IsSupported(tmpl.RoomVersion) {
+		return tmpl, mxerr.UnsupportedRoomVer.With("room version %q is not supported", tmpl.RoomVersion)
+	}
+	return tmpl, nil
+}
+
+// putMembership sends a completed membership event with the v2 endpoint
+// op (send_join, send_leave), or with v1 when the server does not know v2,
+// whose answer is [200, body] (joins-v1 and leaving-v1 of older specs;
+// Synapse falls back the same way).
+func (s *Service) putMembership(ctx context.Context, server, op string, ev *pdu.Event, out any) error {
+	path := roomPath("/_matrix/federation/v2/"+op+"/", ev.RoomID(), ev.ID.String())
+	err := s.client.Do(ctx, server, http.MethodPut, path, nil, json.RawMessage(ev.JSON()), out)
+	if !unknownEndpoint(err) {
+		return err
+	}
+	s.log.Info("remote server lacks the v2 endpoint; using v1", "server", server, "op", op)
+	var v1 []json.RawMessage
+	path = roomPath("/_matrix/federation/v1/"+op+"/", ev.RoomID(), ev.ID.String())
+	if err := s.client.Do(ctx, server, http.MethodPut, path, nil, json.RawMessage(ev.JSON()), &v1); err != nil {
+		return err
+	}
+	return decodeV1(server, op, v1, out)
+}
+
+// decodeV1 unpacks a v1 answer, [200, body], into out.
+func decodeV1(server, op string, v1 []json.RawMessage, out any) error {
+	if len(v1) != 2 {
+		return fmt.Errorf("%s v1 answer from %s is not [200, {...}]", op, server)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(v1[1], out); err != nil {
+		return fmt.Errorf("decoding the %s v1 answer from %s: %w", op, server, err)
+	}
+	return nil
+}
+
+// unknownEndpoint reports whether err says the server does not have the
+// endpoint at all: 404 or 405 without a Matrix error or with
+// M_UNRECOGNIZED, or 400 M_UNRECOGNIZED.
+func unknownEndpoint(err error) bool {
+	var fe *fedclient.Error
+	if !errors.As(err, &fe) {
+		return false
+	}
+	switch fe.Status {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return fe.Code == "" || fe.Code == mxerr.Unrecognized.Code
+	case http.StatusBadRequest:
+		return fe.Code == mxerr.Unrecognized.Code
+	}
+	return false
+}
+
 // sendJoinResp is the answer of send_join v2.
 type sendJoinResp struct {
 	State          []json.RawMessage `json:"state"`
@@ -93,6 +160,7 @@ func (s *Service) Join(ctx context.Context, roomID id.RoomID, user id.UserID, se
 // server would answer differently. what names the handshake in errors.
 func (s *Service) viaServers(what string, roomID id.RoomID, servers []string, final func(*mxerr.Error) bool, attempt func(server string) error) error {
 	var errs []error
+	var lastMatrix error
 	tried := map[string]bool{s.serverName: true}
 	for _, server := range servers {
 		if tried[server] {
@@ -105,23 +173,31 @@ func (s *Service) viaServers(what string, roomID id.RoomID, servers []string, fi
 		}
 		s.log.Info("remote "+what+" failed", "room_id", roomID, "server", server, "err", err)
 		errs = append(errs, fmt.Errorf("%s: %w", server, err))
-		if e, ok := mxerr.From(err); ok && final(e) {
-			return err
+		if e, ok := mxerr.From(err); ok {
+			if final(e) {
+				return err
+			}
+			if e.Status >= 400 && e.Status < 500 {
+				lastMatrix = err
+			}
 		}
 	}
 	if len(errs) == 0 {
 		return mxerr.NotFound.With("no server to %s room %s through", what, roomID)
 	}
+	// A server that answered with a Matrix error (the room is unknown
+	// there, the user may not join, the version is not supported) tells
+	// the client more than a gateway error would.
+	if lastMatrix != nil {
+		return lastMatrix
+	}
 	return mxerr.Unknown.WithStatus(http.StatusBadGateway).With("could not %s room %s through any server", what, roomID).Wrap(errors.Join(errs...))
 }
 
 func (s *Service) joinVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID, content map[string]any) (*room.Stored, error) {
-	var tmpl template
-	if err := s.client.Do(ctx, server, http.MethodGet, roomPath("/_matrix/federation/v1/make_join/", roomID, user.String()), supportedVersions(), nil, &tmpl); err != nil {
-		return nil, remoteError("make_join", err)
-	}
-	if !pdu.IsSupported(tmpl.RoomVersion) {
-		return nil, mxerr.UnsupportedRoomVer.With("room version %q is not supported", tmpl.RoomVersion)
+	tmpl, err := s.makeMembership(ctx, server, "make_join", roomID, user, supportedVersions())
+	if err != nil {
+		return nil, err
 	}
 	ev, err := s.complete(tmpl, user, "join", content)
 	if err != nil {
@@ -131,7 +207,7 @@ func (s *Service) joinVia(ctx context.Context, server string, roomID id.RoomID, 
 		return nil, fmt.Errorf("make_join answered with an event for another room")
 	}
 	var resp sendJoinResp
-	if err := s.client.Do(ctx, server, http.MethodPut, roomPath("/_matrix/federation/v2/send_join/", roomID, ev.ID.String()), nil, json.RawMessage(ev.JSON()), &resp); err != nil {
+	if err := s.putMembership(ctx, server, "send_join", ev, &resp); err != nil {
 		return nil, remoteError("send_join", err)
 	}
 	if len(resp.Event) > 0 {
@@ -153,6 +229,11 @@ func (s *Service) complete(tmpl template, user id.UserID, membership string, con
 		Type     string    `json:"type"`
 		StateKey string    `json:"state_key"`
 		Sender   id.UserID `json:"sender"`
+		Content  struct {
+			// The member of a restricted room who authorises the join,
+			// picked by the resident server.
+			AuthorisedVia id.UserID `json:"join_authorised_via_users_server"`
+		} `json:"content"`
 	}
 	if err := json.Unmarshal(tmpl.Event, &t); err != nil {
 		return nil, fmt.Errorf("decoding template: %w", err)
@@ -165,6 +246,9 @@ func (s *Service) complete(tmpl template, user id.UserID, membership string, con
 		c[k] = v
 	}
 	c["membership"] = membership
+	if membership == "join" && t.Content.AuthorisedVia != "" {
+		c["join_authorised_via_users_server"] = t.Content.AuthorisedVia
+	}
 	raw, _ := json.Marshal(c)
 	return pdu.FromTemplate(tmpl.RoomVersion, tmpl.Event, raw, s.now().UnixMilli(), s.serverName, s.key.ID, s.key.Priv)
 }
@@ -205,7 +289,13 @@ func (s *Service) Invite(ctx context.Context, roomID id.RoomID, sender, target i
 	var resp struct {
 		Event json.RawMessage `json:"event"`
 	}
-	if err := s.client.Do(ctx, target.Homeserver(), http.MethodPut, roomPath("/_matrix/federation/v2/invite/", roomID, ev.ID.String()), nil, body, &resp); err != nil {
+	err = s.client.Do(ctx, target.Homeserver(), http.MethodPut, roomPath("/_matrix/federation/v2/invite/", roomID, ev.ID.String()), nil, body, &resp)
+	if unknownEndpoint(err) && (v == "1" || v == "2") {
+		// A server older than invite v2 can only take rooms of versions
+		// 1 and 2, whose invites v1 carries as the bare event.
+		err = s.inviteV1(ctx, target.Homeserver(), ev, stripped, &resp)
+	}
+	if err != nil {
 		return nil, remoteError("invite", err)
 	}
 	signed, err := s.checker.Check(ctx, v, resp.Event)
@@ -219,6 +309,27 @@ func (s *Service) Invite(ctx context.Context, roomID id.RoomID, sender, target i
 		return nil, mxerr.Unknown.WithStatus(http.StatusBadGateway).With("the invitee's server did not sign the invite")
 	}
 	return s.rooms.SendBuilt(ctx, signed)
+}
+
+// inviteV1 sends an invite with PUT /_matrix/federation/v1/invite
+// (invites-v1.yaml): the event itself, with the stripped state in its
+// unsigned section.
+func (s *Service) inviteV1(ctx context.Context, server string, ev *pdu.Event, stripped []json.RawMessage, out any) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(ev.JSON(), &m); err != nil {
+		return fmt.Errorf("encoding the v1 invite: %w", err)
+	}
+	unsigned := map[string]json.RawMessage{}
+	if raw, ok := m["unsigned"]; ok {
+		_ = json.Unmarshal(raw, &unsigned)
+	}
+	unsigned["invite_room_state"], _ = json.Marshal(stripped)
+	m["unsigned"], _ = json.Marshal(unsigned)
+	var v1 []json.RawMessage
+	if err := s.client.Do(ctx, server, http.MethodPut, roomPath("/_matrix/federation/v1/invite/", ev.RoomID(), ev.ID.String()), nil, m, &v1); err != nil {
+		return err
+	}
+	return decodeV1(server, "invite", v1, out)
 }
 
 // RejectInvite declines an invite to a room this server is not in,
@@ -240,19 +351,16 @@ func (s *Service) RejectInvite(ctx context.Context, user id.UserID, roomID id.Ro
 }
 
 func (s *Service) leaveVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID) (id.EventID, error) {
-	var tmpl template
-	if err := s.client.Do(ctx, server, http.MethodGet, roomPath("/_matrix/federation/v1/make_leave/", roomID, user.String()), nil, nil, &tmpl); err != nil {
-		return "", remoteError("make_leave", err)
-	}
-	if !pdu.IsSupported(tmpl.RoomVersion) {
-		return "", mxerr.UnsupportedRoomVer.With("room version %q is not supported", tmpl.RoomVersion)
+	tmpl, err := s.makeMembership(ctx, server, "make_leave", roomID, user, nil)
+	if err != nil {
+		return "", err
 	}
 	ev, err := s.complete(tmpl, user, "leave", nil)
 	if err != nil {
 		return "", err
 	}
 	var resp json.RawMessage
-	if err := s.client.Do(ctx, server, http.MethodPut, roomPath("/_matrix/federation/v2/send_leave/", roomID, ev.ID.String()), nil, json.RawMessage(ev.JSON()), &resp); err != nil {
+	if err := s.putMembership(ctx, server, "send_leave", ev, &resp); err != nil {
 		return "", remoteError("send_leave", err)
 	}
 	return ev.ID, nil
@@ -270,9 +378,26 @@ func (s *Service) ResolveAlias(ctx context.Context, alias id.RoomAlias, server s
 	return resp.RoomID, resp.Servers, nil
 }
 
+// QueryProfile asks user's server for their profile, or one field of it
+// when field is not empty (query.yaml, getQueryProfile).
+func (s *Service) QueryProfile(ctx context.Context, user id.UserID, field string) (map[string]any, error) {
+	q := url.Values{"user_id": {user.String()}}
+	if field != "" {
+		q.Set("field", field)
+	}
+	resp := map[string]any{}
+	if err := s.client.Do(ctx, user.Homeserver(), http.MethodGet, "/_matrix/federation/v1/query/profile", q, nil, &resp); err != nil {
+		return nil, remoteError("query/profile", err)
+	}
+	return resp, nil
+}
+
 // remoteError passes on a Matrix error of the remote server (a 403 stays
 // a 403 for the client) and wraps anything else as a gateway error.
 func remoteError(op string, err error) error {
+	if errors.Is(err, fedclient.ErrInvalidServerName) {
+		return mxerr.InvalidParam.With("%v", err).Wrap(err)
+	}
 	var fe *fedclient.Error
 	if errors.As(err, &fe) && fe.Status >= 400 && fe.Status < 500 && fe.Code != "" {
 		return &mxerr.Error{Code: fe.Code, Status: fe.Status, Message: fmt.Sprintf("remote server: %s", fe.Message), Cause: err}
@@ -358,12 +483,9 @@ func (s *Service) Knock(ctx context.Context, roomID id.RoomID, user id.UserID, s
 }
 
 func (s *Service) knockVia(ctx context.Context, server string, roomID id.RoomID, user id.UserID, content map[string]any) error {
-	var tmpl template
-	if err := s.client.Do(ctx, server, http.MethodGet, roomPath("/_matrix/federation/v1/make_knock/", roomID, user.String()), supportedVersions(), nil, &tmpl); err != nil {
-		return remoteError("make_knock", err)
-	}
-	if !pdu.IsSupported(tmpl.RoomVersion) {
-		return mxerr.UnsupportedRoomVer.With("room version %q is not supported", tmpl.RoomVersion)
+	tmpl, err := s.makeMembership(ctx, server, "make_knock", roomID, user, supportedVersions())
+	if err != nil {
+		return err
 	}
 	ev, err := s.complete(tmpl, user, "knock", content)
 	if err != nil {

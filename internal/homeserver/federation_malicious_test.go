@@ -44,6 +44,8 @@ type evilServer struct {
 	// edus are the EDUs received in transactions, in order.
 	edusMu sync.Mutex
 	edus   []receivedEDU
+	// mux serves the server's routes; tests may add more.
+	mux *http.ServeMux
 }
 
 // receivedEDU is an EDU the evil server was sent.
@@ -72,8 +74,8 @@ func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
 		t.Fatal(err)
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	e := &evilServer{name: ln.Addr().String(), key: keys.SigningKey{ID: "ed25519:evil", Priv: priv}}
 	mux := http.NewServeMux()
+	e := &evilServer{name: ln.Addr().String(), key: keys.SigningKey{ID: "ed25519:evil", Priv: priv}, mux: mux}
 	mux.HandleFunc("GET /_matrix/key/v2/server", func(w http.ResponseWriter, r *http.Request) {
 		doc, _ := json.Marshal(map[string]any{
 			"server_name":     e.name,

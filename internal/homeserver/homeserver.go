@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
 	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
-		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender),
+		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
 		room.WithPersistObserver(s.metrics.ObservePersist),
 		room.WithMembershipHook(func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string) {
 			// Someone who left, or was kicked or banned, is not typing.

@@ -199,6 +199,11 @@ func decode(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	// null decodes into anything without an error; every body of the
+	// spec is an object (or an array where v is a slice).
+	if strings.TrimSpace(string(body)) == "null" {
+		return mxerr.BadJSON.With("request body must be a JSON object, not null")
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {

@@ -13,11 +13,13 @@ import (
 )
 
 // ServerKeysResp is a server's key response, as served at
-// GET /_matrix/key/v2/server and inside notary answers.
+// GET /_matrix/key/v2/server and inside notary answers. old_verify_keys
+// is always present, {} when there are none: some servers and test suites
+// require the field.
 type ServerKeysResp struct {
 	ServerName    string                         `json:"server_name"`
 	VerifyKeys    map[id.KeyID]VerifyKeyJSON     `json:"verify_keys"`
-	OldVerifyKeys map[id.KeyID]OldVerifyKeyJSON  `json:"old_verify_keys,omitempty"`
+	OldVerifyKeys map[id.KeyID]OldVerifyKeyJSON  `json:"old_verify_keys"`
 	Signatures    map[string]map[id.KeyID]string `json:"signatures,omitempty"`
 	// ValidUntilTS is in milliseconds since the epoch.
 	ValidUntilTS int64 `json:"valid_until_ts"`

@@ -19,6 +19,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	jsonv2 "encoding/json/v2"
@@ -150,6 +151,22 @@ func (e *Event) RoomID() id.RoomID {
 		return id.RoomID("!" + strings.TrimPrefix(e.ID.String(), "$"))
 	}
 	return e.PDU.RoomID
+}
+
+// AuthRefs returns the events the event's authorization depends on: its
+// auth_events and, from room version 12 where the create event is implied
+// by the room ID rather than listed, the room's create event. An auth
+// chain is the closure of AuthRefs; without the create event a remote
+// server cannot authorize anything of a version 12 room.
+func (e *Event) AuthRefs() []id.EventID {
+	if !e.Version.RoomIDIsCreateEventID() || e.Type == "m.room.create" {
+		return e.AuthEvents
+	}
+	create := id.EventID("$" + strings.TrimPrefix(e.RoomID().String(), "!"))
+	if slices.Contains(e.AuthEvents, create) {
+		return e.AuthEvents
+	}
+	return append(slices.Clip(e.AuthEvents), create)
 }
 
 // ReferenceHash returns the event's reference hash: the SHA-256 of its

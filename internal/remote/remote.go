@@ -41,15 +41,46 @@ func (f *Fetcher) checkAll(ctx context.Context, v id.RoomVersion, raws []json.Ra
 }
 
 // GetMissingEvents calls POST /_matrix/federation/v1/get_missing_events/{roomId}.
-func (f *Fetcher) GetMissingEvents(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, earliest, latest []id.EventID, limit int) ([]*pdu.Event, error) {
+// Besides the events that pass their checks it returns the IDs of those
+// that did not (where an ID can be worked out), so the caller does not
+// ask for them again.
+func (f *Fetcher) GetMissingEvents(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, earliest, latest []id.EventID, limit int) ([]*pdu.Event, []id.EventID, error) {
 	req := map[string]any{"earliest_events": nonNil(earliest), "latest_events": nonNil(latest), "limit": limit, "min_depth": 0}
 	var resp struct {
 		Events []json.RawMessage `json:"events"`
 	}
 	if err := f.client.Do(ctx, server, http.MethodPost, "/_matrix/federation/v1/get_missing_events/"+url.PathEscape(roomID.String()), nil, req, &resp); err != nil {
-		return nil, fmt.Errorf("get_missing_events from %s: %w", server, err)
+		return nil, nil, fmt.Errorf("get_missing_events from %s: %w", server, err)
 	}
-	return f.checkAll(ctx, v, resp.Events), nil
+	good := f.checkAll(ctx, v, resp.Events)
+	if len(good) == len(resp.Events) {
+		return good, nil, nil
+	}
+	ok := make(map[id.EventID]bool, len(good))
+	for _, e := range good {
+		ok[e.ID] = true
+	}
+	var bad []id.EventID
+	for _, raw := range resp.Events {
+		if e, err := pdu.Parse(v, raw); err == nil && !ok[e.ID] {
+			bad = append(bad, e.ID)
+		}
+	}
+	return good, bad, nil
+}
+
+// GetStateIDs calls GET /_matrix/federation/v1/state_ids/{roomId}: the
+// IDs of the state before evID and of its auth chain.
+func (f *Fetcher) GetStateIDs(ctx context.Context, server string, roomID id.RoomID, evID id.EventID) (state, authChain []id.EventID, err error) {
+	var resp struct {
+		AuthChainIDs []id.EventID `json:"auth_chain_ids"`
+		PDUIDs       []id.EventID `json:"pdu_ids"`
+	}
+	q := url.Values{"event_id": {evID.String()}}
+	if err := f.client.Do(ctx, server, http.MethodGet, "/_matrix/federation/v1/state_ids/"+url.PathEscape(roomID.String()), q, nil, &resp); err != nil {
+		return nil, nil, fmt.Errorf("state_ids from %s: %w", server, err)
+	}
+	return resp.PDUIDs, resp.AuthChainIDs, nil
 }
 
 // GetState calls GET /_matrix/federation/v1/state/{roomId}.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/federation/eventauth"
@@ -25,8 +26,12 @@ import (
 // returns has passed the checks on receipt of a PDU that need no room
 // state: format, canonical JSON, size, hashes and signatures.
 type Remote interface {
-	// GetMissingEvents returns events between earliest and latest.
-	GetMissingEvents(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, earliest, latest []id.EventID, limit int) ([]*pdu.Event, error)
+	// GetMissingEvents returns events between earliest and latest, and
+	// the IDs of those the server returned that failed their checks.
+	GetMissingEvents(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, earliest, latest []id.EventID, limit int) (evs []*pdu.Event, bad []id.EventID, err error)
+	// GetStateIDs returns the IDs of the state before evID and of its
+	// auth chain.
+	GetStateIDs(ctx context.Context, server string, roomID id.RoomID, evID id.EventID) (state, authChain []id.EventID, err error)
 	// GetState returns the state before evID and its auth chain.
 	GetState(ctx context.Context, server string, roomID id.RoomID, v id.RoomVersion, evID id.EventID) (state, authChain []*pdu.Event, err error)
 	// GetEventAuth returns the full auth chain of evID.
@@ -141,8 +146,10 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 	if err != nil {
 		return nil, err
 	}
+	var badForm []id.EventID
 	if len(missing) > 0 && fetchGaps && s.remote != nil {
-		got, err := s.remote.GetMissingEvents(ctx, origin, in.roomID, in.version, in.extremities, []id.EventID{ev.ID}, maxMissingEvents)
+		got, bad, err := s.remote.GetMissingEvents(ctx, origin, in.roomID, in.version, in.extremities, []id.EventID{ev.ID}, maxMissingEvents)
+		badForm = bad
 		if err != nil {
 			s.log.Info("fetching missing events failed", "room_id", in.roomID, "event_id", ev.ID, "server", origin, "err", err)
 		}
@@ -172,6 +179,12 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 		}
 	}
 	for _, m := range missing {
+		if slices.Contains(badForm, m) {
+			// The server already sent it in a form that fails the
+			// checks on receipt; asking again with /event would get
+			// the same.
+			return nil, fmt.Errorf("%w: %s came back from get_missing_events in bad form", ErrMissingAncestors, m)
+		}
 		st, err := s.stateAfterRemote(ctx, in, origin, m)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrMissingAncestors, m, err)
@@ -241,12 +254,94 @@ func (s *Service) prevEvents(ctx context.Context, ev *pdu.Event) ([]*Stored, []i
 }
 
 // stateAfterRemote asks origin for the state at a prev event we lack, and
-// returns the state after that event. The state and auth chain are stored
-// as outliers.
+// returns the state after that event. As Synapse does, it asks for the
+// IDs only (/state_ids) and fetches the events it does not hold one by one
+// with /event, unless it lacks a tenth or more of them: then the whole
+// state (/state) is cheaper. Fetched events are stored as outliers.
 func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string, evID id.EventID) (State, error) {
 	if s.remote == nil {
 		return nil, errors.New("no federation")
 	}
+	stateIDs, authIDs, err := s.remote.GetStateIDs(ctx, origin, in.roomID, evID)
+	if err != nil {
+		s.log.Info("state_ids failed; asking for the full state", "room_id", in.roomID, "event_id", evID, "server", origin, "err", err)
+		return s.fullStateAfterRemote(ctx, in, origin, evID)
+	}
+	want := slices.Concat(stateIDs, authIDs, []id.EventID{evID})
+	held, err := s.Events(ctx, want)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[id.EventID]bool, len(held))
+	for _, h := range held {
+		have[h.ID] = true
+	}
+	var lack []id.EventID
+	for _, w := range want {
+		if !have[w] && !slices.Contains(lack, w) {
+			lack = append(lack, w)
+		}
+	}
+	if len(lack)*10 >= len(stateIDs)+len(authIDs) {
+		return s.fullStateAfterRemote(ctx, in, origin, evID)
+	}
+	fetched, err := s.fetchEvents(ctx, in, origin, lack)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.StoreOutliers(ctx, in.roomID, fetched); err != nil {
+		return nil, err
+	}
+	stateEvs, err := s.Events(ctx, stateIDs)
+	if err != nil {
+		return nil, err
+	}
+	ids := make(stateres.StateMap, len(stateEvs)+1)
+	for _, e := range stateEvs {
+		if e.IsState() && e.RoomID() == in.roomID {
+			ids[e.Key()] = e.ID
+		}
+	}
+	return s.withPrev(ctx, in, ids, evID)
+}
+
+// fetchEvents fetches events of the room from origin with /event, a few
+// at a time. Events that cannot be had are left out; the state built from
+// the rest misses them, as Synapse's does.
+func (s *Service) fetchEvents(ctx context.Context, in *info, origin string, ids []id.EventID) ([]*pdu.Event, error) {
+	const parallel = 8
+	out := make([]*pdu.Event, len(ids))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, evID := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ev, err := s.remote.GetEvent(ctx, origin, in.version, evID)
+			if err != nil || ev.RoomID() != in.roomID {
+				s.log.Info("fetching a state event failed", "room_id", in.roomID, "event_id", evID, "server", origin, "err", err)
+				return
+			}
+			out[i] = ev
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	kept := out[:0]
+	for _, e := range out {
+		if e != nil {
+			kept = append(kept, e)
+		}
+	}
+	return kept, nil
+}
+
+// fullStateAfterRemote is stateAfterRemote with /event for the prev event
+// and /state for the state before it.
+func (s *Service) fullStateAfterRemote(ctx context.Context, in *info, origin string, evID id.EventID) (State, error) {
 	prev, err := s.remote.GetEvent(ctx, origin, in.version, evID)
 	if err != nil {
 		return nil, fmt.Errorf("fetching event: %w", err)
@@ -268,6 +363,12 @@ func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string,
 			ids[e.Key()] = e.ID
 		}
 	}
+	return s.withPrev(ctx, in, ids, evID)
+}
+
+// withPrev returns the state before the prev event evID (ids) updated by
+// evID itself: the state after it.
+func (s *Service) withPrev(ctx context.Context, in *info, ids stateres.StateMap, evID id.EventID) (State, error) {
 	stored, err := s.Event(ctx, evID)
 	if err != nil {
 		return nil, err
@@ -282,11 +383,12 @@ func (s *Service) stateAfterRemote(ctx context.Context, in *info, origin string,
 // the event's own auth events (fetching them from origin when missing),
 // then against the state before the event.
 func (s *Service) checkReceived(ctx context.Context, in *info, origin string, ev *pdu.Event, before State) (bool, string, error) {
-	auth, err := s.Events(ctx, ev.AuthEvents)
+	refs := ev.AuthRefs()
+	auth, err := s.Events(ctx, refs)
 	if err != nil {
 		return false, "", err
 	}
-	if len(auth) < len(ev.AuthEvents) && s.remote != nil {
+	if len(auth) < len(refs) && s.remote != nil {
 		chain, err := s.remote.GetEventAuth(ctx, origin, in.roomID, in.version, ev.ID)
 		if err != nil {
 			s.log.Info("fetching auth chain failed", "room_id", in.roomID, "event_id", ev.ID, "server", origin, "err", err)
@@ -305,7 +407,7 @@ func (s *Service) checkReceived(ctx context.Context, in *info, origin string, ev
 
 // authorizeOwn checks ev against its own auth_events, which must be stored.
 func (s *Service) authorizeOwn(ctx context.Context, ev *pdu.Event) error {
-	return eventauth.Authorize(ev.Version, ev.PDU, nil, s.orderedPDUs(ctx), noThirdPartyKeys)
+	return eventauth.Authorize(ev.Version, ev.PDU, nil, s.orderedPDUs(ctx), s.verifyKeys(ctx))
 }
 
 // authorizeWithState checks ev against the auth events selected from st.
@@ -322,7 +424,7 @@ func (s *Service) authorizeWithState(ctx context.Context, in *info, ev *pdu.Even
 		}
 		authEvents = append(authEvents, e.PDU)
 	}
-	return eventauth.Authorize(ev.Version, ev.PDU, authEvents, s.orderedPDUs(ctx), noThirdPartyKeys)
+	return eventauth.Authorize(ev.Version, ev.PDU, authEvents, s.orderedPDUs(ctx), s.verifyKeys(ctx))
 }
 
 // orderedPDUs loads events for the auth rules: in the order asked, with
@@ -345,8 +447,18 @@ func (s *Service) orderedPDUs(ctx context.Context) eventauth.GetEventsFunc {
 	}
 }
 
-func noThirdPartyKeys(string, id.KeyID, time.Time) (id.SigningKey, time.Time, error) {
-	return "", time.Time{}, errors.New("third-party invite signatures are not supported yet")
+// verifyKeys returns the server keys the auth rules check signatures
+// with: ours, and others' from the key source.
+func (s *Service) verifyKeys(ctx context.Context) mpdu.GetKeyFunc {
+	return func(server string, keyID id.KeyID, minValidUntil time.Time) (id.SigningKey, time.Time, error) {
+		if server == s.serverName && keyID == s.key.ID {
+			return s.key.Public(), s.now().Add(time.Hour), nil
+		}
+		if s.keys == nil {
+			return "", time.Time{}, fmt.Errorf("no key source for %s's key %s", server, keyID)
+		}
+		return s.keys.VerifyKey(ctx, server, keyID, minValidUntil)
+	}
 }
 
 // persistReceived stores a checked remote event. before is the state
@@ -632,7 +744,7 @@ func (s *Service) authorizeOutlier(ctx context.Context, e *pdu.Event, batch map[
 		}
 		return out, nil
 	}
-	return eventauth.Authorize(e.Version, e.PDU, nil, get, noThirdPartyKeys)
+	return eventauth.Authorize(e.Version, e.PDU, nil, get, s.verifyKeys(ctx))
 }
 
 // authOrder sorts events so each comes after the auth events it has in the
@@ -658,7 +770,7 @@ func authOrder(evs map[id.EventID]*pdu.Event) []*pdu.Event {
 			return
 		}
 		done[evID] = true
-		for _, a := range e.AuthEvents {
+		for _, a := range e.AuthRefs() {
 			visit(a)
 		}
 		out = append(out, e)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxerr"
@@ -46,7 +47,18 @@ func (s *Service) Servers(ctx context.Context, roomID id.RoomID) ([]string, erro
 // MembershipTemplate builds the unsigned event a remote server completes
 // to change a user's membership (make_join, make_leave, make_knock). It
 // fails with M_FORBIDDEN when the auth rules would not allow the event.
+//
+// A join of a restricted room by a user not yet joined or invited names a
+// local member who may invite as join_authorised_via_users_server (the
+// resident server vouches for the user's membership of an allowed room).
 func (s *Service) MembershipTemplate(ctx context.Context, roomID id.RoomID, user id.UserID, membership string) (id.RoomVersion, json.RawMessage, error) {
+	restricted := false
+	if membership == "join" {
+		var err error
+		if restricted, err = s.checkRestrictedJoin(ctx, roomID, user); err != nil {
+			return "", nil, err
+		}
+	}
 	in, err := s.lockedInfo(ctx, roomID)
 	if err != nil {
 		return "", nil, err
@@ -56,7 +68,15 @@ func (s *Service) MembershipTemplate(ctx context.Context, roomID id.RoomID, user
 		return "", nil, mxerr.NotFound.With("unknown room")
 	}
 	sk := user.String()
-	content, _ := json.Marshal(map[string]string{"membership": membership})
+	c := map[string]string{"membership": membership}
+	if restricted {
+		via, err := s.joinAuthoriser(ctx, in)
+		if err != nil {
+			return "", nil, err
+		}
+		c["join_authorised_via_users_server"] = via.String()
+	}
+	content, _ := json.Marshal(c)
 	ev, err := s.buildLocal(ctx, in.clone(), pdu.Proto{Type: "m.room.member", StateKey: &sk, Sender: user, Content: content})
 	if err != nil {
 		return "", nil, err
@@ -76,9 +96,74 @@ func (s *Service) MembershipTemplate(ctx context.Context, roomID id.RoomID, user
 	return in.version, out, nil
 }
 
+// checkRestrictedJoin reports whether user's join of roomID needs an
+// authorising member (the room is restricted or knock_restricted and the
+// user is neither joined nor invited), and fails when the user is in none
+// of the allowed rooms: M_UNABLE_TO_AUTHORISE_JOIN when this server is in
+// none of them either and so cannot tell. It runs before the room's lock
+// is taken, since it reads other rooms.
+func (s *Service) checkRestrictedJoin(ctx context.Context, roomID id.RoomID, user id.UserID) (bool, error) {
+	v, err := s.Version(ctx, roomID)
+	if err != nil || !v.RestrictedJoins() {
+		return false, err
+	}
+	jr, err := s.CurrentStateEvent(ctx, roomID, "m.room.join_rules", "")
+	if err != nil || jr == nil {
+		return false, err
+	}
+	rule := gjson.GetBytes(jr.Content, "join_rule").Str
+	if rule != "restricted" && (rule != "knock_restricted" || !v.KnockRestricted()) {
+		return false, nil
+	}
+	if m, err := s.Membership(ctx, roomID, user); err != nil {
+		return false, err
+	} else if m == "join" || m == "invite" {
+		return false, nil
+	}
+	known := false
+	for _, a := range gjson.GetBytes(jr.Content, "allow").Array() {
+		if a.Get("type").Str != "m.room_membership" {
+			continue
+		}
+		allowed := id.RoomID(a.Get("room_id").Str)
+		if in, err := s.ServerInRoom(ctx, allowed, s.serverName); err != nil || !in {
+			continue
+		}
+		known = true
+		if m, err := s.Membership(ctx, allowed, user); err == nil && m == "join" {
+			return true, nil
+		}
+	}
+	if !known {
+		return false, mxerr.UnableToAuthoriseJoin.With("this server is in none of the rooms that allow joining %s", roomID)
+	}
+	return false, mxerr.Forbidden.With("%s is in none of the rooms that allow joining %s", user, roomID)
+}
+
+// joinAuthoriser picks a local member of the room who may invite, to
+// authorise a restricted join (auth rule 5.3.5.2): the first by user ID,
+// so repeated make_joins agree.
+func (s *Service) joinAuthoriser(ctx context.Context, in *info) (id.UserID, error) {
+	pl, err := s.powerLevels(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	var best id.UserID
+	for u := range in.localJoined {
+		if pl.GetUserLevel(u) >= pl.Invite() && (best == "" || u < best) {
+			best = u
+		}
+	}
+	if best == "" {
+		return "", mxerr.UnableToGrantJoin.With("no user of this server in the room may invite")
+	}
+	return best, nil
+}
+
 // AuthChain returns the auth chain of the given events: every event
-// reachable through auth_events, not including the events themselves
-// unless one is in another's chain.
+// reachable through auth_events (and, from room version 12, the create
+// event every event implies), not including the events themselves unless
+// one is in another's chain.
 func (s *Service) AuthChain(ctx context.Context, ids []id.EventID) ([]*Stored, error) {
 	seen := map[id.EventID]bool{}
 	var out []*Stored
@@ -94,7 +179,7 @@ func (s *Service) AuthChain(ctx context.Context, ids []id.EventID) ([]*Stored, e
 			if !first {
 				out = append(out, e)
 			}
-			for _, a := range e.AuthEvents {
+			for _, a := range e.AuthRefs() {
 				if !seen[a] {
 					seen[a] = true
 					frontier = append(frontier, a)
@@ -495,11 +580,12 @@ func (s *Service) StoreBackfilled(ctx context.Context, origin string, roomID id.
 		if err != nil {
 			existing = nil
 		}
-		auth, err := s.Events(ctx, ev.AuthEvents)
+		refs := ev.AuthRefs()
+		auth, err := s.Events(ctx, refs)
 		if err != nil {
 			return added, err
 		}
-		if len(auth) < len(ev.AuthEvents) && s.remote != nil {
+		if len(auth) < len(refs) && s.remote != nil {
 			if chain, err := s.remote.GetEventAuth(ctx, origin, roomID, in.version, ev.ID); err == nil {
 				if err := s.StoreOutliers(ctx, roomID, chain); err != nil {
 					return added, err

@@ -57,6 +57,7 @@ type Service struct {
 
 	remote         Remote
 	outbox         Outbox
+	keys           KeySource
 	observePersist PersistObserver
 	// onMembership hears of every membership change this service commits.
 	onMembership func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string)
@@ -68,6 +69,16 @@ type Option func(*Service)
 // WithRemote lets the service fetch missing events and state from other
 // servers. Without it, an incoming event with unknown ancestors is refused.
 func WithRemote(r Remote) Option { return func(s *Service) { s.remote = r } }
+
+// KeySource returns other servers' verify keys (keys.Ring), for the one
+// auth rule that checks a signature: a restricted join must be signed by
+// the server of its join_authorised_via_users_server (rule 5.2.1).
+type KeySource interface {
+	VerifyKey(ctx context.Context, server string, keyID id.KeyID, minValidUntil time.Time) (id.SigningKey, time.Time, error)
+}
+
+// WithKeys lets the auth rules check other servers' signatures.
+func WithKeys(k KeySource) Option { return func(s *Service) { s.keys = k } }
 
 // WithOutbox queues every accepted local event for the other servers in its
 // room, in the transaction that stores it.

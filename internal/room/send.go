@@ -229,10 +229,7 @@ func (s *Service) authorize(ctx context.Context, work *info, ev *pdu.Event, auth
 		}
 		return out, nil
 	}
-	getKey := func(string, id.KeyID, time.Time) (id.SigningKey, time.Time, error) {
-		return "", time.Time{}, errors.New("third-party invite signatures are not supported yet")
-	}
-	if err := eventauth.Authorize(ev.Version, ev.PDU, authEvents, getEvents, getKey); err != nil {
+	if err := eventauth.Authorize(ev.Version, ev.PDU, authEvents, getEvents, s.verifyKeys(ctx)); err != nil {
 		var afe eventauth.AuthFailError
 		if errors.As(err, &afe) {
 			return mxerr.Forbidden.With("event not allowed by auth rule %s: %s", afe.Index, afe.Error()).Wrap(err)
@@ -281,11 +278,18 @@ func (s *Service) checkRedaction(ctx context.Context, work *info, ev *pdu.Event)
 	return mxerr.Forbidden.With("you may not redact other users' events")
 }
 
+// redactsOf returns the event a redaction redacts: content.redacts from
+// room version 11, where the top-level field is no longer part of the
+// event (a copy may be there for older clients, and must not be trusted
+// when it differs), the top-level redacts before.
 func redactsOf(ev *pdu.Event) id.EventID {
-	if ev.Redacts != nil && *ev.Redacts != "" {
+	if ev.Version.RedactsInContent() {
+		return id.EventID(gjson.GetBytes(ev.Content, "redacts").Str)
+	}
+	if ev.Redacts != nil {
 		return *ev.Redacts
 	}
-	return id.EventID(gjson.GetBytes(ev.Content, "redacts").Str)
+	return ""
 }
 
 // persist writes ev with everything that follows from it, updating work.

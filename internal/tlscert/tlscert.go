@@ -7,6 +7,7 @@
 package tlscert
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -67,7 +68,8 @@ func Host(serverName string) string {
 // CA is a certificate authority that can issue server certificates.
 type CA struct {
 	Cert *x509.Certificate
-	Key  *ecdsa.PrivateKey
+	// Key is the CA's private key: ECDSA, RSA or Ed25519.
+	Key crypto.Signer
 	// CertPEM is Cert in PEM form, for trust stores.
 	CertPEM []byte
 }
@@ -98,8 +100,10 @@ func NewCA() (*CA, error) {
 	return &CA{Cert: cert, Key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
-// LoadCA reads a CA certificate and its ECDSA private key (PKCS#8 or SEC 1)
-// from PEM files.
+// LoadCA reads a CA certificate and its private key from PEM files: ECDSA
+// (PKCS#8 or SEC 1), RSA (PKCS#1 or PKCS#8, what test suites such as
+// Complement hand out) or Ed25519 (PKCS#8). Issued certificates always get
+// ECDSA keys of their own.
 func LoadCA(certFile, keyFile string) (*CA, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
@@ -113,9 +117,9 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading CA %s: %w", certFile, err)
 	}
-	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	key, ok := pair.PrivateKey.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("CA key %s: only ECDSA keys are supported", keyFile)
+		return nil, fmt.Errorf("CA key %s: unsupported key type %T", keyFile, pair.PrivateKey)
 	}
 	cert, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
