@@ -176,7 +176,7 @@ func TestSharedSecretRegister(t *testing.T) {
 				{"no mac", func(n string) any { return map[string]any{"nonce": n, "username": "x", "password": "pw"} }, 400, "M_BAD_JSON"},
 				{"NUL in username", func(n string) any {
 					return map[string]any{"nonce": n, "username": "x\x00y", "password": "pw", "mac": "00"}
-				}, 400, "M_BAD_JSON"}, // refused by httpx before the handler sees it,
+				}, 400, "M_BAD_JSON"}, // refused by httpx before the handler sees it
 				{"unknown user_type", func(n string) any {
 					return map[string]any{"nonce": n, "username": "x", "password": "pw", "user_type": "wizard", "mac": mac(secret, n, "x", "pw", false, "wizard")}
 				}, 400, "M_UNKNOWN"},
