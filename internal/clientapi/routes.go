@@ -93,6 +93,8 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/rooms/{roomId}/state/{eventType}", v3r0, a.authed(a.getRoomStateWithKey)},
 		{"GET", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.authed(a.getRoomStateWithKey)},
 		{"GET", "/rooms/{roomId}/event/{eventId}", v3r0, a.authed(a.getOneRoomEvent)},
+		// room_event_by_timestamp.yaml
+		{"GET", "/rooms/{roomId}/timestamp_to_event", v1, a.authed(a.getEventByTimestamp)},
 
 		// room_state.yaml, room_send.yaml, redaction.yaml
 		{"PUT", "/rooms/{roomId}/state/{eventType}", v3r0, a.authed(a.setRoomStateWithKey)},

@@ -2,6 +2,7 @@ package federationapi
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -119,4 +120,39 @@ func idsOf(evs []*room.Stored) []id.EventID {
 		out = append(out, e.ID)
 	}
 	return out
+}
+
+// getEventByTimestamp handles GET /_matrix/federation/v1/timestamp_to_event/{roomId}
+// (events.yaml): the event closest to ?ts in the direction ?dir among
+// those held here. It never asks further servers, so two servers with the
+// same gap cannot ask each other in a loop.
+func (a *API) getEventByTimestamp(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	roomID, err := pathRoomID(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	rawTS, dir := q.Get("ts"), q.Get("dir")
+	if rawTS == "" || dir == "" {
+		return mxerr.MissingParam.With("ts and dir are required")
+	}
+	ts, err := strconv.ParseInt(rawTS, 10, 64)
+	if err != nil {
+		return mxerr.InvalidParam.With("ts must be an integer")
+	}
+	if dir != "f" && dir != "b" {
+		return mxerr.InvalidParam.With("dir must be f or b")
+	}
+	if err := a.roomForOrigin(ctx, roomID, Origin(ctx)); err != nil {
+		return err
+	}
+	ev, _, err := a.rooms.EventAtTimestamp(ctx, roomID, ts, dir == "f", 0)
+	if err != nil {
+		return err
+	}
+	if ev == nil {
+		return mxerr.NotFound.With("unable to find an event from %d in direction %s", ts, dir)
+	}
+	return httpx.OK(w, map[string]any{"event_id": ev.ID, "origin_server_ts": ev.OriginServerTS})
 }

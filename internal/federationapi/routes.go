@@ -31,6 +31,7 @@ func (a *API) Register(mux httpx.Router, auth func(httpx.HandlerFunc) httpx.Hand
 		{"GET", "/_matrix/federation/v1/event/{eventId}", a.getEvent},
 		{"GET", "/_matrix/federation/v1/state/{roomId}", a.getRoomState},
 		{"GET", "/_matrix/federation/v1/state_ids/{roomId}", a.getRoomStateIds},
+		{"GET", "/_matrix/federation/v1/timestamp_to_event/{roomId}", a.getEventByTimestamp},
 		// event_auth.yaml
 		{"GET", "/_matrix/federation/v1/event_auth/{roomId}/{eventId}", a.getEventAuth},
 		// backfill.yaml
