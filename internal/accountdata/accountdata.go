@@ -97,6 +97,53 @@ func (s *Store) PutTx(ctx context.Context, tx *storage.Tx, user id.UserID, roomI
 	return pos, nil
 }
 
+// Update replaces the user's account data of evType (global when roomID
+// is "") with change(old), where old is the current content or nil when
+// there is none. Read and write happen in one write transaction, and
+// write transactions are serialised, so concurrent updates (two tags
+// added at once) never lose each other's change. An error from change is
+// returned as is and nothing is written.
+func (s *Store) Update(ctx context.Context, user id.UserID, roomID id.RoomID, evType string, change func(old json.RawMessage) (json.RawMessage, error)) (int64, error) {
+	var pos int64
+	var changeErr error
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		var old sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`,
+			user.String(), roomID.String(), evType).Scan(&old)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var oldContent json.RawMessage
+		if old.Valid {
+			oldContent = json.RawMessage(old.String)
+		}
+		content, err := change(oldContent)
+		if err != nil {
+			changeErr = err
+			return err
+		}
+		if pos, err = storage.NextID(ctx, tx, "stream", 1); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO account_data (user_id, room_id, type, content, stream_pos)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
+			user.String(), roomID.String(), evType, string(content), pos)
+		if err != nil {
+			return err
+		}
+		tx.AfterCommit(func() { s.notifier.Notify(notifier.AccountData, user) })
+		return nil
+	})
+	if changeErr != nil {
+		return 0, changeErr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("updating account data %s of %s in room %q: %w", evType, user, roomID, err)
+	}
+	return pos, nil
+}
+
 // Get returns the content of the user's account data of evType (global when
 // roomID is ""), or M_NOT_FOUND.
 func (s *Store) Get(ctx context.Context, user id.UserID, roomID id.RoomID, evType string) (json.RawMessage, error) {

@@ -167,3 +167,50 @@ func TestDefaultsUntilWritten(t *testing.T) {
 		}
 	})
 }
+
+// TestUpdateConcurrent: concurrent read-modify-write updates of one item
+// (tags added at once from two devices) lose none of the changes, and a
+// failing change writes nothing.
+func TestUpdateConcurrent(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		s := accountdata.New(db, notifier.New())
+		const n = 20
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				_, err := s.Update(ctx, alice, room, "m.tag", func(old json.RawMessage) (json.RawMessage, error) {
+					m := map[string]int{}
+					if old != nil {
+						if err := json.Unmarshal(old, &m); err != nil {
+							return nil, err
+						}
+					}
+					m[string(rune('a'+i))] = i
+					return json.Marshal(m)
+				})
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		raw, err := s.Get(ctx, alice, room, "m.tag")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]int
+		if err := json.Unmarshal(raw, &m); err != nil || len(m) != n {
+			t.Fatalf("after %d concurrent updates: %s, %v", n, raw, err)
+		}
+		boom := errors.New("boom")
+		if _, err := s.Update(ctx, alice, room, "m.tag", func(json.RawMessage) (json.RawMessage, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Fatalf("failing change: %v, want boom", err)
+		}
+		if again, _ := s.Get(ctx, alice, room, "m.tag"); string(again) != string(raw) {
+			t.Fatalf("a failed change wrote %s", again)
+		}
+	})
+}

@@ -120,6 +120,11 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.getAccountDataPerRoom)},
 		{"PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", v3r0, a.authed(a.setAccountDataPerRoom)},
 
+		// tags.yaml
+		{"GET", "/user/{userId}/rooms/{roomId}/tags", v3r0, a.authed(a.getRoomTags)},
+		{"PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", v3r0, a.authed(a.setRoomTag)},
+		{"DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", v3r0, a.authed(a.deleteRoomTag)},
+
 		// pushrules.yaml
 		{"GET", "/pushrules/{$}", v3r0, a.authed(a.getPushRules)},
 		{"GET", "/pushrules/global/{$}", v3r0, a.authed(a.getPushRulesGlobal)},
