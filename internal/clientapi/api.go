@@ -30,6 +30,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
 	"github.com/myelin-chat/myelin/internal/receipts"
+	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/users"
@@ -62,6 +63,10 @@ type API struct {
 	media *media.Service
 	// push stores and serves push rules (pushrules.yaml).
 	push *push.Service
+	// reports stores reports of content; reportLimiter (nil: none)
+	// limits each user's reports.
+	reports       *reports.Store
+	reportLimiter *ratelimit.Limiter
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

@@ -16,6 +16,9 @@ type route struct {
 var (
 	v3r0 = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
 	v1   = []string{"/_matrix/client/v1"}
+	// v3 is for endpoints added after r0 was retired, which Synapse
+	// serves on v3 only.
+	v3   = []string{"/_matrix/client/v3"}
 	none = []string{""}
 	// The content repository's upload and legacy download paths live
 	// under /_matrix/media, served on v3, r0 and v1 as Synapse does.
@@ -101,6 +104,11 @@ func (a *API) Register(mux httpx.Router) {
 		{"PUT", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.authed(a.setRoomStateWithKey)},
 		{"PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", v3r0, a.authed(a.sendMessage)},
 		{"PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", v3r0, a.authed(a.redactEvent)},
+
+		// report_content.yaml
+		{"POST", "/rooms/{roomId}/report/{eventId}", v3r0, a.authed(a.reportEvent)},
+		{"POST", "/rooms/{roomId}/report", v3, a.authed(a.reportRoom)},
+		{"POST", "/users/{userId}/report", v3, a.authed(a.reportUser)},
 
 		// message_pagination.yaml, sync.yaml, filter.yaml
 		{"GET", "/rooms/{roomId}/messages", v3r0, a.authed(a.getRoomEvents)},

@@ -191,6 +191,14 @@ type RateLimit struct {
 	// Burst is how many requests may arrive at once. Default 200.
 	// Env: MYELIN_RATE_LIMIT_BURST.
 	Burst int `yaml:"burst"`
+	// ReportsPerSecond is the sustained rate at which one user may report
+	// events, rooms and users (Synapse: rc_reports.per_second), on top of
+	// the general limit. Default 1. Env: MYELIN_RATE_LIMIT_REPORTS_PER_SECOND.
+	ReportsPerSecond float64 `yaml:"reports_per_second"`
+	// ReportsBurst is how many reports one user may send at once
+	// (Synapse: rc_reports.burst_count). Default 5.
+	// Env: MYELIN_RATE_LIMIT_REPORTS_BURST.
+	ReportsBurst int `yaml:"reports_burst"`
 }
 
 // Defaults returns a Config with every default filled in.
@@ -206,7 +214,7 @@ func Defaults() Config {
 		Recaptcha:               Recaptcha{SiteverifyAPI: "https://www.recaptcha.net/recaptcha/api/siteverify"},
 		MediaStorage:            MediaStorage{S3: S3{UseSSL: true}},
 		URLPreview:              URLPreview{MaxSpiderSize: 10 << 20},
-		RateLimit:               RateLimit{Enabled: true, PerSecond: 50, Burst: 200},
+		RateLimit:               RateLimit{Enabled: true, PerSecond: 50, Burst: 200, ReportsPerSecond: 1, ReportsBurst: 5},
 		LogLevel:                "info",
 		Media:                   defaultMedia(),
 	}
@@ -333,6 +341,9 @@ func (c *Config) Validate() error {
 	if c.RateLimit.Enabled && (c.RateLimit.PerSecond <= 0 || c.RateLimit.Burst <= 0) {
 		return fmt.Errorf("rate_limit.per_second and rate_limit.burst must be positive when rate limiting is enabled")
 	}
+	if c.RateLimit.Enabled && (c.RateLimit.ReportsPerSecond <= 0 || c.RateLimit.ReportsBurst <= 0) {
+		return fmt.Errorf("rate_limit.reports_per_second and rate_limit.reports_burst must be positive when rate limiting is enabled")
+	}
 	return nil
 }
 
@@ -394,6 +405,13 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		}
 		c.RateLimit.PerSecond = f
 	}
+	if v, ok := env("MYELIN_RATE_LIMIT_REPORTS_PER_SECOND"); ok && v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("MYELIN_RATE_LIMIT_REPORTS_PER_SECOND=%q: want a number", v)
+		}
+		c.RateLimit.ReportsPerSecond = f
+	}
 	str("MYELIN_RECAPTCHA_PUBLIC_KEY", &c.Recaptcha.PublicKey)
 	str("MYELIN_RECAPTCHA_PRIVATE_KEY", &c.Recaptcha.PrivateKey)
 	str("MYELIN_RECAPTCHA_SITEVERIFY_API", &c.Recaptcha.SiteverifyAPI)
@@ -434,6 +452,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),
 		boolean("MYELIN_RATE_LIMIT", &c.RateLimit.Enabled),
 		integer("MYELIN_RATE_LIMIT_BURST", &c.RateLimit.Burst),
+		integer("MYELIN_RATE_LIMIT_REPORTS_BURST", &c.RateLimit.ReportsBurst),
 		integer("MYELIN_BCRYPT_COST", &c.BcryptCost),
 	)
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/remote"
+	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/sender"
 	"github.com/myelin-chat/myelin/internal/storage"
@@ -41,13 +42,15 @@ import (
 
 // Server is a running (or ready to run) homeserver.
 type Server struct {
-	cfg      config.Config
-	log      *slog.Logger
-	db       *storage.DB
-	Users    *users.Service
-	Rooms    *room.Service
-	Sync     *clientsync.Service
-	Media    *media.Service
+	cfg   config.Config
+	log   *slog.Logger
+	db    *storage.DB
+	Users *users.Service
+	Rooms *room.Service
+	Sync  *clientsync.Service
+	Media *media.Service
+	// Reports holds what users reported to the admins.
+	Reports  *reports.Store
 	notifier *notifier.Notifier
 	typing   *typing.Tracker
 	handler  http.Handler
@@ -142,8 +145,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return fail(err)
 	}
 	pushRules := push.New(db, accountData)
+	s.Reports = reports.New(db)
+	reportRate, reportBurst := 0.0, 0 // no limit when rate limiting is off
+	if cfg.RateLimit.Enabled {
+		reportRate, reportBurst = cfg.RateLimit.ReportsPerSecond, cfg.RateLimit.ReportsBurst
+	}
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
-		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules))...)
+		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
+			clientapi.WithReports(s.Reports, reportRate, reportBurst))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
