@@ -14,6 +14,9 @@ import (
 	"github.com/myelin-chat/myelin/internal/room"
 )
 
+// maxTimestampServers is how many servers one lookup asks at most.
+const maxTimestampServers = 5
+
 // timestampResp is the answer of federation timestamp_to_event.
 type timestampResp struct {
 	EventID        id.EventID `json:"event_id"`
@@ -28,8 +31,9 @@ type timestampResp struct {
 // hold old history. An answer counts only when it is closer to ts than
 // local and on the asked side of ts; the event is then fetched (/event),
 // checked and stored as backfilled history if it is not held yet, so a
-// client can go on to /context or /messages from it. It returns nil when
-// no server had a better event.
+// client can go on to /context or /messages from it. At most
+// maxTimestampServers are asked. It returns nil when no server had a
+// better event.
 func (s *Service) EventAtTimestamp(ctx context.Context, roomID id.RoomID, ts int64, forward bool, local *room.Stored) (*room.Stored, error) {
 	servers, err := s.rooms.Servers(ctx, roomID)
 	if err != nil {
@@ -49,10 +53,17 @@ func (s *Service) EventAtTimestamp(ctx context.Context, roomID id.RoomID, ts int
 		dir = "f"
 	}
 	q := url.Values{"ts": {strconv.FormatInt(ts, 10)}, "dir": {dir}}
+	asked := 0
 	for _, server := range servers {
 		if server == s.serverName {
 			continue
 		}
+		// A client waits on this: a room with hundreds of servers must
+		// not make it wait on each of them.
+		if asked == maxTimestampServers {
+			break
+		}
+		asked++
 		ev, err := s.eventAtTimestampVia(ctx, server, roomID, q, ts, forward, local)
 		if err != nil {
 			s.log.Info("timestamp_to_event on another server failed", "room_id", roomID, "server", server, "err", err)
