@@ -12,6 +12,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
 	"github.com/myelin-chat/myelin/internal/reports"
+	"github.com/myelin-chat/myelin/internal/room"
 )
 
 // maxReportReason is the longest reason a report may give, in characters
@@ -103,7 +104,12 @@ func (a *API) reportEvent(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	if ev.RoomID() != roomID || ev.Rejected || ev.SoftFailed || ev.Outlier || ev.RedactedBy != "" || !seesEvent(access{joined: true}, ev) {
+	if ev.RoomID() != roomID || ev.Rejected || ev.SoftFailed || ev.Outlier || ev.RedactedBy != "" {
+		return notFound
+	}
+	if ok, err := a.rooms.CanSee(ctx, reporter, []*room.Stored{ev}); err != nil {
+		return err
+	} else if !ok[0] {
 		return notFound
 	}
 	if _, err := a.reports.Add(ctx, reports.Report{

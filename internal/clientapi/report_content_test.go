@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/config"
@@ -85,6 +86,23 @@ func TestReportContent(t *testing.T) {
 		} {
 			want(c.what, report(c.cli, map[string]any{"reason": "x"}, "rooms", c.roomID, "report", c.evID), 404, "M_NOT_FOUND")
 		}
+		// History hidden from bob: an event from before he joined a room
+		// visible to members only while joined is as unknown.
+		private, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", InitialState: []*event.Event{{
+			Type: event.StateHistoryVisibility, Content: event.Content{Raw: map[string]any{"history_visibility": "joined"}},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hidden, err := alice.SendText(ctx, private.RoomID, "before bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.JoinRoom(ctx, private.RoomID.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		want("an event hidden by history visibility", report(bob, map[string]any{"reason": "x"}, "rooms", private.RoomID, "report", hidden.EventID), 404, "M_NOT_FOUND")
+
 		want("reason a number", report(bob, map[string]any{"reason": 5}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")
 		want("score a string", report(bob, map[string]any{"score": "-5"}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")
 		want("score a float", report(bob, map[string]any{"score": -0.5}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")

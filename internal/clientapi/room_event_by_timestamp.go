@@ -13,7 +13,8 @@ import (
 // getEventByTimestamp serves GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event
 // (room_event_by_timestamp.yaml): the event closest to ?ts in the
 // direction ?dir. The caller must be in the room (or have been: then only
-// events up to their departure count) or the room must be world readable.
+// events up to their departure count) or the room must be world readable,
+// and the event found must be visible to them (room.CanSee).
 // When the history held here has a gap next to the closest local event,
 // or there is none, the room's other servers are asked, as Synapse does.
 func (a *API) getEventByTimestamp(w http.ResponseWriter, r *http.Request) error {
@@ -49,18 +50,18 @@ func (a *API) getEventByTimestamp(w http.ResponseWriter, r *http.Request) error 
 			found = remote
 		}
 	}
-	if found == nil || !seesEvent(acc, found) {
-		return mxerr.NotFound.With("unable to find an event from %d in direction %s", ts, map[bool]string{true: "f", false: "b"}[forward])
+	notFound := mxerr.NotFound.With("unable to find an event from %d in direction %s", ts, map[bool]string{true: "f", false: "b"}[forward])
+	if found == nil {
+		return notFound
+	}
+	// The answer names an event: history visibility applies as to reading
+	// it, and an event the user may not see is as no event.
+	if ok, err := a.rooms.CanSee(ctx, session(r).UserID, []*room.Stored{found}); err != nil {
+		return err
+	} else if !ok[0] {
+		return notFound
 	}
 	return httpx.OK(w, map[string]any{"event_id": found.ID, "origin_server_ts": found.OriginServerTS})
-}
-
-// seesEvent is the visibility gate of the events these endpoints name:
-// the user's access to the room as of now (roomAccess) bounds what they
-// may see to everything while joined or world readable, and to the
-// events up to their departure after leaving.
-func seesEvent(acc access, ev *room.Stored) bool {
-	return acc.joined || ev.StreamPos <= acc.until
 }
 
 // timestampQuery parses the ts and dir parameters of timestamp_to_event.

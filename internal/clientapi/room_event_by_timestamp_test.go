@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxtest"
@@ -125,6 +126,26 @@ func TestTimestampToEvent(t *testing.T) {
 		_, err = eve.TimestampToEvent(ctx, "!nosuchroom:localhost", ms(ts2), mautrix.DirectionForward)
 		if st, code := matrixErr(err); st != 403 || code != "M_FORBIDDEN" {
 			t.Errorf("unknown room: HTTP %d %s, want 403 M_FORBIDDEN", st, code)
+		}
+
+		// In a room whose history is visible only to members while joined,
+		// what was said before bob joined is not his to find.
+		private, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", InitialState: []*event.Event{{
+			Type: event.StateHistoryVisibility, Content: event.Content{Raw: map[string]any{"history_visibility": "joined"}},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		early, tsEarly := sendTimed(t, alice, private.RoomID, "before bob")
+		if _, err := bob.JoinRoom(ctx, private.RoomID.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := alice.TimestampToEvent(ctx, private.RoomID, ms(tsEarly), mautrix.DirectionBackward); err != nil || resp.EventID != early {
+			t.Fatalf("alice backward from her message: %+v, %v", resp, err)
+		}
+		_, err = bob.TimestampToEvent(ctx, private.RoomID, ms(tsEarly), mautrix.DirectionBackward)
+		if st, code := matrixErr(err); st != 404 || code != "M_NOT_FOUND" {
+			t.Errorf("bob backward into history hidden from him: HTTP %d %s, want 404 M_NOT_FOUND", st, code)
 		}
 
 		// bob joins and leaves; what alice says afterwards is not his to find.
