@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"maunium.net/go/mautrix/id"
@@ -63,6 +64,9 @@ func (a *API) startReport(r *http.Request, reasonRequired bool) (reason string, 
 		}
 	case json.Unmarshal(req.Reason, &reason) != nil:
 		return "", nil, mxerr.BadJSON.With("reason must be a string")
+	case strings.ContainsRune(reason, 0):
+		// The reason is stored as text, which cannot hold a NUL.
+		return "", nil, mxerr.BadJSON.With("reason must not contain NUL characters")
 	}
 	if utf8.RuneCountInString(reason) > maxReportReason {
 		return "", nil, mxerr.BadJSON.With("reason must be at most %d characters", maxReportReason)

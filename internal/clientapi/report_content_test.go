@@ -106,6 +106,7 @@ func TestReportContent(t *testing.T) {
 		want("reason a number", report(bob, map[string]any{"reason": 5}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")
 		want("score a string", report(bob, map[string]any{"score": "-5"}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")
 		want("score a float", report(bob, map[string]any{"score": -0.5}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")
+		want("reason with a NUL", report(bob, map[string]any{"reason": "a\x00b"}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")
 		want("reason too long", report(bob, map[string]any{"reason": strings.Repeat("a", 1001)}, "rooms", roomID, "report", msg.EventID), 400, "M_BAD_JSON")
 
 		// Rooms: no membership needed.
