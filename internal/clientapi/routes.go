@@ -100,8 +100,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", v3r0, a.authed(a.sendMessage)},
 		{"PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", v3r0, a.authed(a.redactEvent)},
 
-		// message_pagination.yaml, sync.yaml, filter.yaml
+		// message_pagination.yaml, event_context.yaml, sync.yaml, filter.yaml
 		{"GET", "/rooms/{roomId}/messages", v3r0, a.authed(a.getRoomEvents)},
+		{"GET", "/rooms/{roomId}/context/{eventId}", v3r0, a.authed(a.getEventContext)},
 		{"GET", "/sync", v3r0, a.authed(a.sync)},
 		{"POST", "/user/{userId}/filter", v3r0, a.authed(a.defineFilter)},
 		{"GET", "/user/{userId}/filter/{filterId}", v3r0, a.authed(a.getFilter)},
