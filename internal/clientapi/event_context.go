@@ -17,8 +17,13 @@ import (
 //
 // As in Synapse, the limit is split into limit/2 events before and the
 // rest after; the filter applies to events_before, events_after and
-// state, never to the event itself. Events the user may not see are left
-// out, and the event itself, if hidden, is not found (as /event answers).
+// state, never to the event itself. The state is the state after the
+// last event returned (after the event itself when none follows), only
+// its members who sent the events returned under lazy_load_members.
+// History visibility applies to all of it, state included (as in
+// Synapse): hidden events are left out, and the event itself, if hidden,
+// is not found, as /event answers (Synapse says 403 there; 404 does not
+// tell that the event exists).
 func (a *API) getEventContext(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	sess := session(r)
