@@ -110,8 +110,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/rooms/{roomId}/report", v3, a.authed(a.reportRoom)},
 		{"POST", "/users/{userId}/report", v3, a.authed(a.reportUser)},
 
-		// message_pagination.yaml, sync.yaml, filter.yaml
+		// message_pagination.yaml, event_context.yaml, sync.yaml, filter.yaml
 		{"GET", "/rooms/{roomId}/messages", v3r0, a.authed(a.getRoomEvents)},
+		{"GET", "/rooms/{roomId}/context/{eventId}", v3r0, a.authed(a.getEventContext)},
 		{"GET", "/sync", v3r0, a.authed(a.sync)},
 		{"POST", "/user/{userId}/filter", v3r0, a.authed(a.defineFilter)},
 		{"GET", "/user/{userId}/filter/{filterId}", v3r0, a.authed(a.getFilter)},
