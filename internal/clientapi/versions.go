@@ -27,17 +27,22 @@ import (
 //   - v1.4 private read receipts and threaded receipts: served; /threads
 //     is Threading.
 //   - v1.5 nothing new to serve.
-//   - v1.6 GET /v1/rooms/{roomId}/timestamp_to_event, core: NOT served,
-//     so the list stops at v1.5. It is also the oldest version that
-//     matrix-js-sdk (Element Web) accepts, so nothing below would do.
+//   - v1.6 GET /v1/rooms/{roomId}/timestamp_to_event, core: served,
+//     locally and by asking other servers (room_event_by_timestamp.go).
+//   - v1.7 asynchronous uploads (POST /v1/media/create, PUT upload):
+//     served.
+//   - v1.8 to v1.10: room version 11 (served); /.well-known/matrix/support
+//     is Server Administration, relations recursion is an optional module.
+//   - v1.11 authenticated media, client and federation: served. Clients
+//     switch to the /v1/media endpoints when they see it.
+//   - v1.12 via on join and knock: served; marking rooms unread is
+//     account data; account locking applies only to servers that lock.
+//   - v1.13, v1.14 room and user reports: served (report_content.go).
+//   - v1.15 GET /v1/room_summary/{roomIdOrAlias}, core: NOT served, so
+//     the list stops at v1.14.
 //
-// Beyond that: v1.7 asynchronous uploads and v1.11 authenticated media
-// (Content Repository, required; being added in the same round of work
-// as this list), v1.15 GET /v1/room_summary/{roomIdOrAlias} and v1.16
-// DELETE /profile/{userId}/{keyName}, all core. Once timestamp_to_event
-// and the media endpoints are served, v1.6 to v1.14 can follow. Listing
-// v1.12, as before, made clients use authenticated media, which nothing
-// served.
+// Beyond that: v1.15 room_summary and v1.16 DELETE
+// /profile/{userId}/{keyName}, both core.
 //
 // The r0 versions are listed as Synapse lists them: the r0 paths are
 // served (routes.go), and v1.1 is backwards compatible with r0.6.1. Some
@@ -47,7 +52,8 @@ import (
 // unable to connect.
 var specVersions = []string{
 	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
-	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5",
+	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
+	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14",
 }
 
 // getVersions serves GET /_matrix/client/versions (versions.yaml), with
@@ -55,9 +61,8 @@ var specVersions = []string{
 func (a *API) getVersions(w http.ResponseWriter, r *http.Request) error {
 	unstable := map[string]bool{}
 	if a.media != nil {
-		// With v1.11 not listed (see specVersions), this flag is how
-		// clients learn that the authenticated media endpoints are served
-		// (matrix-js-sdk and others check it, Synapse sets it).
+		// Besides v1.11, clients that predate it learn of the
+		// authenticated media endpoints by this flag (Synapse sets it).
 		unstable["org.matrix.msc3916.stable"] = true
 	}
 	return httpx.OK(w, map[string]any{

@@ -689,7 +689,8 @@ func TestVersionsAdvertised(t *testing.T) {
 	for _, v := range resp.Versions {
 		got = append(got, v.String())
 	}
-	want := []string{"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5"}
+	want := []string{"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5",
+		"v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("versions = %v, want %v", got, want)
 	}
