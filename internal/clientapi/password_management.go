@@ -62,3 +62,18 @@ func (a *API) changePassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	return httpx.OK(w, httpx.Empty)
 }
+
+// requestTokenToResetPasswordEmail serves POST
+// /_matrix/client/v3/account/password/email/requestToken
+// (password_management.yaml): Myelin sends no e-mail
+// (administrative_contact.go).
+func (a *API) requestTokenToResetPasswordEmail(w http.ResponseWriter, r *http.Request) error {
+	return emailTokenRefused(r, "email-based password resets are disabled on this server")
+}
+
+// requestTokenToResetPasswordMSISDN serves POST
+// /_matrix/client/v3/account/password/msisdn/requestToken
+// (password_management.yaml).
+func (a *API) requestTokenToResetPasswordMSISDN(w http.ResponseWriter, r *http.Request) error {
+	return msisdnTokenRefused(r, "phone-based password resets are not supported on this server")
+}

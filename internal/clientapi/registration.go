@@ -220,3 +220,16 @@ func (a *API) checkUsernameAvailability(w http.ResponseWriter, r *http.Request) 
 	}
 	return httpx.OK(w, map[string]bool{"available": true})
 }
+
+// requestTokenToRegisterEmail serves POST
+// /_matrix/client/v3/register/email/requestToken (registration.yaml):
+// Myelin sends no e-mail (administrative_contact.go).
+func (a *API) requestTokenToRegisterEmail(w http.ResponseWriter, r *http.Request) error {
+	return emailTokenRefused(r, "email-based registration is disabled on this server")
+}
+
+// requestTokenToRegisterMSISDN serves POST
+// /_matrix/client/v3/register/msisdn/requestToken (registration.yaml).
+func (a *API) requestTokenToRegisterMSISDN(w http.ResponseWriter, r *http.Request) error {
+	return msisdnTokenRefused(r, "registration by phone number is not supported on this homeserver")
+}

@@ -38,6 +38,8 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/register", v3r0, a.limited(a.register)},
 		{"GET", "/register/available", v3r0, a.limited(a.checkUsernameAvailability)},
 		{"GET", "/register/m.login.registration_token/validity", v1, a.limited(a.registrationTokenValidity)},
+		{"POST", "/register/email/requestToken", v3r0, a.limited(a.requestTokenToRegisterEmail)},
+		{"POST", "/register/msisdn/requestToken", v3r0, a.limited(a.requestTokenToRegisterMSISDN)},
 
 		// login.yaml, logout.yaml, whoami.yaml
 		{"GET", "/login", v3r0, a.getLoginFlows},
@@ -49,6 +51,18 @@ func (a *API) Register(mux httpx.Router) {
 		// password_management.yaml, account_deactivation.yaml
 		{"POST", "/account/password", v3r0, a.authed(a.changePassword)},
 		{"POST", "/account/deactivate", v3r0, a.authed(a.deactivateAccount)},
+		{"POST", "/account/password/email/requestToken", v3r0, a.limited(a.requestTokenToResetPasswordEmail)},
+		{"POST", "/account/password/msisdn/requestToken", v3r0, a.limited(a.requestTokenToResetPasswordMSISDN)},
+
+		// administrative_contact.yaml
+		{"GET", "/account/3pid", v3r0, a.authed(a.getAccount3PIDs)},
+		{"POST", "/account/3pid", v3r0, a.authed(a.post3PIDs)},
+		{"POST", "/account/3pid/add", v3r0, a.authed(a.add3PID)},
+		{"POST", "/account/3pid/bind", v3r0, a.authed(a.bind3PID)},
+		{"POST", "/account/3pid/delete", v3r0, a.authed(a.delete3pidFromAccount)},
+		{"POST", "/account/3pid/unbind", v3r0, a.authed(a.unbind3pidFromAccount)},
+		{"POST", "/account/3pid/email/requestToken", v3r0, a.limited(a.requestTokenTo3PIDEmail)},
+		{"POST", "/account/3pid/msisdn/requestToken", v3r0, a.limited(a.requestTokenTo3PIDMSISDN)},
 
 		// device_management.yaml
 		{"GET", "/devices", v3r0, a.authed(a.getDevices)},

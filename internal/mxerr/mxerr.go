@@ -141,4 +141,7 @@ var (
 	NotYetUploaded              = def("M_NOT_YET_UPLOADED", http.StatusGatewayTimeout)
 	CannotOverwriteMedia        = def("M_CANNOT_OVERWRITE_MEDIA", http.StatusConflict)
 	MethodNotAllowed            = def("M_UNRECOGNIZED", http.StatusMethodNotAllowed)
+	ThreepidAuthFailed          = def("M_THREEPID_AUTH_FAILED", http.StatusBadRequest)
+	ThreepidDenied              = def("M_THREEPID_DENIED", http.StatusForbidden)
+	ThreepidMediumNotSupported  = def("M_THREEPID_MEDIUM_NOT_SUPPORTED", http.StatusBadRequest)
 )
