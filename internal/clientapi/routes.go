@@ -164,6 +164,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", v3r0, a.authed(a.postReceipt)},
 		{"POST", "/rooms/{roomId}/read_markers", v3r0, a.authed(a.setReadMarker)},
 
+		// voip.yaml
+		{"GET", "/voip/turnServer", v3r0, a.authed(a.getTurnServer)},
+
 		// keys.yaml, cross_signing.yaml, to_device.yaml
 		{"POST", "/keys/upload", v3r0, a.authed(a.uploadKeys)},
 		{"POST", "/keys/query", v3r0, a.authed(a.queryKeys)},

@@ -108,6 +108,8 @@ type Config struct {
 	// Media configures the content repository; its keys are top-level
 	// (max_upload_size, media_store_path, ...), see media.go.
 	Media Media `yaml:",inline"`
+	// TURN configures /voip/turnServer (Synapse's turn_* keys), see voip.go.
+	TURN TURN `yaml:",inline"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -217,6 +219,7 @@ func Defaults() Config {
 		RateLimit:               RateLimit{Enabled: true, PerSecond: 50, Burst: 200, ReportsPerSecond: 1, ReportsBurst: 5},
 		LogLevel:                "info",
 		Media:                   defaultMedia(),
+		TURN:                    defaultTURN(),
 	}
 }
 
@@ -335,6 +338,9 @@ func (c *Config) Validate() error {
 	if err := c.Media.validate(); err != nil {
 		return err
 	}
+	if err := c.TURN.validate(); err != nil {
+		return err
+	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
 	}
@@ -443,6 +449,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		applyMediaStorageEnv(c, env),
 		applyURLPreviewEnv(c, env),
 		applyMediaEnv(&c.Media, env),
+		applyTURNEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),

@@ -183,6 +183,7 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 		"suppress_key_server_warning": func(key string, n *yaml.Node) { _, _ = r.boolean(key, n) },
 	}
 	maps.Copy(h, r.urlPreviewHandlers())
+	maps.Copy(h, r.turnHandlers())
 	return h
 }
 
