@@ -164,6 +164,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", v3r0, a.authed(a.postReceipt)},
 		{"POST", "/rooms/{roomId}/read_markers", v3r0, a.authed(a.setReadMarker)},
 
+		// openid.yaml
+		{"POST", "/user/{userId}/openid/request_token", v3r0, a.authed(a.requestOpenIdToken)},
+
 		// voip.yaml
 		{"GET", "/voip/turnServer", v3r0, a.authed(a.getTurnServer)},
 

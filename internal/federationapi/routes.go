@@ -61,4 +61,7 @@ func (a *API) Register(mux httpx.Router, auth func(httpx.HandlerFunc) httpx.Hand
 	for _, rt := range routes {
 		mux.Handle(rt.method+" "+rt.path, a.http.Wrap(auth(rt.h)))
 	}
+	// openid.yaml: called by services holding an OpenID token, without
+	// X-Matrix authentication.
+	mux.Handle("GET /_matrix/federation/v1/openid/userinfo", a.http.Wrap(a.exchangeOpenIdToken))
 }
