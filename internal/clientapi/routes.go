@@ -167,6 +167,10 @@ func (a *API) Register(mux httpx.Router) {
 		// openid.yaml
 		{"POST", "/user/{userId}/openid/request_token", v3r0, a.authed(a.requestOpenIdToken)},
 
+		// mutual_rooms.yaml, and Synapse's MSC2666 path
+		{"GET", "/mutual_rooms", v1, a.authed(a.getMutualRooms)},
+		{"GET", "/user/mutual_rooms", []string{"/_matrix/client/unstable/uk.half-shot.msc2666"}, a.authed(a.getMutualRooms)},
+
 		// voip.yaml
 		{"GET", "/voip/turnServer", v3r0, a.authed(a.getTurnServer)},
 
