@@ -32,6 +32,8 @@ func (a *API) Register(mux httpx.Router) {
 		// versions.yaml, wellknown.yaml, capabilities.yaml
 		{"GET", "/_matrix/client/versions", none, a.getVersions},
 		{"GET", "/.well-known/matrix/client", none, a.getWellknown},
+		// support.yaml
+		{"GET", "/.well-known/matrix/support", none, a.getWellknownSupport},
 		{"GET", "/capabilities", v3r0, a.authed(a.getCapabilities)},
 
 		// registration.yaml, registration_tokens.yaml

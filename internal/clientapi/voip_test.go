@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,33 +72,4 @@ func TestTurnServer(t *testing.T) {
 			t.Errorf("static: %+v", resp)
 		}
 	})
-}
-
-// TestTURNConfig checks the turn_* keys of a Synapse homeserver.yaml and the
-// MYELIN_TURN_* variables.
-func TestTURNConfig(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/homeserver.yaml"
-	yml := "server_name: example.org\nreport_stats: false\nturn_uris: [\"turn:a.example.org\"]\nturn_shared_secret: s3\nturn_user_lifetime: 1d\nturn_allow_guests: true\n"
-	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"MYELIN_DATA_DIR": dir}
-	cfg, _, err := config.Load(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(cfg.TURN.URIs, []string{"turn:a.example.org"}) || cfg.TURN.SharedSecret != "s3" || time.Duration(cfg.TURN.UserLifetime) != 24*time.Hour {
-		t.Errorf("synapse keys: %+v", cfg.TURN)
-	}
-	env["MYELIN_TURN_URIS"] = "turn:b.example.org, turns:c.example.org"
-	env["MYELIN_TURN_SHARED_SECRET"] = "env-secret"
-	env["MYELIN_TURN_USER_LIFETIME"] = "30m"
-	cfg, _, err = config.Load(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(cfg.TURN.URIs, []string{"turn:b.example.org", "turns:c.example.org"}) || cfg.TURN.SharedSecret != "env-secret" || time.Duration(cfg.TURN.UserLifetime) != 30*time.Minute {
-		t.Errorf("env: %+v", cfg.TURN)
-	}
 }

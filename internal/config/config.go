@@ -110,6 +110,8 @@ type Config struct {
 	Media Media `yaml:",inline"`
 	// TURN configures /voip/turnServer (Synapse's turn_* keys), see voip.go.
 	TURN TURN `yaml:",inline"`
+	// Support is served at /.well-known/matrix/support, see support.go.
+	Support Support `yaml:"support,omitempty"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -341,6 +343,9 @@ func (c *Config) Validate() error {
 	if err := c.TURN.validate(); err != nil {
 		return err
 	}
+	if err := c.Support.validate(); err != nil {
+		return err
+	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max_request_bytes must be positive")
 	}
@@ -397,6 +402,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 	str("MYELIN_DEFAULT_ROOM_VERSION", &c.DefaultRoomVersion)
 	str("MYELIN_LOG_LEVEL", &c.LogLevel)
 	str("MYELIN_METRICS_LISTEN", &c.MetricsListen)
+	str("MYELIN_SUPPORT_PAGE", &c.Support.SupportPage)
 	if v, ok := env("MYELIN_MAX_REQUEST_BYTES"); ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
