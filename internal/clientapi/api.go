@@ -30,6 +30,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
 	"github.com/myelin-chat/myelin/internal/receipts"
+	"github.com/myelin-chat/myelin/internal/relations"
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/typing"
@@ -67,6 +68,9 @@ type API struct {
 	// limits each user's reports.
 	reports       *reports.Store
 	reportLimiter *ratelimit.Limiter
+	// relations is the relations index; nil leaves /relations and
+	// /threads unrecognized.
+	relations *relations.Store
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

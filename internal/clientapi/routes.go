@@ -114,6 +114,11 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/rooms/{roomId}/event/{eventId}", v3r0, a.authed(a.getOneRoomEvent)},
 		// room_event_by_timestamp.yaml
 		{"GET", "/rooms/{roomId}/timestamp_to_event", v1, a.authed(a.getEventByTimestamp)},
+		// relations.yaml, threads_list.yaml
+		{"GET", "/rooms/{roomId}/relations/{eventId}", v1, a.authed(a.getRelatingEvents)},
+		{"GET", "/rooms/{roomId}/relations/{eventId}/{relType}", v1, a.authed(a.getRelatingEvents)},
+		{"GET", "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", v1, a.authed(a.getRelatingEvents)},
+		{"GET", "/rooms/{roomId}/threads", v1, a.authed(a.getThreadRoots)},
 
 		// room_state.yaml, room_send.yaml, redaction.yaml
 		{"PUT", "/rooms/{roomId}/state/{eventType}", v3r0, a.authed(a.setRoomStateWithKey)},

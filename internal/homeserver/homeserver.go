@@ -31,6 +31,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/pducheck"
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/receipts"
+	"github.com/myelin-chat/myelin/internal/relations"
 	"github.com/myelin-chat/myelin/internal/remote"
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
@@ -108,7 +109,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.metrics = s.newMetrics()
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
 	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
+	rels := relations.New(db)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
+		room.WithIndexer(rels), room.WithDecorator(rels),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
 		room.WithPersistObserver(s.metrics.ObservePersist),
 		room.WithMembershipHook(func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string) {
@@ -152,7 +155,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
-			clientapi.WithReports(s.Reports, reportRate, reportBurst))...)
+			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,

@@ -498,6 +498,9 @@ func (s *Service) persistReceived(ctx context.Context, tx *storage.Tx, work *inf
 		return st, nil
 	}
 	s.indexRecent(tx, work.roomID, st)
+	if err := s.indexStored(ctx, tx, st); err != nil {
+		return nil, err
+	}
 	remaining := make([]id.EventID, 0, len(work.extremities))
 	for _, x := range work.extremities {
 		if !slices.Contains(ev.PrevEvents, x) {

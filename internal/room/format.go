@@ -48,6 +48,9 @@ type Unsigned struct {
 	// Membership is the viewer's membership just after the event (spec
 	// v1.11), set where the caller knows it (see MembershipsAt).
 	Membership string `json:"membership,omitempty"`
+	// Relations are the bundled aggregations of child events (m.thread,
+	// m.replace, m.reference), added by the relations package.
+	Relations map[string]any `json:"m.relations,omitempty"`
 }
 
 // Viewer says who an event is formatted for: the transaction ID is shown
@@ -63,7 +66,20 @@ type Viewer struct {
 // Format renders ev for a client. withRoomID is false inside /sync, where
 // the room ID is implied by the section.
 func (s *Service) Format(ctx context.Context, ev *Stored, v Viewer, withRoomID bool) ClientEvent {
-	return s.format(ctx, ev, v, withRoomID, s.replacedEvents(ctx, []*Stored{ev}))
+	return s.FormatAll(ctx, []*Stored{ev}, v, withRoomID)[0]
+}
+
+// Decorator adds data derived from other events, such as bundled
+// aggregations, to a page of formatted events: once per page, so it can
+// batch its reads. out[i] is evs[i].
+type Decorator interface {
+	Decorate(ctx context.Context, rooms *Service, v Viewer, evs []*Stored, out []ClientEvent)
+}
+
+// WithDecorator runs d on every page of events formatted for clients
+// (/sync, /messages, /event, /relations, ...).
+func WithDecorator(d Decorator) Option {
+	return func(s *Service) { s.decorators = append(s.decorators, d) }
 }
 
 // format is Format with the events that evs replaced loaded already.
@@ -104,7 +120,7 @@ func (s *Service) format(ctx context.Context, ev *Stored, v Viewer, withRoomID b
 	}
 	if ev.RedactedBy != "" {
 		if red, err := s.Event(ctx, ev.RedactedBy); err == nil {
-			rc := s.Format(ctx, red, v, withRoomID)
+			rc := s.FormatBare(ctx, []*Stored{red}, v, withRoomID)[0]
 			u.RedactedBecause = &rc
 		}
 	}
@@ -114,6 +130,16 @@ func (s *Service) format(ctx context.Context, ev *Stored, v Viewer, withRoomID b
 
 // FormatAll renders a list of events.
 func (s *Service) FormatAll(ctx context.Context, evs []*Stored, v Viewer, withRoomID bool) []ClientEvent {
+	out := s.FormatBare(ctx, evs, v, withRoomID)
+	for _, d := range s.decorators {
+		d.Decorate(ctx, s, v, evs, out)
+	}
+	return out
+}
+
+// FormatBare is FormatAll without decorators: for events shown inside
+// another event's aggregations.
+func (s *Service) FormatBare(ctx context.Context, evs []*Stored, v Viewer, withRoomID bool) []ClientEvent {
 	replaced := s.replacedEvents(ctx, evs)
 	out := make([]ClientEvent, len(evs))
 	for i, ev := range evs {

@@ -59,6 +59,8 @@ type Service struct {
 	outbox         Outbox
 	keys           KeySource
 	observePersist PersistObserver
+	indexers       []Indexer
+	decorators     []Decorator
 	// onMembership hears of every membership change this service commits.
 	onMembership func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string)
 }

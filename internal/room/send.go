@@ -354,6 +354,9 @@ func (s *Service) persist(ctx context.Context, tx *storage.Tx, work *info, ev *p
 	}
 	work.pending[ev.ID] = st
 	s.indexRecent(tx, roomID, st)
+	if err := s.indexStored(ctx, tx, st); err != nil {
+		return nil, err
+	}
 	if ev.Type == "m.room.redaction" {
 		if err := s.applyRedaction(ctx, tx, ev); err != nil {
 			return nil, err
@@ -614,6 +617,9 @@ func (s *Service) applyRedaction(ctx context.Context, tx *storage.Tx, ev *pdu.Ev
 	if _, err := tx.ExecContext(ctx, `UPDATE events SET redacted_by = $2, json = $3 WHERE event_id = $1`,
 		target.String(), ev.ID.String(), string(red.JSON())); err != nil {
 		return fmt.Errorf("redacting %s: %w", target, err)
+	}
+	if err := s.indexRedacted(ctx, tx, target); err != nil {
+		return err
 	}
 	tx.AfterCommit(func() { s.events.Remove(target) })
 	return nil
