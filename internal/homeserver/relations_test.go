@@ -301,4 +301,3 @@ func asHTTP(err error, out *mautrix.HTTPError) bool {
 	}
 	return ok
 }
-
