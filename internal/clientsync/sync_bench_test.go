@@ -17,6 +17,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pdu"
 	"github.com/myelin-chat/myelin/internal/receipts"
+	"github.com/myelin-chat/myelin/internal/relations"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/storage/storagetest"
@@ -50,7 +51,9 @@ func newSyncFixture(b *testing.B, db *storage.DB, rooms, members, messages int) 
 		b.Fatal(err)
 	}
 	n := notifier.New()
-	rs := room.New(db, "bench.example", key, n, log)
+	// Wired as in homeserver, so the bundled aggregations are measured.
+	rels := relations.New(db)
+	rs := room.New(db, "bench.example", key, n, log, room.WithIndexer(rels), room.WithDecorator(rels))
 	if err := rs.EnableRecentIndex(ctx); err != nil {
 		b.Fatal(err)
 	}

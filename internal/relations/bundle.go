@@ -22,7 +22,7 @@ var _ room.Decorator = (*Store)(nil)
 
 // Decorate adds the bundled aggregations (spec: client-server API,
 // "Aggregations of child events") to unsigned.m.relations of a page of
-// events: m.thread, m.replace and m.reference. Two index reads serve the
+// events: m.thread, m.replace and m.reference. One index read serves the
 // whole page. Failures are logged by leaving the aggregations out: a page
 // is still correct without them.
 func (s *Store) Decorate(ctx context.Context, rooms *room.Service, v room.Viewer, evs []*room.Stored, out []room.ClientEvent) {
@@ -40,11 +40,7 @@ func (s *Store) Decorate(ctx context.Context, rooms *room.Service, v room.Viewer
 	if len(parents) == 0 {
 		return
 	}
-	threads, err := s.Threads(ctx, v.User, parents)
-	if err != nil {
-		return
-	}
-	edges, err := s.Edges(ctx, parents, Replace, Reference)
+	threads, edges, err := s.Aggregations(ctx, v.User, parents)
 	if err != nil {
 		return
 	}

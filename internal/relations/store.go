@@ -1,9 +1,11 @@
 package relations
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -168,44 +170,6 @@ type ThreadSummary struct {
 	Participated bool
 }
 
-// Threads summarises the threads rooted at roots, in one query for all of
-// them; roots without replies are absent. The caller checks that each
-// root is in the room its relations were indexed in (see Bundle).
-func (s *Store) Threads(ctx context.Context, user id.UserID, roots []id.EventID) (map[id.EventID]ThreadSummary, error) {
-	out := map[id.EventID]ThreadSummary{}
-	if len(roots) == 0 {
-		return out, nil
-	}
-	args := []any{Thread, user.String()}
-	for _, r := range roots {
-		args = append(args, r.String())
-	}
-	q := `SELECT g.parent_id, g.room_id, g.n, g.mine, l.event_id FROM (
-			SELECT r.parent_id, r.room_id, COUNT(*) AS n, MAX(e.stream_pos) AS latest,
-				SUM(CASE WHEN r.sender = $2 THEN 1 ELSE 0 END) AS mine
-			FROM event_relations r JOIN events e ON e.event_nid = r.child_nid
-			WHERE r.rel_type = $1 AND r.parent_id IN (` + storage.Placeholders(3, len(roots)) + `)
-			GROUP BY r.parent_id, r.room_id) g
-		JOIN events l ON l.stream_pos = g.latest`
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("summarising threads: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var parent, roomID, latest string
-		var n, mine int
-		if err := rows.Scan(&parent, &roomID, &n, &mine, &latest); err != nil {
-			return nil, fmt.Errorf("summarising threads: %w", err)
-		}
-		out[id.EventID(parent)] = ThreadSummary{Room: id.RoomID(roomID), Count: n, Latest: id.EventID(latest), Participated: mine > 0}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("summarising threads: %w", err)
-	}
-	return out, nil
-}
-
 // Edge is one indexed relation.
 type Edge struct {
 	Room           id.RoomID
@@ -216,35 +180,65 @@ type Edge struct {
 	OriginServerTS int64
 }
 
-// Edges returns the relations of the given types to parents, in one query.
-func (s *Store) Edges(ctx context.Context, parents []id.EventID, relTypes ...string) ([]Edge, error) {
-	if len(parents) == 0 || len(relTypes) == 0 {
-		return nil, nil
+// Aggregations reads what parents bundle, in one query for all of them:
+// the summary of the threads they root (for user's participation) and
+// their edits and references in stream order. Roots without replies are
+// absent. The caller checks that each relation is in its parent's room.
+func (s *Store) Aggregations(ctx context.Context, user id.UserID, parents []id.EventID) (map[id.EventID]ThreadSummary, []Edge, error) {
+	threads := map[id.EventID]ThreadSummary{}
+	if len(parents) == 0 {
+		return threads, nil, nil
 	}
-	args := make([]any, 0, len(relTypes)+len(parents))
-	for _, t := range relTypes {
-		args = append(args, t)
-	}
+	args := []any{Thread, user.String(), Replace, Reference}
 	for _, p := range parents {
 		args = append(args, p.String())
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT r.room_id, r.parent_id, r.child_id, r.rel_type, r.child_type, r.sender, e.origin_server_ts
+	in := storage.Placeholders(5, len(parents))
+	// The first half is one row per thread (its latest reply in child_id,
+	// the reply count and the user's reply count); the second one row per
+	// edit or reference. One round trip keeps /sync cheap.
+	rows, err := s.db.QueryContext(ctx, `SELECT $1, g.room_id, g.parent_id, l.event_id, '', '', g.n, g.mine FROM (
+			SELECT r.parent_id, r.room_id, COUNT(*) AS n, MAX(e.stream_pos) AS latest,
+				SUM(CASE WHEN r.sender = $2 THEN 1 ELSE 0 END) AS mine
+			FROM event_relations r JOIN events e ON e.event_nid = r.child_nid
+			WHERE r.rel_type = $1 AND r.parent_id IN (`+in+`)
+			GROUP BY r.parent_id, r.room_id) g
+		JOIN events l ON l.stream_pos = g.latest
+		UNION ALL
+		SELECT r.rel_type, r.room_id, r.parent_id, r.child_id, r.child_type, r.sender, e.origin_server_ts, e.stream_pos
 		FROM event_relations r JOIN events e ON e.event_nid = r.child_nid
-		WHERE r.rel_type IN (`+storage.Placeholders(1, len(relTypes))+`) AND r.parent_id IN (`+storage.Placeholders(len(relTypes)+1, len(parents))+`)
-		ORDER BY e.stream_pos`, args...)
+		WHERE r.rel_type IN ($3, $4) AND r.parent_id IN (`+in+`)`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("reading relations: %w", err)
+		return nil, nil, fmt.Errorf("reading aggregations: %w", err)
 	}
 	defer rows.Close()
-	var out []Edge
+	type posEdge struct {
+		Edge
+		pos int64
+	}
+	var edges []posEdge
 	for rows.Next() {
-		var e Edge
+		var e posEdge
 		var roomID, parent, child, sender string
-		if err := rows.Scan(&roomID, &parent, &child, &e.RelType, &e.ChildType, &sender, &e.OriginServerTS); err != nil {
-			return nil, fmt.Errorf("reading relations: %w", err)
+		var n, m int64
+		if err := rows.Scan(&e.RelType, &roomID, &parent, &child, &e.ChildType, &sender, &n, &m); err != nil {
+			return nil, nil, fmt.Errorf("reading aggregations: %w", err)
+		}
+		if e.RelType == Thread {
+			threads[id.EventID(parent)] = ThreadSummary{Room: id.RoomID(roomID), Count: int(n), Latest: id.EventID(child), Participated: m > 0}
+			continue
 		}
 		e.Room, e.Parent, e.Child, e.Sender = id.RoomID(roomID), id.EventID(parent), id.EventID(child), id.UserID(sender)
-		out = append(out, e)
+		e.OriginServerTS, e.pos = n, m
+		edges = append(edges, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("reading aggregations: %w", err)
+	}
+	slices.SortFunc(edges, func(a, b posEdge) int { return cmp.Compare(a.pos, b.pos) })
+	out := make([]Edge, len(edges))
+	for i, e := range edges {
+		out[i] = e.Edge
+	}
+	return threads, out, nil
 }
