@@ -191,7 +191,7 @@ func TestEditsBundled(t *testing.T) {
 		}
 		e1 := edit(alice, "one")
 		e2 := edit(alice, "two")
-		edit(bob, "not yours")
+		bobs := edit(bob, "not yours")
 		if got := replaced(); got != e2 {
 			t.Errorf("m.replace is %q, want alice's latest edit %s", got, e2)
 		}
@@ -200,6 +200,11 @@ func TestEditsBundled(t *testing.T) {
 		}
 		if got := replaced(); got != e1 {
 			t.Errorf("after redacting the latest edit, m.replace is %q, want %s", got, e1)
+		}
+		// A redacted relation leaves /relations too.
+		p := getPage(t, alice, nil, "v1", "rooms", roomID, "relations", orig, "m.replace")
+		if got := ids(p.Chunk); !slices.Equal(got, []id.EventID{bobs, e1}) {
+			t.Errorf("/relations after the redaction: %v, want %v", got, []id.EventID{bobs, e1})
 		}
 		ref := send(t, bob, roomID, map[string]any{"msgtype": "m.text", "body": "see above",
 			"m.relates_to": map[string]any{"rel_type": "m.reference", "event_id": orig}})
