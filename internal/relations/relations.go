@@ -43,7 +43,9 @@ func (s *Store) EventStored(ctx context.Context, tx *storage.Tx, st *room.Stored
 	if relType.Type != gjson.String || parent.Type != gjson.String || relType.Str == "" || !strings.HasPrefix(parent.Str, "$") {
 		return nil
 	}
-	if id.EventID(parent.Str) == st.ID {
+	// A NUL cannot be stored in PostgreSQL text, and names no real
+	// relation type or event.
+	if id.EventID(parent.Str) == st.ID || strings.ContainsRune(relType.Str+parent.Str, 0) {
 		return nil
 	}
 	// Queued: persist pipelines its statements on PostgreSQL.
