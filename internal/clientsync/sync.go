@@ -28,6 +28,9 @@ type Request struct {
 	// the user's account data changes and the receipts of their rooms.
 	accountData accountDataChanges
 	receipts    roomReceipts
+	// timelines collects every room's timeline, decorated (bundled
+	// aggregations) in one batch once all rooms are built.
+	timelines *timelineBatch
 	// typingUpto is the typing serial next_batch carries: typing changes
 	// after it are left for the next sync, which would otherwise repeat them.
 	typingUpto int64
@@ -134,6 +137,7 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	if req.receipts, err = s.loadReceipts(ctx, req, memberships, since, now); err != nil {
 		return nil, err
 	}
+	req.timelines = &timelineBatch{}
 	rf := &req.Filter.Room
 	for _, m := range memberships {
 		if m.StreamPos > now || !rf.MatchRoom(m.RoomID) {
@@ -194,6 +198,7 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 			resp.Rooms.Leave[m.RoomID] = lr
 		}
 	}
+	req.timelines.decorate(ctx, s.rooms, req.viewer())
 	if err := s.accountData(ctx, req, since, now, resp); err != nil {
 		return nil, err
 	}
@@ -315,7 +320,7 @@ func (req *Request) completeTimeline() bool {
 // /messages pages back from: just before its first event, or, when it is
 // empty, the end of the range.
 func (s *Service) timelineSection(ctx context.Context, req *Request, evs []*room.Stored, limited bool, m room.Membership, upto int64) Timeline {
-	t := Timeline{Events: s.rooms.FormatAll(ctx, evs, req.viewer(), false), Limited: limited}
+	t := Timeline{Events: req.timelines.format(ctx, s.rooms, evs, req.viewer()), Limited: limited}
 	s.rooms.AnnotateMembership(ctx, req.User, evs, t.Events, m)
 	start := upto + 1
 	if len(evs) > 0 {
@@ -505,4 +510,28 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m room.Membership, 
 		lr.State = &lr.section
 	}
 	return lr, nil
+}
+
+// timelineBatch holds the timelines of one response until decorate, so
+// decorators read once per response rather than once per room.
+type timelineBatch struct {
+	evs []*room.Stored
+	out []room.ClientEvent
+}
+
+// format renders evs without decorations, which decorate adds later (in
+// place: each event's Unsigned is shared with the copy kept here).
+func (b *timelineBatch) format(ctx context.Context, rooms *room.Service, evs []*room.Stored, v room.Viewer) []room.ClientEvent {
+	if b == nil {
+		return rooms.FormatAll(ctx, evs, v, false)
+	}
+	out := rooms.FormatBare(ctx, evs, v, false)
+	b.evs = append(b.evs, evs...)
+	b.out = append(b.out, out...)
+	return out
+}
+
+// decorate runs the decorators over every timeline formatted so far.
+func (b *timelineBatch) decorate(ctx context.Context, rooms *room.Service, v room.Viewer) {
+	rooms.Decorate(ctx, v, b.evs, b.out)
 }

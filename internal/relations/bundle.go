@@ -3,6 +3,7 @@ package relations
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 
@@ -23,8 +24,8 @@ var _ room.Decorator = (*Store)(nil)
 // Decorate adds the bundled aggregations (spec: client-server API,
 // "Aggregations of child events") to unsigned.m.relations of a page of
 // events: m.thread, m.replace and m.reference. One index read serves the
-// whole page. Failures are logged by leaving the aggregations out: a page
-// is still correct without them.
+// whole page. A failed read leaves the aggregations out: a page
+// is still correct without them (the caller has no error to return).
 func (s *Store) Decorate(ctx context.Context, rooms *room.Service, v room.Viewer, evs []*room.Stored, out []room.ClientEvent) {
 	var parents []id.EventID
 	byID := make(map[id.EventID]*room.Stored, len(evs))
@@ -40,9 +41,17 @@ func (s *Store) Decorate(ctx context.Context, rooms *room.Service, v room.Viewer
 	if len(parents) == 0 {
 		return
 	}
-	threads, edges, err := s.Aggregations(ctx, v.User, parents)
-	if err != nil {
-		return
+	// Batches bound the query's parameters (a /sync of many rooms decorates
+	// all its timelines at once).
+	threads := map[id.EventID]ThreadSummary{}
+	var edges []Edge
+	for batch := range slices.Chunk(parents, 500) {
+		th, ed, err := s.Aggregations(ctx, v.User, batch)
+		if err != nil {
+			return
+		}
+		maps.Copy(threads, th)
+		edges = append(edges, ed...)
 	}
 	// Candidate edits per parent, newest first by (origin_server_ts,
 	// event_id) as Synapse orders them.

@@ -131,10 +131,17 @@ func (s *Service) format(ctx context.Context, ev *Stored, v Viewer, withRoomID b
 // FormatAll renders a list of events.
 func (s *Service) FormatAll(ctx context.Context, evs []*Stored, v Viewer, withRoomID bool) []ClientEvent {
 	out := s.FormatBare(ctx, evs, v, withRoomID)
+	s.Decorate(ctx, v, evs, out)
+	return out
+}
+
+// Decorate runs the decorators over events formatted by FormatBare. The
+// decorators set fields of each event's Unsigned, which FormatBare always
+// allocates, so copies of out see them too.
+func (s *Service) Decorate(ctx context.Context, v Viewer, evs []*Stored, out []ClientEvent) {
 	for _, d := range s.decorators {
 		d.Decorate(ctx, s, v, evs, out)
 	}
-	return out
 }
 
 // FormatBare is FormatAll without decorators: for events shown inside
