@@ -33,6 +33,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/typing"
+	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
 )
 
@@ -67,6 +68,8 @@ type API struct {
 	// limits each user's reports.
 	reports       *reports.Store
 	reportLimiter *ratelimit.Limiter
+	// userdir answers user directory searches (users.yaml).
+	userdir *userdir.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

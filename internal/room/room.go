@@ -59,6 +59,7 @@ type Service struct {
 	outbox         Outbox
 	keys           KeySource
 	observePersist PersistObserver
+	stateHooks     []StateHook
 	// onMembership hears of every membership change this service commits.
 	onMembership func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string)
 }
