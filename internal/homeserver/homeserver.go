@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 				}
 			}
 		}))
-	if err := dir.IndexAccounts(ctx); err != nil {
+	if err := dir.Backfill(ctx); err != nil {
 		return fail(err)
 	}
 	if err := s.Rooms.EnableRecentIndex(ctx); err != nil {

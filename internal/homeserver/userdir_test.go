@@ -201,3 +201,44 @@ func TestUserDirectoryRemoteUser(t *testing.T) {
 		})
 	})
 }
+
+// TestUserDirectoryBackfill: rooms and accounts from before the directory
+// (its tables emptied as the 00019 migration finds them) are indexed at
+// the next start.
+func TestUserDirectoryBackfill(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Start(t, engine)
+		me, friend, stranger, host := hs.Client("me"), hs.Client("friend"), hs.Client("stranger"), hs.Client("host")
+		setName(t, friend, "Fernanda Friend")
+		setName(t, stranger, "Stella Stranger")
+		private, err := me.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{friend.UserID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := friend.JoinRoom(ctx, private.RoomID.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		public, err := host.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stranger.JoinRoom(ctx, public.RoomID.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			`DELETE FROM user_directory_terms`, `DELETE FROM user_directory`, `DELETE FROM user_directory_public_rooms`,
+			`DELETE FROM user_directory_members`,
+			`INSERT INTO user_directory_members (user_id, room_id) SELECT state_key, room_id FROM current_state WHERE type = 'm.room.member' AND membership = 'join'`,
+			`INSERT INTO user_directory_backfill (pending) VALUES (1)`,
+		} {
+			if _, err := hs.DB().ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		finds(t, me, "fernanda", friend.UserID, false)
+		hs.Restart()
+		finds(t, me, "fernanda", friend.UserID, true)
+		finds(t, me, "stella", stranger.UserID, true)
+	})
+}

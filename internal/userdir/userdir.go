@@ -203,24 +203,30 @@ func (s *Service) memberChanged(ctx context.Context, tx *storage.Tx, roomID id.R
 	return setProfile(ctx, tx, user, false, gjson.GetBytes(ev.Content, "displayname").Str, gjson.GetBytes(ev.Content, "avatar_url").Str)
 }
 
-// visibilityChanged records whether the room is now public: anyone may
-// join it, or anyone may read it.
+// publicRoom reports whether a room with these join rules and history
+// visibility contents (nil: unset) is public: anyone may join it, or
+// anyone may read it.
+func publicRoom(joinRules, historyVisibility []byte) bool {
+	return gjson.GetBytes(joinRules, "join_rule").Str == "public" ||
+		gjson.GetBytes(historyVisibility, "history_visibility").Str == "world_readable"
+}
+
+// visibilityChanged records whether the room is now public.
 func (s *Service) visibilityChanged(ctx context.Context, tx *storage.Tx, roomID id.RoomID, lookup func(evType, stateKey string) (*pdu.Event, error)) error {
-	public := false
-	jr, err := lookup("m.room.join_rules", "")
-	if err != nil {
-		return err
+	var content [2][]byte
+	for i, t := range []string{"m.room.join_rules", "m.room.history_visibility"} {
+		ev, err := lookup(t, "")
+		if err != nil {
+			return err
+		}
+		if ev != nil {
+			content[i] = ev.Content
+		}
 	}
-	if jr != nil && gjson.GetBytes(jr.Content, "join_rule").Str == "public" {
-		public = true
-	}
-	hv, err := lookup("m.room.history_visibility", "")
-	if err != nil {
-		return err
-	}
-	if hv != nil && gjson.GetBytes(hv.Content, "history_visibility").Str == "world_readable" {
-		public = true
-	}
+	return setPublic(ctx, tx, roomID, publicRoom(content[0], content[1]))
+}
+
+func setPublic(ctx context.Context, tx *storage.Tx, roomID id.RoomID, public bool) error {
 	q := `DELETE FROM user_directory_public_rooms WHERE room_id = $1`
 	if public {
 		q = `INSERT INTO user_directory_public_rooms (room_id) VALUES ($1) ON CONFLICT DO NOTHING`
@@ -231,41 +237,94 @@ func (s *Service) visibilityChanged(ctx context.Context, tx *storage.Tx, roomID 
 	return nil
 }
 
-// IndexAccounts adds the local accounts that have no directory entry yet:
-// those created before the directory existed. Run at start; once every
-// account is indexed it finds none.
-func (s *Service) IndexAccounts(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT a.user_id, a.displayname, a.avatar_url FROM accounts a
-		WHERE a.deactivated = 0 AND NOT EXISTS (SELECT 1 FROM user_directory d WHERE d.user_id = a.user_id)`)
-	if err != nil {
-		return fmt.Errorf("listing accounts missing from the user directory: %w", err)
+// Backfill indexes, once, what existed before the directory did (see
+// the 00019 migration): local accounts, remote users joined to rooms here
+// and public rooms, from the accounts and the rooms' current state. It
+// runs at start and does nothing once done.
+func (s *Service) Backfill(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM user_directory_backfill`).Scan(&n); err != nil {
+		return fmt.Errorf("checking the user directory backfill: %w", err)
 	}
-	type account struct {
+	if n == 0 {
+		return nil
+	}
+	type profile struct {
 		user   id.UserID
-		dn, av sql.NullString
+		dn, av string
 	}
-	var missing []account
+	var accounts, remotes []profile
+	rooms := map[id.RoomID]map[string][]byte{}
+	rows, err := s.db.QueryContext(ctx, `SELECT user_id, displayname, avatar_url FROM accounts WHERE deactivated = 0`)
+	if err != nil {
+		return fmt.Errorf("listing accounts for the user directory: %w", err)
+	}
 	for rows.Next() {
-		var a account
-		if err := rows.Scan(&a.user, &a.dn, &a.av); err != nil {
+		var p profile
+		var dn, av sql.NullString
+		if err := rows.Scan(&p.user, &dn, &av); err != nil {
 			rows.Close()
-			return fmt.Errorf("listing accounts missing from the user directory: %w", err)
+			return fmt.Errorf("listing accounts for the user directory: %w", err)
 		}
-		missing = append(missing, a)
+		p.dn, p.av = dn.String, av.String
+		accounts = append(accounts, p)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("listing accounts missing from the user directory: %w", err)
+		return fmt.Errorf("listing accounts for the user directory: %w", err)
 	}
-	for _, a := range missing {
-		if err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-			return setProfile(ctx, tx, a.user, true, a.dn.String, a.av.String)
-		}); err != nil {
-			return err
+	rows, err = s.db.QueryContext(ctx, `SELECT c.room_id, c.type, c.state_key, e.json FROM current_state c
+		JOIN events e ON e.event_nid = c.event_nid
+		WHERE c.type IN ('m.room.join_rules', 'm.room.history_visibility') OR (c.type = 'm.room.member' AND c.membership = 'join')`)
+	if err != nil {
+		return fmt.Errorf("reading room state for the user directory: %w", err)
+	}
+	for rows.Next() {
+		var roomID, evType, stateKey string
+		var js []byte
+		if err := rows.Scan(&roomID, &evType, &stateKey, &js); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading room state for the user directory: %w", err)
 		}
+		content := []byte(gjson.GetBytes(js, "content").Raw)
+		if evType == "m.room.member" {
+			if id.UserID(stateKey).Homeserver() != s.serverName {
+				remotes = append(remotes, profile{id.UserID(stateKey),
+					gjson.GetBytes(content, "displayname").Str, gjson.GetBytes(content, "avatar_url").Str})
+			}
+			continue
+		}
+		if rooms[id.RoomID(roomID)] == nil {
+			rooms[id.RoomID(roomID)] = map[string][]byte{}
+		}
+		rooms[id.RoomID(roomID)][evType] = content
 	}
-	if len(missing) > 0 {
-		s.log.Info("indexed accounts in the user directory", "count", len(missing))
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading room state for the user directory: %w", err)
 	}
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		for _, p := range accounts {
+			if err := setProfile(ctx, tx, p.user, true, p.dn, p.av); err != nil {
+				return err
+			}
+		}
+		for _, p := range remotes {
+			if err := setProfile(ctx, tx, p.user, false, p.dn, p.av); err != nil {
+				return err
+			}
+		}
+		for roomID, st := range rooms {
+			if err := setPublic(ctx, tx, roomID, publicRoom(st["m.room.join_rules"], st["m.room.history_visibility"])); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM user_directory_backfill`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("backfilling the user directory: %w", err)
+	}
+	s.log.Info("user directory indexed", "accounts", len(accounts), "remote_members", len(remotes), "rooms", len(rooms))
 	return nil
 }

@@ -42,12 +42,21 @@ CREATE TABLE user_directory_public_rooms (
 );
 
 -- Rooms joined before this migration: their memberships are known from the
--- current state. Profiles and terms of existing users are indexed by
--- userdir when it starts (it finds the users with no directory row).
+-- current state.
 INSERT INTO user_directory_members (user_id, room_id)
     SELECT state_key, room_id FROM current_state WHERE type = 'm.room.member' AND membership = 'join';
 
+-- user_directory_backfill marks the one-time indexing still to do at the
+-- next start (userdir.Backfill): profiles and terms of the accounts and
+-- remote members, and the public rooms, that existed before this
+-- migration, which need Go to normalise and to read event content.
+CREATE TABLE user_directory_backfill (
+    pending BIGINT PRIMARY KEY
+);
+INSERT INTO user_directory_backfill (pending) VALUES (1);
+
 -- +goose Down
+DROP TABLE user_directory_backfill;
 DROP TABLE user_directory_public_rooms;
 DROP TABLE user_directory_members;
 DROP TABLE user_directory_terms;
