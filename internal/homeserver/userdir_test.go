@@ -242,3 +242,33 @@ func TestUserDirectoryBackfill(t *testing.T) {
 		finds(t, me, "stella", stranger.UserID, true)
 	})
 }
+
+// TestUserDirectoryOrder: as in Synapse, users who share a room with the
+// searcher rank above those only found through a public room.
+func TestUserDirectoryOrder(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Start(t, engine)
+		me, host, aaron, zed := hs.Client("me"), hs.Client("host"), hs.Client("aaron"), hs.Client("zed")
+		setName(t, aaron, "Order Aaron")
+		setName(t, zed, "Order Zed")
+		public, err := host.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := aaron.JoinRoom(ctx, public.RoomID.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		private, err := me.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{zed.UserID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := zed.JoinRoom(ctx, private.RoomID.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := found(t, me, "order", 10)
+		if want := []id.UserID{zed.UserID, aaron.UserID}; !slices.Equal(got, want) {
+			t.Errorf("order: got %v, want %v (shared room first)", got, want)
+		}
+	})
+}
