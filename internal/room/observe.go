@@ -1,8 +1,10 @@
 package room
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -72,6 +74,12 @@ func (s *Service) stateChanged(ctx context.Context, tx *storage.Tx, work *info, 
 	if len(changes) == 0 {
 		return nil
 	}
+	// In key order, so that hooks writing rows shared between rooms (a
+	// remote user's directory entry) lock them in the same order in
+	// concurrent transactions of different rooms, which cannot deadlock.
+	slices.SortFunc(changes, func(a, b StateChange) int {
+		return cmp.Or(cmp.Compare(a.Key.Type, b.Key.Type), cmp.Compare(a.Key.StateKey, b.Key.StateKey))
+	})
 	lookup := func(evType, stateKey string) (*pdu.Event, error) {
 		ref, ok := next[pdu.StateKey{Type: evType, StateKey: stateKey}]
 		if !ok {

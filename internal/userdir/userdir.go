@@ -17,6 +17,7 @@ package userdir
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -199,8 +200,19 @@ func (s *Service) memberChanged(ctx context.Context, tx *storage.Tx, roomID id.R
 		// account hook keeps; a per-room name does not change it.
 		return nil
 	}
-	// A remote user's profile is what their latest join says, as in Synapse.
-	return setProfile(ctx, tx, user, false, gjson.GetBytes(ev.Content, "displayname").Str, gjson.GetBytes(ev.Content, "avatar_url").Str)
+	// A remote user's profile is what their latest join says, as in
+	// Synapse. It is only rewritten when it changed: every join of theirs
+	// in every room arrives here.
+	dn, av := gjson.GetBytes(ev.Content, "displayname").Str, gjson.GetBytes(ev.Content, "avatar_url").Str
+	var oldDN, oldAV sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT display_name, avatar_url FROM user_directory WHERE user_id = $1`, user.String()).Scan(&oldDN, &oldAV)
+	if err == nil && oldDN.String == dn && oldAV.String == av {
+		return nil
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("reading the directory entry of %s: %w", user, err)
+	}
+	return setProfile(ctx, tx, user, false, dn, av)
 }
 
 // publicRoom reports whether a room with these join rules and history
