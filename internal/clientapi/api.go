@@ -34,6 +34,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/typing"
+	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
 )
 
@@ -71,6 +72,8 @@ type API struct {
 	// relations is the relations index; nil leaves /relations and
 	// /threads unrecognized.
 	relations *relations.Store
+	// userdir answers user directory searches (users.yaml).
+	userdir *userdir.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

@@ -73,6 +73,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"DELETE", "/devices/{deviceId}", v3r0, a.authed(a.deleteDevice)},
 		{"POST", "/delete_devices", v3r0, a.authed(a.deleteDevices)},
 
+		// users.yaml
+		{"POST", "/user_directory/search", v3r0, a.authed(a.searchUserDirectory)},
+
 		// profile.yaml
 		{"GET", "/profile/{userId}", v3r0, a.getUserProfile},
 		{"GET", "/profile/{userId}/{keyName}", v3r0, a.getProfileField},

@@ -112,9 +112,21 @@ type Config struct {
 	TURN TURN `yaml:",inline"`
 	// Support is served at /.well-known/matrix/support, see support.go.
 	Support Support `yaml:"support,omitempty"`
+	// UserDirectory configures POST /user_directory/search.
+	UserDirectory UserDirectory `yaml:"user_directory"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
+}
+
+// UserDirectory configures who a user directory search finds.
+type UserDirectory struct {
+	// SearchAllUsers lets a search find every local user and every remote
+	// user this server knows from a room, not only those who share a room
+	// with the searcher or are in a public room. Default false.
+	// Env: MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS. Synapse:
+	// user_directory.search_all_users.
+	SearchAllUsers bool `yaml:"search_all_users"`
 }
 
 // Recaptcha holds the reCAPTCHA keys used to verify registrations.
@@ -458,6 +470,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		applyTURNEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
+		boolean("MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS", &c.UserDirectory.SearchAllUsers),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),
 		boolean("MYELIN_FEDERATION_PUBLIC_ROOMS", &c.Federation.AllowPublicRooms),
 		boolean("MYELIN_AUTOCREATE_AUTO_JOIN_ROOMS", &c.AutocreateAutoJoinRooms),

@@ -133,3 +133,15 @@ func TestMediaSettings(t *testing.T) {
 		t.Errorf("a bad MYELIN_MAX_UPLOAD_SIZE gave %v", err)
 	}
 }
+
+// TestUserDirectoryEnvironment: MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS sets
+// user_directory.search_all_users.
+func TestUserDirectoryEnvironment(t *testing.T) {
+	cfg := Defaults()
+	if err := applyEnv(&cfg, envOf(map[string]string{"MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS": "true"})); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.UserDirectory.SearchAllUsers {
+		t.Error("search_all_users not set from the environment")
+	}
+}

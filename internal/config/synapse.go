@@ -181,6 +181,18 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 			}
 		},
 		"suppress_key_server_warning": func(key string, n *yaml.Node) { _, _ = r.boolean(key, n) },
+		"user_directory": func(key string, n *yaml.Node) {
+			m := mapping(n)
+			if m == nil {
+				r.bad(key, n, "a mapping")
+				return
+			}
+			if v := lookup(m, "search_all_users"); v != nil {
+				if b, ok := r.boolean(key+".search_all_users", v); ok {
+					r.cfg.UserDirectory.SearchAllUsers = b
+				}
+			}
+		},
 	}
 	maps.Copy(h, r.urlPreviewHandlers())
 	maps.Copy(h, r.turnHandlers())

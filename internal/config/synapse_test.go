@@ -78,6 +78,9 @@ func TestSynapsePostgresConfig(t *testing.T) {
 	if !cfg.Federation.AllowPublicRooms {
 		t.Errorf("allow_public_rooms_over_federation: true was not applied")
 	}
+	if !cfg.UserDirectory.SearchAllUsers {
+		t.Errorf("user_directory.search_all_users: true was not applied")
+	}
 	if len(cfg.AutoJoinRooms) == 0 || !strings.HasPrefix(cfg.AutoJoinRooms[0], "#") {
 		t.Errorf("auto_join_rooms = %v", cfg.AutoJoinRooms)
 	}

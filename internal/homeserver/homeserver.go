@@ -38,6 +38,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/sender"
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/typing"
+	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
 )
 
@@ -107,13 +108,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.transport = &transport{client: fed}
 	s.sender = sender.New(db, cfg.ServerName, s.transport, log)
 	s.metrics = s.newMetrics()
-	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log)
+	dir := userdir.New(db, cfg.ServerName, cfg.UserDirectory.SearchAllUsers, log)
+	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log, users.WithProfileHook(dir.AccountChanged))
 	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
 	rels := relations.New(db)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
 		room.WithIndexer(rels), room.WithDecorator(rels),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
 		room.WithPersistObserver(s.metrics.ObservePersist),
+		room.WithStateHook(dir.RoomStateChanged),
 		room.WithMembershipHook(func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string) {
 			// Someone who left, or was kicked or banned, is not typing.
 			if membership != "join" && s.typing != nil {
@@ -126,6 +129,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 				}
 			}
 		}))
+	if err := dir.Backfill(ctx); err != nil {
+		return fail(err)
+	}
 	if err := s.Rooms.EnableRecentIndex(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -155,7 +161,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
-			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels))...)
+			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
+			clientapi.WithUserDirectory(dir))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,

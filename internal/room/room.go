@@ -61,6 +61,7 @@ type Service struct {
 	observePersist PersistObserver
 	indexers       []Indexer
 	decorators     []Decorator
+	stateHooks     []StateHook
 	// onMembership hears of every membership change this service commits.
 	onMembership func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string)
 }

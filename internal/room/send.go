@@ -503,6 +503,9 @@ func (s *Service) setCurrentState(ctx context.Context, tx *storage.Tx, work *inf
 			}
 		}
 	}
+	if err := s.stateChanged(ctx, tx, work, prev, next); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rooms SET current_snapshot = $2 WHERE room_id = $1`, work.roomID.String(), snap); err != nil {
 		return fmt.Errorf("updating room snapshot: %w", err)
 	}

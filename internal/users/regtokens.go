@@ -133,7 +133,10 @@ func (s *Service) CreateWithRegistrationToken(ctx context.Context, localpart, pa
 		} else if n == 0 {
 			return ErrRegistrationTokenInvalid
 		}
-		return nu.insert(ctx, tx)
+		if err := nu.insert(ctx, tx); err != nil {
+			return err
+		}
+		return s.profileChanged(ctx, tx, nu.userID)
 	})
 	if err != nil {
 		return "", err

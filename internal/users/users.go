@@ -61,11 +61,43 @@ type Service struct {
 	log        *slog.Logger
 	now        func() time.Time
 	tokens     tokenCache
+	profiles   ProfileHook
 }
 
+// ProfileHook is told, inside the transaction that makes the change, of
+// an account's new global profile: when it is created, when its display
+// name or avatar changes, and when it is deactivated. An error aborts the
+// transaction.
+type ProfileHook func(ctx context.Context, tx *storage.Tx, user id.UserID, displayName, avatarURL string, deactivated bool) error
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithProfileHook calls h on every change of an account's profile (the
+// user directory).
+func WithProfileHook(h ProfileHook) Option { return func(s *Service) { s.profiles = h } }
+
 // New returns a Service for the server named serverName.
-func New(db *storage.DB, serverName string, bcryptCost int, log *slog.Logger) *Service {
-	return &Service{db: db, serverName: serverName, bcryptCost: bcryptCost, log: log, now: time.Now}
+func New(db *storage.DB, serverName string, bcryptCost int, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{db: db, serverName: serverName, bcryptCost: bcryptCost, log: log, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// profileChanged runs the profile hook for user's stored profile.
+func (s *Service) profileChanged(ctx context.Context, tx *storage.Tx, user id.UserID) error {
+	if s.profiles == nil {
+		return nil
+	}
+	var deact int64
+	var dn, av sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT deactivated, displayname, avatar_url FROM accounts WHERE user_id = $1`, user.String()).
+		Scan(&deact, &dn, &av); err != nil {
+		return fmt.Errorf("reading the profile of %s: %w", user, err)
+	}
+	return s.profiles(ctx, tx, user, dn.String, av.String, deact != 0)
 }
 
 // ServerName returns the server name of local users.
@@ -128,7 +160,12 @@ func (s *Service) Create(ctx context.Context, localpart, password string, admin 
 	if err != nil {
 		return "", err
 	}
-	if err := s.db.WriteTx(ctx, func(tx *storage.Tx) error { return nu.insert(ctx, tx) }); err != nil {
+	if err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if err := nu.insert(ctx, tx); err != nil {
+			return err
+		}
+		return s.profileChanged(ctx, tx, nu.userID)
+	}); err != nil {
 		return "", err
 	}
 	s.log.Info("account created", "user_id", nu.userID, "admin", admin)
@@ -204,17 +241,22 @@ func (s *Service) Get(ctx context.Context, userID id.UserID) (Account, error) {
 // SetProfile updates the stored display name and avatar (nil leaves a field
 // unchanged, "" clears it).
 func (s *Service) SetProfile(ctx context.Context, userID id.UserID, displayName, avatarURL *string) error {
-	if displayName != nil {
-		if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET displayname = $2 WHERE user_id = $1`, userID.String(), nullIfEmpty(*displayName)); err != nil {
-			return fmt.Errorf("setting displayname of %s: %w", userID, err)
+	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if displayName != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET displayname = $2 WHERE user_id = $1`, userID.String(), nullIfEmpty(*displayName)); err != nil {
+				return fmt.Errorf("setting displayname of %s: %w", userID, err)
+			}
 		}
-	}
-	if avatarURL != nil {
-		if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET avatar_url = $2 WHERE user_id = $1`, userID.String(), nullIfEmpty(*avatarURL)); err != nil {
-			return fmt.Errorf("setting avatar of %s: %w", userID, err)
+		if avatarURL != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET avatar_url = $2 WHERE user_id = $1`, userID.String(), nullIfEmpty(*avatarURL)); err != nil {
+				return fmt.Errorf("setting avatar of %s: %w", userID, err)
+			}
 		}
-	}
-	return nil
+		if displayName == nil && avatarURL == nil {
+			return nil
+		}
+		return s.profileChanged(ctx, tx, userID)
+	})
 }
 
 func nullIfEmpty(s string) any {
@@ -438,8 +480,13 @@ func (s *Service) TouchDevice(ctx context.Context, sess Session, ip string) {
 // every device. Leaving rooms is the caller's job.
 func (s *Service) Deactivate(ctx context.Context, userID id.UserID) error {
 	defer s.tokens.forgetUser(userID)
-	if _, err := s.db.ExecContext(ctx, `UPDATE accounts SET deactivated = 1, password_hash = '' WHERE user_id = $1`, userID.String()); err != nil {
-		return fmt.Errorf("deactivating %s: %w", userID, err)
+	if err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET deactivated = 1, password_hash = '' WHERE user_id = $1`, userID.String()); err != nil {
+			return fmt.Errorf("deactivating %s: %w", userID, err)
+		}
+		return s.profileChanged(ctx, tx, userID)
+	}); err != nil {
+		return err
 	}
 	return s.LogoutAll(ctx, userID)
 }
