@@ -88,27 +88,6 @@ func checkKeysChanges(t *testing.T, cli *mautrix.Client, from, to, what string, 
 	}
 }
 
-// publicRoom has creator create a public room and the others join it.
-func publicRoom(t *testing.T, creator *mautrix.Client, via string, others ...*mautrix.Client) id.RoomID {
-	t.Helper()
-	ctx := context.Background()
-	created, err := creator.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if err != nil {
-		t.Fatalf("creating a room: %v", err)
-	}
-	var req *mautrix.ReqJoinRoom
-	if via != "" {
-		req = &mautrix.ReqJoinRoom{Via: []string{via}}
-	}
-	for _, c := range others {
-		waitFor(t, c.UserID.String()+" joins", func() (bool, error) {
-			_, err := c.JoinRoom(ctx, created.RoomID.String(), req)
-			return err == nil, err
-		})
-	}
-	return created.RoomID
-}
-
 // TestDeviceListsOnJoin: after bob joins a room, his own sync lists
 // himself and the members he now shares a room with in
 // device_lists.changed, and the members' syncs list him (issue #10).

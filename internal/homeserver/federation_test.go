@@ -34,6 +34,27 @@ func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
 }
 
+// publicRoom has creator create a public room and the others join it.
+func publicRoom(t *testing.T, creator *mautrix.Client, via string, others ...*mautrix.Client) id.RoomID {
+	t.Helper()
+	ctx := context.Background()
+	created, err := creator.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatalf("creating a room: %v", err)
+	}
+	var req *mautrix.ReqJoinRoom
+	if via != "" {
+		req = &mautrix.ReqJoinRoom{Via: []string{via}}
+	}
+	for _, c := range others {
+		waitFor(t, c.UserID.String()+" joins", func() (bool, error) {
+			_, err := c.JoinRoom(ctx, created.RoomID.String(), req)
+			return err == nil, err
+		})
+	}
+	return created.RoomID
+}
+
 // messagesIn returns the bodies of the m.room.message events cli can read
 // in the room, oldest first.
 func messagesIn(ctx context.Context, cli *mautrix.Client, roomID id.RoomID) ([]string, error) {
