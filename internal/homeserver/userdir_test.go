@@ -203,7 +203,7 @@ func TestUserDirectoryRemoteUser(t *testing.T) {
 }
 
 // TestUserDirectoryBackfill: rooms and accounts from before the directory
-// (its tables emptied as the 00019 migration finds them) are indexed at
+// (its tables emptied as the 00015 migration finds them) are indexed at
 // the next start.
 func TestUserDirectoryBackfill(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {

@@ -17,7 +17,7 @@ import (
 // up to maxPos count (0: no bound), so a user who left sees nothing after
 // their departure. Outliers, rejected and soft-failed events never count.
 // It returns nil when there is none. One probe of the events_room_ts
-// index (migration 00016) answers it.
+// index (migration 00012) answers it.
 //
 // nextToGap reports whether history this server lacks may lie between ts
 // and the event found: going forward, the event has prev_events not held

@@ -10,7 +10,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/storage/storagetest"
 )
 
-// TestTransactionScopeMigration: migration 00013 keeps the remembered
+// TestTransactionScopeMigration: migration 00010 keeps the remembered
 // sends under their path's scope, and strips the redact: prefix that
 // redactions' transaction IDs carried.
 func TestTransactionScopeMigration(t *testing.T) {
@@ -22,8 +22,8 @@ func TestTransactionScopeMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { db.Close() })
-			if err := db.MigrateTo(ctx, 12); err != nil {
-				t.Fatalf("migrating to 00012: %v", err)
+			if err := db.MigrateTo(ctx, 9); err != nil {
+				t.Fatalf("migrating to 00009: %v", err)
 			}
 			err = db.WriteTx(ctx, func(tx *storage.Tx) error {
 				for _, q := range []string{

@@ -250,7 +250,7 @@ func setPublic(ctx context.Context, tx *storage.Tx, roomID id.RoomID, public boo
 }
 
 // Backfill indexes, once, what existed before the directory did (see
-// the 00019 migration): local accounts, remote users joined to rooms here
+// the 00015 migration): local accounts, remote users joined to rooms here
 // and public rooms, from the accounts and the rooms' current state. It
 // runs at start and does nothing once done.
 func (s *Service) Backfill(ctx context.Context) error {
