@@ -22,6 +22,10 @@ type roomSpan struct {
 	// complete: a timeline that is not limited holds every event of the
 	// range (no filter or ignore list dropped any).
 	complete bool
+	// memberChange is set by stateSection when the state changes it sends
+	// hold a member event, not counting the members lazy loading adds:
+	// only then can the room summary have changed.
+	memberChange bool
 
 	start, end room.State
 }
@@ -148,6 +152,7 @@ func (s *Service) stateSection(ctx context.Context, req *Request, rs *roomSpan, 
 			}
 		}
 	}
+	rs.memberChange = hasMemberEvent(out)
 	if need != nil && !rs.full {
 		var err error
 		if out, err = s.addLazyMembers(ctx, rs, out, need, req.User, after); err != nil {

@@ -279,7 +279,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m room.Membership
 	if err != nil {
 		return nil, err
 	}
-	if !haveSummary && hasMemberEvent(stateEvs) {
+	if !haveSummary && rs.memberChange {
 		if jr.Summary, err = s.summary(ctx, m.RoomID, req.User); err != nil {
 			return nil, err
 		}
