@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	dir := userdir.New(db, cfg.ServerName, cfg.UserDirectory.SearchAllUsers, log)
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log, users.WithProfileHook(dir.AccountChanged))
 	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
-	rels := relations.New(db)
+	rels := relations.New(db, cfg.ServerName)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
 		room.WithIndexer(rels), room.WithDecorator(rels),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),

@@ -27,12 +27,18 @@ var _ room.Decorator = (*Store)(nil)
 // whole page. A failed read leaves the aggregations out: a page
 // is still correct without them (the caller has no error to return).
 func (s *Store) Decorate(ctx context.Context, rooms *room.Service, v room.Viewer, evs []*room.Stored, out []room.ClientEvent) {
+	mark, err := s.markAt(ctx)
+	if err != nil {
+		// Without a mark every event is looked up.
+		mark = 1<<63 - 1
+	}
 	var parents []id.EventID
 	byID := make(map[id.EventID]*room.Stored, len(evs))
 	for _, ev := range evs {
 		// State events and redacted events bundle nothing (Synapse); a
-		// redacted event has lost its relations' meaning.
-		if ev.IsState() || ev.RedactedBy != "" || ev.Rejected {
+		// redacted event has lost its relations' meaning. Events above
+		// the mark have no children.
+		if ev.IsState() || ev.RedactedBy != "" || ev.Rejected || ev.StreamPos > mark {
 			continue
 		}
 		parents = append(parents, ev.ID)
