@@ -52,7 +52,7 @@ func newSyncFixture(b *testing.B, db *storage.DB, rooms, members, messages int) 
 	}
 	n := notifier.New()
 	// Wired as in homeserver, so the bundled aggregations are measured.
-	rels := relations.New(db, "localhost")
+	rels := relations.New(db, "bench.example")
 	rs := room.New(db, "bench.example", key, n, log, room.WithIndexer(rels), room.WithDecorator(rels))
 	if err := rs.EnableRecentIndex(ctx); err != nil {
 		b.Fatal(err)
