@@ -142,6 +142,26 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 	if err != nil {
 		existing = nil
 	}
+	if past, err := s.beforeLiveHistory(ctx, in, ev); err != nil {
+		return nil, err
+	} else if past {
+		// ev is older than the first event this server took in live (our
+		// join, for a room joined over federation): history, such as an
+		// invite of ours that its server also sent with /send and that
+		// arrives after the join. Taken in as a live event, it would get
+		// a stream position above events it precedes and, through
+		// get_missing_events, pull the older history in with it, all out
+		// of topological order and with positions that history
+		// visibility reads as "after the join". It is kept as an outlier
+		// instead: backfill puts it in the timeline in order.
+		if existing != nil {
+			return existing, nil
+		}
+		if err := s.StoreOutliers(ctx, in.roomID, []*pdu.Event{ev}); err != nil {
+			return nil, err
+		}
+		return s.Event(ctx, ev.ID)
+	}
 	prevs, missing, err := s.prevEvents(ctx, ev)
 	if err != nil {
 		return nil, err
@@ -228,6 +248,27 @@ func (s *Service) receiveLocked(ctx context.Context, in *info, origin string, ev
 	s.persisted("received", start)
 	s.commit(ctx, in, work, []*Stored{stored})
 	return stored, nil
+}
+
+// beforeLiveHistory reports whether ev is of lower depth than the first
+// event of the room this server took in live (the lowest positive stream
+// position; backfilled history sits below zero). One probe of the
+// (room_id, stream_pos) index, made only for events no deeper than the
+// newest held, since a new event is deeper than those.
+func (s *Service) beforeLiveHistory(ctx context.Context, in *info, ev *pdu.Event) (bool, error) {
+	if ev.Depth > in.depth {
+		return false, nil
+	}
+	var depth int64
+	err := s.db.QueryRowContext(ctx, `SELECT depth FROM events WHERE room_id = $1 AND outlier = 0 AND stream_pos > 0
+		ORDER BY stream_pos ASC LIMIT 1`, in.roomID.String()).Scan(&depth)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("finding where the live history of %s starts: %w", in.roomID, err)
+	}
+	return ev.Depth < depth, nil
 }
 
 // prevEvents splits ev's prev_events into stored events that have known
