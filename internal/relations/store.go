@@ -88,9 +88,16 @@ func (s *Store) Children(ctx context.Context, roomID id.RoomID, parent id.EventI
 	SELECT DISTINCT t.child_id, e.stream_pos FROM t JOIN events e ON e.event_nid = t.child_nid
 	WHERE ` + strings.Join(where, " AND ") + `
 	ORDER BY e.stream_pos ` + order + ` LIMIT ` + arg(pg.Limit+1)
+	return s.childRows(ctx, pg.Limit, fmt.Sprintf("reading relations of %s", parent), q, args...)
+}
+
+// childRows runs q, which selects (event ID, stream position) rows, one
+// more than limit, and returns the first limit and whether more follow;
+// what names the query in errors.
+func (s *Store) childRows(ctx context.Context, limit int, what, q string, args ...any) ([]Child, bool, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, false, fmt.Errorf("reading relations of %s: %w", parent, err)
+		return nil, false, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []Child
@@ -98,17 +105,17 @@ func (s *Store) Children(ctx context.Context, roomID id.RoomID, parent id.EventI
 		var c Child
 		var evID string
 		if err := rows.Scan(&evID, &c.StreamPos); err != nil {
-			return nil, false, fmt.Errorf("reading relations of %s: %w", parent, err)
+			return nil, false, fmt.Errorf("%s: %w", what, err)
 		}
 		c.ID = id.EventID(evID)
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("reading relations of %s: %w", parent, err)
+		return nil, false, fmt.Errorf("%s: %w", what, err)
 	}
-	more := len(out) > pg.Limit
+	more := len(out) > limit
 	if more {
-		out = out[:pg.Limit]
+		out = out[:limit]
 	}
 	return out, more, nil
 }
@@ -134,29 +141,7 @@ func (s *Store) ThreadRoots(ctx context.Context, roomID id.RoomID, participant i
 		GROUP BY r.parent_id
 		HAVING MAX(e.stream_pos) <= $3` + having + `
 		ORDER BY MAX(e.stream_pos) DESC LIMIT $` + strconv.Itoa(len(args))
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("listing threads of %s: %w", roomID, err)
-	}
-	defer rows.Close()
-	var out []Child
-	for rows.Next() {
-		var c Child
-		var evID string
-		if err := rows.Scan(&evID, &c.StreamPos); err != nil {
-			return nil, false, fmt.Errorf("listing threads of %s: %w", roomID, err)
-		}
-		c.ID = id.EventID(evID)
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("listing threads of %s: %w", roomID, err)
-	}
-	more := len(out) > limit
-	if more {
-		out = out[:limit]
-	}
-	return out, more, nil
+	return s.childRows(ctx, limit, fmt.Sprintf("listing threads of %s", roomID), q, args...)
 }
 
 // ThreadSummary is what a thread root bundles as m.thread.
