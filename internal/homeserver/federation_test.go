@@ -330,56 +330,59 @@ func TestFederationAcrossRoomVersions(t *testing.T) {
 }
 
 // TestBackfillOverFederation: history from before a remote join is fetched
-// from the room's other server when the joiner paginates back into it.
+// from the room's other server when the joiner paginates back into it, 7
+// events at a time, as a client scrolling up does.
 func TestBackfillOverFederation(t *testing.T) {
-	mxtest.Engines(t, func(t *testing.T, engine string) {
-		ctx := context.Background()
-		hs := mxtest.Federation(t, engine, 2)
-		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
-		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	mxtest.Engines(t, func(t *testing.T, engine string) { pageBackThroughRemoteHistory(t, engine, 30, 7) })
+}
+
+// pageBackThroughRemoteHistory has alice send messages messages in a room
+// of hs0, bob of hs1 join it, and bob page back pageSize events at a time:
+// he must see every message, in order, and reach the create event.
+func pageBackThroughRemoteHistory(t *testing.T, engine string, messages, pageSize int) {
+	ctx := context.Background()
+	hs := mxtest.Federation(t, engine, 2)
+	alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+	created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range messages {
+		body := fmt.Sprintf("history %d", i)
+		if _, err := alice.SendText(ctx, created.RoomID, body); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, body)
+	}
+	if _, err := bob.JoinRoom(ctx, created.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	from := ""
+	sawCreate := false
+	for page := 0; page < 20; page++ {
+		resp, err := bob.Messages(ctx, created.RoomID, from, "", mautrix.DirectionBackward, nil, pageSize)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want []string
-		for i := range 30 {
-			body := fmt.Sprintf("history %d", i)
-			if _, err := alice.SendText(ctx, created.RoomID, body); err != nil {
-				t.Fatal(err)
+		for _, ev := range resp.Chunk {
+			if body, ok := ev.Content.Raw["body"].(string); ok && ev.Type == event.EventMessage {
+				got = append([]string{body}, got...)
 			}
-			want = append(want, body)
+			sawCreate = sawCreate || ev.Type == event.StateCreate
 		}
-		if _, err := bob.JoinRoom(ctx, created.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err != nil {
-			t.Fatal(err)
+		if resp.End == "" {
+			break
 		}
-		// Page back 7 at a time, as a client scrolling up does.
-		var got []string
-		from := ""
-		sawCreate := false
-		for page := 0; page < 20; page++ {
-			resp, err := bob.Messages(ctx, created.RoomID, from, "", mautrix.DirectionBackward, nil, 7)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, ev := range resp.Chunk {
-				if body, ok := ev.Content.Raw["body"].(string); ok && ev.Type == event.EventMessage {
-					got = append([]string{body}, got...)
-				}
-				if ev.Type == event.StateCreate {
-					sawCreate = true
-				}
-			}
-			if resp.End == "" {
-				break
-			}
-			from = resp.End
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("bob paged back to %d messages: %q", len(got), got)
-		}
-		if !sawCreate {
-			t.Error("backfill did not reach the create event")
-		}
-	})
+		from = resp.End
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("bob paged back to %d of %d messages: %q", len(got), len(want), got)
+	}
+	if !sawCreate {
+		t.Error("paging back did not reach the create event")
+	}
 }
 
 // TestPublicRoomDirectory: publishing, searching and listing rooms, locally

@@ -294,51 +294,7 @@ func TestHistoryVisibilityForServers(t *testing.T) {
 // that another server holds goes on past the first backfilled batch, to
 // the room's create event.
 func TestMessagesBackfillsUntilCreate(t *testing.T) {
-	mxtest.Engines(t, func(t *testing.T, engine string) {
-		ctx := context.Background()
-		hs := mxtest.Federation(t, engine, 2)
-		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
-		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want []string
-		for i := range 150 {
-			body := fmt.Sprintf("history %d", i)
-			if _, err := alice.SendText(ctx, created.RoomID, body); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, body)
-		}
-		if _, err := bob.JoinRoom(ctx, created.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}}); err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		from := ""
-		sawCreate := false
-		for page := 0; page < 20; page++ {
-			resp, err := bob.Messages(ctx, created.RoomID, from, "", mautrix.DirectionBackward, nil, 300)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, ev := range resp.Chunk {
-				if body, ok := ev.Content.Raw["body"].(string); ok && ev.Type == event.EventMessage {
-					got = append([]string{body}, got...)
-				}
-				sawCreate = sawCreate || ev.Type == event.StateCreate
-			}
-			if resp.End == "" {
-				break
-			}
-			from = resp.End
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("bob paged back to %d of %d messages", len(got), len(want))
-		}
-		if !sawCreate {
-			t.Error("paging back did not reach the create event")
-		}
-	})
+	mxtest.Engines(t, func(t *testing.T, engine string) { pageBackThroughRemoteHistory(t, engine, 150, 300) })
 }
 
 // TestMembersAt: /members?at= answers the membership as of a token, and
