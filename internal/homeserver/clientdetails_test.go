@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -24,8 +21,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/myelin-chat/myelin/internal/config"
-	"github.com/myelin-chat/myelin/internal/fedclient"
 	"github.com/myelin-chat/myelin/internal/keys"
 	"github.com/myelin-chat/myelin/internal/mxtest"
 	"github.com/myelin-chat/myelin/internal/pdu"
@@ -483,20 +478,7 @@ func startRecordingPeer(t *testing.T, ca *mxtest.TestCA) *recordingPeer {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"event": json.RawMessage(ev.JSON())})
 	})
-	cert, err := ca.CA.Issue("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Listener = ln
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p.client, err = fedclient.New(config.Federation{ExtraCAFiles: []string{ca.CertFile}, AllowPrivate: true}, p.name, p.key,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.client = serveFakeServer(t, ca, ln, mux, p.name, p.key)
 	return p
 }
 

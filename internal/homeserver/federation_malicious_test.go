@@ -110,6 +110,16 @@ func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"pdus":{}}`))
 	})
+	e.client = serveFakeServer(t, ca, ln, mux, e.name, e.key)
+	return e
+}
+
+// serveFakeServer serves mux over TLS on ln, with a certificate for
+// 127.0.0.1 from the test CA, until the test ends, and returns a
+// federation client that signs as name with key: the two halves of a
+// hand-driven peer.
+func serveFakeServer(t *testing.T, ca *mxtest.TestCA, ln net.Listener, mux http.Handler, name string, key keys.SigningKey) *fedclient.Client {
+	t.Helper()
 	cert, err := ca.CA.Issue("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -119,12 +129,12 @@ func startEvil(t *testing.T, ca *mxtest.TestCA) *evilServer {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	e.client, err = fedclient.New(config.Federation{ExtraCAFiles: []string{ca.CertFile}, AllowPrivate: true}, e.name, e.key,
+	client, err := fedclient.New(config.Federation{ExtraCAFiles: []string{ca.CertFile}, AllowPrivate: true}, name, key,
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return client
 }
 
 // join makes mallory (a user of the evil server) join the room, the
