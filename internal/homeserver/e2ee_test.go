@@ -605,6 +605,16 @@ func TestKeysChanges(t *testing.T) {
 
 		bob2 := hs[1].Login(bob.UserID, "password-"+bob.UserID.Localpart())
 		newE2EEClient(t, bob2)
+		// A login and the key upload after it are two changes, which may
+		// reach alice's server apart: wait for the keys to be there.
+		waitFor(t, "bob's new device keys at alice's server", func() (bool, error) {
+			resp, err := alice.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bob.UserID: mautrix.DeviceIDList{}}})
+			if err != nil {
+				return false, err
+			}
+			_, ok := resp.DeviceKeys[bob.UserID][bob2.DeviceID]
+			return ok, nil
+		})
 		t1 := until("bob's new device", t0, func(changed, _ []id.UserID) bool { return slices.Contains(changed, bob.UserID) })
 		if changed, left := keysChanges(t, alice, t1, token(t1)); slices.Contains(changed, bob.UserID) || len(left) != 0 {
 			t.Errorf("a window after bob's change: changed %v, left %v", changed, left)
