@@ -616,8 +616,21 @@ func TestKeysChanges(t *testing.T) {
 			return ok, nil
 		})
 		t1 := until("bob's new device", t0, func(changed, _ []id.UserID) bool { return slices.Contains(changed, bob.UserID) })
-		if changed, left := keysChanges(t, alice, t1, token(t1)); slices.Contains(changed, bob.UserID) || len(left) != 0 {
-			t.Errorf("a window after bob's change: changed %v, left %v", changed, left)
+		// alice's server may have fetched the keys itself before bob's
+		// server's update for them arrived, and that update is a change
+		// of its own: t1 moves past it. A window that repeats a change
+		// already reported fails at once, for the token does not move.
+		for i := 0; ; i++ {
+			next := token(t1)
+			changed, left := keysChanges(t, alice, t1, next)
+			if !slices.Contains(changed, bob.UserID) && len(left) == 0 {
+				break
+			}
+			if next == t1 || i == 5 {
+				t.Fatalf("a window after bob's change: changed %v, left %v", changed, left)
+			}
+			t1 = next
+			time.Sleep(100 * time.Millisecond)
 		}
 
 		// carol joins after t1: she is changed in (t1, t2] only.
