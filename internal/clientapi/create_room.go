@@ -208,6 +208,13 @@ func (a *API) createRoomAs(ctx context.Context, creator id.UserID, req createRoo
 			remoteInvites = append(remoteInvites, inv)
 			continue
 		}
+		// As the spec allows, the room is made without the invite of a
+		// user who blocks invites.
+		if blocked, err := a.accountData.InvitesBlocked(ctx, inv); err != nil {
+			return "", err
+		} else if blocked {
+			continue
+		}
 		c := a.memberContent(ctx, inv, "invite")
 		if req.IsDirect {
 			c["is_direct"] = true

@@ -233,6 +233,9 @@ func (a *API) membershipChange(w http.ResponseWriter, r *http.Request, membershi
 			}
 			return err
 		}
+		if err := a.accountData.CheckInvite(r.Context(), body.UserID); err != nil {
+			return err
+		}
 	}
 	current, err := a.rooms.Membership(r.Context(), roomID, body.UserID)
 	if err != nil {
@@ -450,6 +453,9 @@ func (a *API) setMemberState(ctx context.Context, sender id.UserID, roomID id.Ro
 			if errors.Is(err, mxerr.NotFound) {
 				return "", mxerr.NotFound.With("user %s does not exist", target)
 			}
+			return "", err
+		}
+		if err := a.accountData.CheckInvite(ctx, target); err != nil {
 			return "", err
 		}
 	}

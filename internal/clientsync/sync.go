@@ -139,6 +139,7 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	}
 	req.timelines = &timelineBatch{}
 	rf := &req.Filter.Room
+	var blocksInvites *bool
 	for _, m := range memberships {
 		if m.StreamPos > now || !rf.MatchRoom(m.RoomID) {
 			continue
@@ -171,6 +172,19 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 				if hidden, err := s.inviteIgnored(ctx, req, m); err != nil {
 					return nil, err
 				} else if hidden {
+					continue
+				}
+				// Invites of a user who blocks them are not served (spec
+				// v1.18), whenever they arrived; read only when one is
+				// about to be.
+				if blocksInvites == nil {
+					b, err := s.accountDataStore.InvitesBlocked(ctx, req.User)
+					if err != nil {
+						return nil, err
+					}
+					blocksInvites = &b
+				}
+				if *blocksInvites {
 					continue
 				}
 				ir, err := s.invitedRoom(ctx, req.User, m)

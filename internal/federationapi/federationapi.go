@@ -48,7 +48,19 @@ type API struct {
 	publicRoomsOpen bool
 	// media serves local media to other servers; nil: no media routes.
 	media *media.Service
+	// invites refuses invites of local users who block them; nil: none do.
+	invites InviteChecker
 }
+
+// InviteChecker says whether a local user accepts invites: nil, or
+// M_INVITE_BLOCKED (accountdata.Store).
+type InviteChecker interface {
+	CheckInvite(ctx context.Context, user id.UserID) error
+}
+
+// WithInviteChecker refuses invites of users whose invite permission
+// blocks them (spec v1.18).
+func WithInviteChecker(c InviteChecker) Option { return func(a *API) { a.invites = c } }
 
 // Option adds an optional subsystem to the API.
 type Option func(*API)

@@ -109,6 +109,11 @@ func (a *API) sendInvite(r *http.Request, req sendInviteV2Req) (json.RawMessage,
 	} else if acct.Deactivated {
 		return nil, mxerr.Forbidden.With("the user is deactivated")
 	}
+	if a.invites != nil {
+		if err := a.invites.CheckInvite(ctx, target); err != nil {
+			return nil, err
+		}
+	}
 	if v, err := a.rooms.Version(ctx, roomID); err == nil && v != req.RoomVersion {
 		return nil, mxerr.BadJSON.With("the room is of version %s", v)
 	}

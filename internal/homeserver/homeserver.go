@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
-			federationapi.WithMedia(s.Media)),
+			federationapi.WithMedia(s.Media), federationapi.WithInviteChecker(accountData)),
 		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
 		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
 	if err := s.ensureAdmin(ctx); err != nil {

@@ -144,4 +144,7 @@ var (
 	ThreepidAuthFailed          = def("M_THREEPID_AUTH_FAILED", http.StatusBadRequest)
 	ThreepidDenied              = def("M_THREEPID_DENIED", http.StatusForbidden)
 	ThreepidMediumNotSupported  = def("M_THREEPID_MEDIUM_NOT_SUPPORTED", http.StatusBadRequest)
+	InviteBlocked               = def("M_INVITE_BLOCKED", http.StatusForbidden)
+	ProfileTooLarge             = def("M_PROFILE_TOO_LARGE", http.StatusBadRequest)
+	KeyTooLarge                 = def("M_KEY_TOO_LARGE", http.StatusBadRequest)
 )
