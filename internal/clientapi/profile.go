@@ -8,6 +8,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/users"
 )
 
 // profileOf loads the profile of the path's user: from the accounts of
@@ -25,16 +26,13 @@ func (a *API) profileOf(r *http.Request, field string) (id.UserID, map[string]an
 		p, err := a.handshake.QueryProfile(r.Context(), user, field)
 		return user, p, err
 	}
-	acct, err := a.users.Get(r.Context(), user)
+	fields, err := a.users.Profile(r.Context(), user)
 	if err != nil {
 		return "", nil, err
 	}
-	p := map[string]any{}
-	if acct.DisplayName != "" {
-		p["displayname"] = acct.DisplayName
-	}
-	if acct.AvatarURL != "" {
-		p["avatar_url"] = acct.AvatarURL
+	p := make(map[string]any, len(fields))
+	for k, v := range fields {
+		p[k] = v
 	}
 	return user, p, nil
 }
@@ -63,23 +61,40 @@ func (a *API) getProfileField(w http.ResponseWriter, r *http.Request) error {
 }
 
 // setProfileField serves PUT /_matrix/client/v3/profile/{userId}/{keyName}
-// for displayname and avatar_url, then updates the member event of every
-// room the user is joined to.
+// (profile.yaml): displayname and avatar_url also update the member event
+// of every room the user is joined to; m.tz and custom fields (spec v1.16)
+// are stored as given.
 func (a *API) setProfileField(w http.ResponseWriter, r *http.Request) error {
 	sess := session(r)
 	if id.UserID(r.PathValue("userId")) != sess.UserID {
 		return mxerr.Forbidden.With("you may only change your own profile")
 	}
 	key := r.PathValue("keyName")
-	if key != "displayname" && key != "avatar_url" {
-		return mxerr.InvalidParam.With("profile field %s is not supported", key).WithStatus(400)
+	if err := users.ValidateProfileKey(key); err != nil {
+		return err
 	}
 	var body map[string]json.RawMessage
 	if err := httpx.DecodeJSON(r, &body); err != nil {
 		return err
 	}
+	raw, ok := body[key]
+	if !ok {
+		return mxerr.MissingParam.With("the body has no %s", key)
+	}
+	if key != "displayname" && key != "avatar_url" {
+		if key == "m.tz" && string(raw) != "null" {
+			var tz string
+			if err := httpx.Unmarshal(raw, &tz); err != nil {
+				return mxerr.BadJSON.With("m.tz must be a string")
+			}
+		}
+		if err := a.users.SetProfileField(r.Context(), sess.UserID, key, raw); err != nil {
+			return err
+		}
+		return httpx.OK(w, httpx.Empty)
+	}
 	var value string
-	if raw, ok := body[key]; ok && string(raw) != "null" {
+	if string(raw) != "null" {
 		if err := httpx.Unmarshal(raw, &value); err != nil {
 			return mxerr.BadJSON.With("%s must be a string without NUL characters", key)
 		}
@@ -87,6 +102,34 @@ func (a *API) setProfileField(w http.ResponseWriter, r *http.Request) error {
 	if len(value) > 256 && key == "displayname" {
 		return mxerr.BadJSON.With("displayname is too long")
 	}
+	return a.changeProfile(w, r, key, value)
+}
+
+// deleteProfileField serves DELETE /_matrix/client/v3/profile/{userId}/{keyName}
+// (profile.yaml, spec v1.16). Deleting displayname or avatar_url clears it
+// in the user's member events too.
+func (a *API) deleteProfileField(w http.ResponseWriter, r *http.Request) error {
+	sess := session(r)
+	if id.UserID(r.PathValue("userId")) != sess.UserID {
+		return mxerr.Forbidden.With("you may only change your own profile")
+	}
+	key := r.PathValue("keyName")
+	if err := users.ValidateProfileKey(key); err != nil {
+		return err
+	}
+	if key == "displayname" || key == "avatar_url" {
+		return a.changeProfile(w, r, key, "")
+	}
+	if err := a.users.DeleteProfileField(r.Context(), sess.UserID, key); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
+}
+
+// changeProfile sets displayname or avatar_url ("" clears it) and updates
+// the user's member events.
+func (a *API) changeProfile(w http.ResponseWriter, r *http.Request, key, value string) error {
+	sess := session(r)
 	var dn, av *string
 	if key == "displayname" {
 		dn = &value

@@ -80,6 +80,7 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/profile/{userId}", v3r0, a.getUserProfile},
 		{"GET", "/profile/{userId}/{keyName}", v3r0, a.getProfileField},
 		{"PUT", "/profile/{userId}/{keyName}", v3r0, a.authed(a.setProfileField)},
+		{"DELETE", "/profile/{userId}/{keyName}", v3, a.authed(a.deleteProfileField)},
 
 		// create_room.yaml
 		{"POST", "/createRoom", v3r0, a.authed(a.createRoom)},

@@ -1,6 +1,7 @@
 package federationapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -45,17 +46,17 @@ func (a *API) queryProfile(w http.ResponseWriter, r *http.Request) error {
 	if user.Homeserver() != a.serverName {
 		return mxerr.NotFound.With("the user does not belong to this server")
 	}
-	acct, err := a.users.Get(r.Context(), user)
+	fields, err := a.users.Profile(r.Context(), user)
 	if err != nil {
 		return err
 	}
-	out := map[string]string{}
-	field := q.Get("field")
-	if acct.DisplayName != "" && (field == "" || field == "displayname") {
-		out["displayname"] = acct.DisplayName
+	if field := q.Get("field"); field != "" {
+		// A field not set gives an empty object, as before custom fields.
+		v, ok := fields[field]
+		fields = map[string]json.RawMessage{}
+		if ok {
+			fields[field] = v
+		}
 	}
-	if acct.AvatarURL != "" && (field == "" || field == "avatar_url") {
-		out["avatar_url"] = acct.AvatarURL
-	}
-	return httpx.OK(w, out)
+	return httpx.OK(w, fields)
 }

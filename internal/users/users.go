@@ -484,6 +484,9 @@ func (s *Service) Deactivate(ctx context.Context, userID id.UserID) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET deactivated = 1, password_hash = '' WHERE user_id = $1`, userID.String()); err != nil {
 			return fmt.Errorf("deactivating %s: %w", userID, err)
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM profile_fields WHERE user_id = $1`, userID.String()); err != nil {
+			return fmt.Errorf("erasing the profile fields of %s: %w", userID, err)
+		}
 		return s.profileChanged(ctx, tx, userID)
 	}); err != nil {
 		return err
