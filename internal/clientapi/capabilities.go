@@ -19,7 +19,7 @@ func (a *API) getCapabilities(w http.ResponseWriter, r *http.Request) error {
 			"m.set_displayname": map[string]bool{"enabled": true},
 			"m.set_avatar_url":  map[string]bool{"enabled": true},
 			"m.3pid_changes":    map[string]bool{"enabled": false},
-			"m.get_login_token": map[string]bool{"enabled": false},
+			"m.get_login_token": map[string]bool{"enabled": a.cfg.Sessions.LoginViaExistingSession.Enabled},
 			"m.profile_fields":  map[string]any{"enabled": true},
 		},
 	})

@@ -9,16 +9,24 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/users"
 )
 
-// loginTypePassword is the only login type Myelin offers.
-const loginTypePassword = "m.login.password"
+// The login types Myelin offers: m.login.token only for tokens from
+// POST /login/get_token, when login_via_existing_session is enabled.
+const (
+	loginTypePassword = "m.login.password"
+	loginTypeToken    = "m.login.token"
+)
 
 // maxDeviceIDLen bounds client-chosen device IDs.
 const maxDeviceIDLen = 255
 
 type loginFlow struct {
 	Type string `json:"type"`
+	// GetLoginToken says that POST /login/get_token issues tokens for
+	// this flow.
+	GetLoginToken bool `json:"get_login_token,omitempty"`
 }
 
 type loginFlowsResp struct {
@@ -27,7 +35,11 @@ type loginFlowsResp struct {
 
 // getLoginFlows serves GET /_matrix/client/v3/login (login.yaml).
 func (a *API) getLoginFlows(w http.ResponseWriter, r *http.Request) error {
-	return httpx.OK(w, loginFlowsResp{Flows: []loginFlow{{Type: loginTypePassword}}})
+	flows := []loginFlow{{Type: loginTypePassword}}
+	if a.cfg.Sessions.LoginViaExistingSession.Enabled {
+		flows = append(flows, loginFlow{Type: loginTypeToken, GetLoginToken: true})
+	}
+	return httpx.OK(w, loginFlowsResp{Flows: flows})
 }
 
 // userIdentifier is the spec's user identifier object ("Identifier types").
@@ -48,10 +60,10 @@ type loginReq struct {
 	Medium                   string      `json:"medium"`
 	Address                  string      `json:"address"`
 	Password                 *string     `json:"password"`
+	Token                    *string     `json:"token"`
 	DeviceID                 id.DeviceID `json:"device_id"`
 	InitialDeviceDisplayName *string     `json:"initial_device_display_name"`
-	// RefreshToken is accepted and ignored: Myelin issues no refresh tokens
-	// and its access tokens do not expire.
+	// RefreshToken asks for a refresh token and an expiring access token.
 	RefreshToken bool `json:"refresh_token"`
 }
 
@@ -59,6 +71,9 @@ type loginResp struct {
 	UserID      id.UserID   `json:"user_id"`
 	AccessToken string      `json:"access_token"`
 	DeviceID    id.DeviceID `json:"device_id"`
+	// RefreshToken and ExpiresInMS are set when refresh_token was asked.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresInMS  int64  `json:"expires_in_ms,omitempty"`
 	// HomeServer is deprecated but still read by older clients.
 	HomeServer string         `json:"home_server"`
 	WellKnown  map[string]any `json:"well_known,omitempty"`
@@ -72,42 +87,63 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
 	}
+	var userID id.UserID
 	switch req.Type {
 	case "":
 		return mxerr.MissingParam.With("type is required")
 	case loginTypePassword:
+		if req.Identifier == nil && req.User == "" && (req.Medium != "" || req.Address != "") {
+			req.Identifier = &userIdentifier{Type: "m.id.thirdparty", Medium: req.Medium, Address: req.Address}
+		}
+		var err error
+		if userID, err = a.identifiedUser(req.Identifier, req.User); err != nil {
+			return err
+		}
+		if req.Password == nil {
+			return mxerr.MissingParam.With("password is required")
+		}
+		if err := validDeviceID(req.DeviceID); err != nil {
+			return err
+		}
+		if err := a.users.CheckPassword(r.Context(), userID, *req.Password); err != nil {
+			return err
+		}
+	case loginTypeToken:
+		if !a.cfg.Sessions.LoginViaExistingSession.Enabled {
+			return mxerr.Unknown.WithStatus(http.StatusBadRequest).With("unknown login type %q", req.Type)
+		}
+		if req.Token == nil || *req.Token == "" {
+			return mxerr.MissingParam.With("token is required")
+		}
+		if err := validDeviceID(req.DeviceID); err != nil {
+			return err
+		}
+		var err error
+		if userID, err = a.users.UseLoginToken(r.Context(), *req.Token); err != nil {
+			return err
+		}
+		if acct, err := a.users.Get(r.Context(), userID); err != nil {
+			return err
+		} else if acct.Deactivated {
+			return mxerr.UserDeactivated.With("the account has been deactivated")
+		}
 	default:
 		return mxerr.Unknown.WithStatus(http.StatusBadRequest).With("unknown login type %q", req.Type)
-	}
-	if req.Identifier == nil && req.User == "" && (req.Medium != "" || req.Address != "") {
-		req.Identifier = &userIdentifier{Type: "m.id.thirdparty", Medium: req.Medium, Address: req.Address}
-	}
-	userID, err := a.identifiedUser(req.Identifier, req.User)
-	if err != nil {
-		return err
-	}
-	if req.Password == nil {
-		return mxerr.MissingParam.With("password is required")
-	}
-	if err := validDeviceID(req.DeviceID); err != nil {
-		return err
-	}
-	if err := a.users.CheckPassword(r.Context(), userID, *req.Password); err != nil {
-		return err
 	}
 	isNew := req.DeviceID == ""
 	if !isNew {
 		_, err := a.users.Device(r.Context(), userID, req.DeviceID)
 		isNew = errors.Is(err, mxerr.NotFound)
 	}
-	token, dev, err := a.users.Login(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName)
+	tokens, err := a.issueTokens(r, userID, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
 	if err != nil {
 		return err
 	}
 	if isNew {
-		a.devicesChanged(r.Context(), userID, []id.DeviceID{dev})
+		a.devicesChanged(r.Context(), userID, []id.DeviceID{tokens.DeviceID})
 	}
-	resp := loginResp{UserID: userID, AccessToken: token, DeviceID: dev, HomeServer: a.cfg.ServerName}
+	resp := loginResp{UserID: userID, AccessToken: tokens.AccessToken, DeviceID: tokens.DeviceID, HomeServer: a.cfg.ServerName,
+		RefreshToken: tokens.RefreshToken, ExpiresInMS: tokens.ExpiresIn.Milliseconds()}
 	if a.cfg.PublicBaseURL != "" {
 		resp.WellKnown = map[string]any{
 			"m.homeserver": map[string]string{"base_url": strings.TrimSuffix(a.cfg.PublicBaseURL, "/")},
@@ -159,4 +195,14 @@ func validDeviceID(d id.DeviceID) error {
 		return mxerr.InvalidParam.With("device_id is longer than %d bytes", maxDeviceIDLen)
 	}
 	return nil
+}
+
+// issueTokens logs a device in, with a refresh token and an expiring
+// access token when the client asked for one.
+func (a *API) issueTokens(r *http.Request, user id.UserID, dev id.DeviceID, displayName *string, refreshable bool) (users.Tokens, error) {
+	if refreshable {
+		return a.users.LoginRefreshable(r.Context(), user, dev, displayName)
+	}
+	token, d, err := a.users.Login(r.Context(), user, dev, displayName)
+	return users.Tokens{AccessToken: token, DeviceID: d}, err
 }

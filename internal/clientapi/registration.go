@@ -32,7 +32,7 @@ type registerReq struct {
 	DeviceID                 id.DeviceID `json:"device_id"`
 	InitialDeviceDisplayName *string     `json:"initial_device_display_name"`
 	InhibitLogin             bool        `json:"inhibit_login"`
-	// RefreshToken is accepted and ignored: Myelin issues no refresh tokens.
+	// RefreshToken asks for a refresh token and an expiring access token.
 	RefreshToken bool `json:"refresh_token"`
 }
 
@@ -40,6 +40,9 @@ type registerResp struct {
 	UserID      id.UserID   `json:"user_id"`
 	AccessToken string      `json:"access_token,omitempty"`
 	DeviceID    id.DeviceID `json:"device_id,omitempty"`
+	// RefreshToken and ExpiresInMS are set when refresh_token was asked.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresInMS  int64  `json:"expires_in_ms,omitempty"`
 	// HomeServer is deprecated but still read by older clients.
 	HomeServer string `json:"home_server"`
 }
@@ -153,10 +156,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	a.autoJoin(r.Context(), userID)
 	resp := registerResp{UserID: userID, HomeServer: a.cfg.ServerName}
 	if !req.InhibitLogin {
-		resp.AccessToken, resp.DeviceID, err = a.users.Login(r.Context(), userID, req.DeviceID, req.InitialDeviceDisplayName)
+		t, err := a.issueTokens(r, userID, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
 		if err != nil {
 			return err
 		}
+		resp.AccessToken, resp.DeviceID, resp.RefreshToken, resp.ExpiresInMS = t.AccessToken, t.DeviceID, t.RefreshToken, t.ExpiresIn.Milliseconds()
 	}
 	return httpx.OK(w, resp)
 }

@@ -46,6 +46,9 @@ func (a *API) Register(mux httpx.Router) {
 		// login.yaml, logout.yaml, whoami.yaml
 		{"GET", "/login", v3r0, a.getLoginFlows},
 		{"POST", "/login", v3r0, a.limited(a.login)},
+		// refresh.yaml, login_token.yaml
+		{"POST", "/refresh", v3, a.limited(a.refresh)},
+		{"POST", "/login/get_token", v1, a.authed(a.limited(a.generateLoginToken))},
 		{"POST", "/logout", v3r0, a.authed(a.logout)},
 		{"POST", "/logout/all", v3r0, a.authed(a.logoutAll)},
 		{"GET", "/account/whoami", v3r0, a.authed(a.getTokenOwner)},

@@ -14,8 +14,8 @@ import (
 // Profiles": Spaces, Threading, Event Annotations, Event Replacements,
 // Reference Relations, Reporting Content, Server Administration, ...) do
 // not count, nor do endpoints a server may leave out by the spec's own
-// words (refresh tokens it never issues, SSO it does not offer,
-// /login/get_token behind its capability).
+// words (SSO it does not offer). Refresh tokens (v1.3) and
+// /login/get_token (v1.7, behind its capability) are served.
 //
 // Versions and what they need:
 //   - v1.1 knocking, key backup, cross-signing: served.
@@ -41,8 +41,8 @@ import (
 //   - v1.15 GET /v1/room_summary/{roomIdOrAlias}, core: NOT served, so
 //     the list stops at v1.14.
 //
-// Beyond that: v1.15 room_summary and v1.16 DELETE
-// /profile/{userId}/{keyName}, both core.
+// Beyond that: v1.15 room_summary, core. v1.16's DELETE
+// /profile/{userId}/{keyName} and custom profile fields are served.
 //
 // The r0 versions are listed as Synapse lists them: the r0 paths are
 // served (routes.go), and v1.1 is backwards compatible with r0.6.1. Some

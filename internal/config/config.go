@@ -110,6 +110,9 @@ type Config struct {
 	Media Media `yaml:",inline"`
 	// TURN configures /voip/turnServer (Synapse's turn_* keys), see voip.go.
 	TURN TURN `yaml:",inline"`
+	// Sessions configures token lifetimes, refresh and login tokens
+	// (Synapse's keys), see sessions.go.
+	Sessions Sessions `yaml:",inline"`
 	// Support is served at /.well-known/matrix/support, see support.go.
 	Support Support `yaml:"support,omitempty"`
 	// UserDirectory configures POST /user_directory/search.
@@ -234,6 +237,7 @@ func Defaults() Config {
 		LogLevel:                "info",
 		Media:                   defaultMedia(),
 		TURN:                    defaultTURN(),
+		Sessions:                defaultSessions(),
 	}
 }
 
@@ -352,6 +356,9 @@ func (c *Config) Validate() error {
 	if err := c.Media.validate(); err != nil {
 		return err
 	}
+	if err := c.Sessions.validate(); err != nil {
+		return err
+	}
 	if err := c.TURN.validate(); err != nil {
 		return err
 	}
@@ -468,6 +475,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		applyURLPreviewEnv(c, env),
 		applyMediaEnv(&c.Media, env),
 		applyTURNEnv(c, env),
+		applySessionsEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS", &c.UserDirectory.SearchAllUsers),

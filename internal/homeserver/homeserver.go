@@ -109,7 +109,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.sender = sender.New(db, cfg.ServerName, s.transport, log)
 	s.metrics = s.newMetrics()
 	dir := userdir.New(db, cfg.ServerName, cfg.UserDirectory.SearchAllUsers, log)
-	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log, users.WithProfileHook(dir.AccountChanged))
+	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log, users.WithProfileHook(dir.AccountChanged),
+		users.WithTokenLifetimes(time.Duration(cfg.Sessions.RefreshableAccessTokenLifetime), time.Duration(cfg.Sessions.RefreshTokenLifetime)))
 	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
 	rels := relations.New(db, cfg.ServerName)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,

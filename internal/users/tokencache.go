@@ -59,8 +59,8 @@ func (c *tokenCache) get(hash string, now time.Time) (Session, bool, uint64) {
 }
 
 // put caches sess under hash unless an invalidation happened since gen
-// was read.
-func (c *tokenCache) put(hash string, sess Session, gen uint64, now time.Time) {
+// was read, never past until (the token's own expiry; zero: none).
+func (c *tokenCache) put(hash string, sess Session, gen uint64, now, until time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
@@ -69,7 +69,11 @@ func (c *tokenCache) put(hash string, sess Session, gen uint64, now time.Time) {
 	if c.m == nil || len(c.m) >= tokenCacheMax {
 		c.m = make(map[string]cachedSession)
 	}
-	c.m[hash] = cachedSession{sess: sess, expires: now.Add(tokenCacheTTL)}
+	expires := now.Add(tokenCacheTTL)
+	if !until.IsZero() && until.Before(expires) {
+		expires = until
+	}
+	c.m[hash] = cachedSession{sess: sess, expires: expires}
 }
 
 // forgetUser drops every cached session of user. Invalidations are rare

@@ -62,6 +62,9 @@ type Service struct {
 	now        func() time.Time
 	tokens     tokenCache
 	profiles   ProfileHook
+	// accessLifetime and refreshLifetime are the lifetimes of refreshable
+	// access tokens and of refresh tokens (0: until used).
+	accessLifetime, refreshLifetime time.Duration
 }
 
 // ProfileHook is told, inside the transaction that makes the change, of
@@ -314,39 +317,46 @@ func hashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Login creates (or reuses) a device and issues a new access token for it.
+// Login creates (or reuses) a device and issues a new access token for
+// it, one that does not expire.
 func (s *Service) Login(ctx context.Context, userID id.UserID, deviceID id.DeviceID, displayName *string) (token string, dev id.DeviceID, err error) {
+	t, err := s.login(ctx, userID, deviceID, displayName, false)
+	return t.AccessToken, t.DeviceID, err
+}
+
+// LoginRefreshable is Login for a client that asked for a refresh token:
+// the access token expires, and the refresh token renews it (Refresh).
+func (s *Service) LoginRefreshable(ctx context.Context, userID id.UserID, deviceID id.DeviceID, displayName *string) (Tokens, error) {
+	return s.login(ctx, userID, deviceID, displayName, true)
+}
+
+func (s *Service) login(ctx context.Context, userID id.UserID, deviceID id.DeviceID, displayName *string, refreshable bool) (Tokens, error) {
 	if deviceID == "" {
 		deviceID = NewDeviceID()
 	}
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	token = "myl_" + base64.RawURLEncoding.EncodeToString(b[:])
-	now := s.now().UnixMilli()
-	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+	now := s.now()
+	var t Tokens
+	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES ($1, $2, $3, $4)
 			 ON CONFLICT (user_id, device_id) DO NOTHING`,
-			userID.String(), deviceID.String(), displayName, now); err != nil {
+			userID.String(), deviceID.String(), displayName, now.UnixMilli()); err != nil {
 			return fmt.Errorf("creating device: %w", err)
 		}
-		// A login with an existing device ID replaces that device's token.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`, userID.String(), deviceID.String()); err != nil {
-			return fmt.Errorf("revoking old token: %w", err)
+		// A login with an existing device ID replaces that device's tokens.
+		if err := deleteDeviceTokens(ctx, tx, userID, deviceID); err != nil {
+			return err
 		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)`,
-			hashToken(token), userID.String(), deviceID.String(), now); err != nil {
-			return fmt.Errorf("storing token: %w", err)
-		}
-		return nil
+		var err error
+		t, err = s.issue(ctx, tx, userID, deviceID, refreshable, "", now)
+		return err
 	})
 	// The device's previous token, if any, is gone.
 	s.tokens.forgetUser(userID)
 	if err != nil {
-		return "", "", fmt.Errorf("logging in %s: %w", userID, err)
+		return Tokens{}, fmt.Errorf("logging in %s: %w", userID, err)
 	}
-	return token, deviceID, nil
+	return t, nil
 }
 
 // Authenticate resolves an access token. The lookup is by hash, so the
@@ -364,18 +374,36 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 	}
 	var user, dev string
 	var admin, deact int64
+	var expires sql.NullInt64
+	var refresh, prev sql.NullString
 	err := s.db.QueryRowContext(ctx,
-		`SELECT t.user_id, t.device_id, a.is_admin, a.deactivated FROM access_tokens t
-		 JOIN accounts a ON a.user_id = t.user_id WHERE t.token_hash = $1`, hash).
-		Scan(&user, &dev, &admin, &deact)
+		`SELECT t.user_id, t.device_id, a.is_admin, a.deactivated, t.expires_ts, t.refresh_hash, r.prev_hash FROM access_tokens t
+		 JOIN accounts a ON a.user_id = t.user_id
+		 LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_hash
+		 WHERE t.token_hash = $1`, hash).
+		Scan(&user, &dev, &admin, &deact, &expires, &refresh, &prev)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && deact != 0) {
 		return sess, mxerr.UnknownToken.With("unknown access token").WithField("soft_logout", false)
 	}
 	if err != nil {
 		return sess, fmt.Errorf("looking up access token: %w", err)
 	}
+	var until time.Time
+	if expires.Valid {
+		until = time.UnixMilli(expires.Int64)
+		if !now.Before(until) {
+			// The device stays: the client refreshes, or logs in again
+			// with the same device ID and keeps its keys.
+			return sess, mxerr.UnknownToken.With("the access token has expired").WithField("soft_logout", true)
+		}
+	}
+	if prev.Valid {
+		if err := s.retirePredecessor(ctx, refresh.String); err != nil {
+			return sess, err
+		}
+	}
 	sess = Session{UserID: id.UserID(user), DeviceID: id.DeviceID(dev), IsAdmin: admin != 0}
-	s.tokens.put(hash, sess, gen, now)
+	s.tokens.put(hash, sess, gen, now, until)
 	return sess, nil
 }
 
@@ -391,6 +419,9 @@ func (s *Service) LogoutAll(ctx context.Context, userID id.UserID) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1`, userID.String()); err != nil {
 			return fmt.Errorf("deleting tokens of %s: %w", userID, err)
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE user_id = $1`, userID.String()); err != nil {
+			return fmt.Errorf("deleting refresh tokens of %s: %w", userID, err)
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1`, userID.String()); err != nil {
 			return fmt.Errorf("deleting devices of %s: %w", userID, err)
 		}
@@ -403,8 +434,8 @@ func (s *Service) DeleteDevices(ctx context.Context, userID id.UserID, devices [
 	defer s.tokens.forgetUser(userID)
 	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		for _, d := range devices {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`, userID.String(), d.String()); err != nil {
-				return fmt.Errorf("deleting tokens of device %s: %w", d, err)
+			if err := deleteDeviceTokens(ctx, tx, userID, d); err != nil {
+				return err
 			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id = $2`, userID.String(), d.String()); err != nil {
 				return fmt.Errorf("deleting device %s: %w", d, err)
