@@ -43,6 +43,12 @@ func (a *API) deactivateAccount(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.devicesGone(r.Context(), sess.UserID, devs)
+	if a.threepids != nil {
+		// As Synapse does: the addresses are free for other accounts.
+		if err := a.threepids.UnbindAll(r.Context(), sess.UserID); err != nil {
+			return err
+		}
+	}
 	a.uia.finish(uia.id)
 	a.leaveAllRooms(r.Context(), sess.UserID)
 	a.log.Info("account deactivated", "user_id", sess.UserID)

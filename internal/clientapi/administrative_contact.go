@@ -1,18 +1,25 @@
 package clientapi
 
 import (
+	"context"
 	"net/http"
 	"regexp"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/threepid"
 )
 
-// Myelin neither sends e-mail or SMS nor talks to identity servers, so no
-// third-party identifier is ever validated or stored. The 3PID endpoints
-// still validate their bodies and answer as Synapse does when it has no
-// email config and no msisdn delegate: Element's settings then show an
-// empty list instead of "Unable to load email addresses".
+// E-mail addresses are validated by a mailed link or code when the
+// email section is configured (internal/threepid), and then bound to the
+// account; Myelin sends no SMS and talks to no identity server. Without
+// e-mail, the 3PID endpoints still validate their bodies and answer as
+// Synapse does when it has no email config and no msisdn delegate:
+// Element's settings then show an empty list instead of "Unable to load
+// email addresses".
 
 // clientSecretRE is the client_secret grammar of the spec
 // (identity/definitions/request_email_validation.yaml).
@@ -51,9 +58,19 @@ type msisdnTokenReq struct {
 	IDAccess     *string `json:"id_access_token"`
 }
 
-// emailTokenRefused decodes and checks an email requestToken body, then
-// refuses it: there is no e-mail sending to validate the address with.
-func emailTokenRefused(r *http.Request, why string) error {
+// emailTokenResp answers an email requestToken endpoint.
+type emailTokenResp struct {
+	SID string `json:"sid"`
+	// SubmitURL takes the code from the mail, for clients that ask the
+	// user to type it rather than click the link.
+	SubmitURL string `json:"submit_url,omitempty"`
+}
+
+// requestEmailToken decodes and checks an email requestToken body and
+// mails a validation token for purpose, after check (nil: none) has
+// vetted the canonical address. With e-mail off it refuses with why.
+func (a *API) requestEmailToken(w http.ResponseWriter, r *http.Request, purpose threepid.Purpose, why string,
+	check func(ctx context.Context, address string) error) error {
 	var req emailTokenReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
@@ -67,10 +84,53 @@ func emailTokenRefused(r *http.Request, why string) error {
 	if req.SendAttempt == nil {
 		return mxerr.MissingParam.With("send_attempt is required")
 	}
-	return mxerr.ThreepidMediumNotSupported.With("%s", why)
+	if a.threepids == nil || !a.threepids.EmailEnabled() {
+		return mxerr.ThreepidMediumNotSupported.With("%s", why)
+	}
+	address, err := threepid.CanonicalEmail(*req.Email)
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(r.Context(), address); err != nil {
+			return err
+		}
+	}
+	base := a.baseURL(r)
+	sid, err := a.threepids.RequestEmailToken(r.Context(), purpose, *req.ClientSecret, address, *req.SendAttempt, base+emailValidatePath)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, emailTokenResp{SID: sid, SubmitURL: base + emailSubmitPath})
 }
 
-// msisdnTokenRefused is emailTokenRefused for phone numbers.
+// emailUnused refuses an address that an account has already.
+func (a *API) emailUnused(ctx context.Context, address string) error {
+	owner, err := a.threepids.Owner(ctx, threepid.MediumEmail, address)
+	if err != nil {
+		return err
+	}
+	if owner != "" {
+		return mxerr.ThreepidInUse.With("this email address is already in use")
+	}
+	return nil
+}
+
+// baseURL is where clients reach this server: public_baseurl, or the
+// request's own host.
+func (a *API) baseURL(r *http.Request) string {
+	if a.cfg.PublicBaseURL != "" {
+		return strings.TrimSuffix(a.cfg.PublicBaseURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// msisdnTokenRefused checks a phone number requestToken body, then
+// refuses it: Myelin sends no SMS.
 func msisdnTokenRefused(r *http.Request, why string) error {
 	var req msisdnTokenReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
@@ -92,14 +152,37 @@ func msisdnTokenRefused(r *http.Request, why string) error {
 }
 
 type threepidsResp struct {
-	Threepids []struct{} `json:"threepids"`
+	Threepids []threepid.ThreePID `json:"threepids"`
 }
 
 // getAccount3PIDs serves GET /_matrix/client/v3/account/3pid
-// (administrative_contact.yaml). No 3PID can be added, so the list is
-// always empty.
+// (administrative_contact.yaml): the validated addresses of the account,
+// an empty list when there are none.
 func (a *API) getAccount3PIDs(w http.ResponseWriter, r *http.Request) error {
-	return httpx.OK(w, threepidsResp{Threepids: []struct{}{}})
+	out := []threepid.ThreePID{}
+	if a.threepids != nil {
+		var err error
+		if out, err = a.threepids.List(r.Context(), session(r).UserID); err != nil {
+			return err
+		}
+	}
+	return httpx.OK(w, threepidsResp{Threepids: out})
+}
+
+// bindValidated adds the address a validated session holds to the user's
+// account, then spends the session.
+func (a *API) bindValidated(ctx context.Context, user id.UserID, sid, clientSecret string) error {
+	if a.threepids == nil {
+		return mxerr.ThreepidAuthFailed.With("no validated 3pid session found")
+	}
+	tp, err := a.threepids.Validated(ctx, sid, clientSecret)
+	if err != nil {
+		return err
+	}
+	if err := a.threepids.Bind(ctx, user, tp); err != nil {
+		return err
+	}
+	return a.threepids.Spend(ctx, sid)
 }
 
 type threepidCreds struct {
@@ -115,9 +198,9 @@ type post3PIDsReq struct {
 }
 
 // post3PIDs serves the deprecated POST /_matrix/client/v3/account/3pid
-// (administrative_contact.yaml). No validation session can exist, so a
-// well-formed request fails with M_THREEPID_AUTH_FAILED as Synapse's
-// does when the session is unknown.
+// (administrative_contact.yaml): like /3pid/add without its UIA, as
+// Synapse serves it; an unknown or unvalidated session is
+// M_THREEPID_AUTH_FAILED.
 func (a *API) post3PIDs(w http.ResponseWriter, r *http.Request) error {
 	var req post3PIDsReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
@@ -136,7 +219,10 @@ func (a *API) post3PIDs(w http.ResponseWriter, r *http.Request) error {
 	if creds.SID == nil || *creds.SID == "" {
 		return mxerr.MissingParam.With("sid is required")
 	}
-	return mxerr.ThreepidAuthFailed.With("no validated 3pid session found")
+	if err := a.bindValidated(r.Context(), session(r).UserID, *creds.SID, *creds.ClientSecret); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
 }
 
 type add3PIDReq struct {
@@ -146,9 +232,8 @@ type add3PIDReq struct {
 }
 
 // add3PID serves POST /_matrix/client/v3/account/3pid/add
-// (administrative_contact.yaml) behind User-Interactive Authentication,
-// as Synapse does; once authenticated, the session sid cannot have been
-// validated here, so it fails with M_THREEPID_AUTH_FAILED.
+// (administrative_contact.yaml) behind User-Interactive Authentication:
+// the address of the validated session sid joins the account.
 func (a *API) add3PID(w http.ResponseWriter, r *http.Request) error {
 	var req add3PIDReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
@@ -167,8 +252,11 @@ func (a *API) add3PID(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || !done {
 		return err
 	}
+	if err := a.bindValidated(r.Context(), sess.UserID, *req.SID, *req.ClientSecret); err != nil {
+		return err
+	}
 	a.uia.finish(uia.id)
-	return mxerr.ThreepidAuthFailed.With("no validated 3pid session found")
+	return httpx.OK(w, httpx.Empty)
 }
 
 // bind3PID serves POST /_matrix/client/v3/account/3pid/bind
@@ -200,21 +288,21 @@ type threepidRemoveResp struct {
 	IDServerUnbindResult string `json:"id_server_unbind_result"`
 }
 
-func decodeThreepidRemove(r *http.Request) error {
+func decodeThreepidRemove(r *http.Request) (threepidRemoveReq, error) {
 	var req threepidRemoveReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
-		return err
+		return req, err
 	}
 	if req.Medium == nil {
-		return mxerr.MissingParam.With("medium is required")
+		return req, mxerr.MissingParam.With("medium is required")
 	}
 	if *req.Medium != "email" && *req.Medium != "msisdn" {
-		return mxerr.InvalidParam.With("medium must be email or msisdn")
+		return req, mxerr.InvalidParam.With("medium must be email or msisdn")
 	}
 	if req.Address == nil {
-		return mxerr.MissingParam.With("address is required")
+		return req, mxerr.MissingParam.With("address is required")
 	}
-	return nil
+	return req, nil
 }
 
 // delete3pidFromAccount serves POST /_matrix/client/v3/account/3pid/delete
@@ -222,8 +310,18 @@ func decodeThreepidRemove(r *http.Request) error {
 // not have succeeds; nothing was unbound from an identity server, which
 // is "no-support", Synapse's answer.
 func (a *API) delete3pidFromAccount(w http.ResponseWriter, r *http.Request) error {
-	if err := decodeThreepidRemove(r); err != nil {
+	req, err := decodeThreepidRemove(r)
+	if err != nil {
 		return err
+	}
+	if a.threepids != nil {
+		address := *req.Address
+		if *req.Medium == threepid.MediumEmail {
+			address = strings.ToLower(address)
+		}
+		if err := a.threepids.Unbind(r.Context(), session(r).UserID, *req.Medium, address); err != nil {
+			return err
+		}
 	}
 	return httpx.OK(w, threepidRemoveResp{IDServerUnbindResult: "no-support"})
 }
@@ -232,7 +330,7 @@ func (a *API) delete3pidFromAccount(w http.ResponseWriter, r *http.Request) erro
 // (administrative_contact.yaml): there is no identity server to unbind
 // from, hence "no-support".
 func (a *API) unbind3pidFromAccount(w http.ResponseWriter, r *http.Request) error {
-	if err := decodeThreepidRemove(r); err != nil {
+	if _, err := decodeThreepidRemove(r); err != nil {
 		return err
 	}
 	return httpx.OK(w, threepidRemoveResp{IDServerUnbindResult: "no-support"})
@@ -242,7 +340,7 @@ func (a *API) unbind3pidFromAccount(w http.ResponseWriter, r *http.Request) erro
 // /_matrix/client/v3/account/3pid/email/requestToken
 // (administrative_contact.yaml).
 func (a *API) requestTokenTo3PIDEmail(w http.ResponseWriter, r *http.Request) error {
-	return emailTokenRefused(r, "adding an email to your account is disabled on this server")
+	return a.requestEmailToken(w, r, threepid.AddToAccount, "adding an email to your account is disabled on this server", a.emailUnused)
 }
 
 // requestTokenTo3PIDMSISDN serves POST

@@ -33,6 +33,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/relations"
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
@@ -74,6 +75,8 @@ type API struct {
 	relations *relations.Store
 	// userdir answers user directory searches (users.yaml).
 	userdir *userdir.Service
+	// threepids validates and stores e-mail addresses; nil: none.
+	threepids *threepid.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).
@@ -106,6 +109,10 @@ type Option func(*API)
 // WithPush serves the push rule endpoints from p; the homeserver always
 // passes it.
 func WithPush(p *push.Service) Option { return func(a *API) { a.push = p } }
+
+// WithThreePIDs serves e-mail validation, binding and password resets
+// through t.
+func WithThreePIDs(t *threepid.Service) Option { return func(a *API) { a.threepids = t } }
 
 type ctxKey int
 
@@ -141,6 +148,18 @@ func (a *API) authed(h httpx.HandlerFunc) httpx.HandlerFunc {
 			return err
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), sessionKey, sess)))
+	}
+}
+
+// authedOrAnonymous is authed for a request with an access token, and
+// limited for one without (a password reset by e-mail).
+func (a *API) authedOrAnonymous(h httpx.HandlerFunc) httpx.HandlerFunc {
+	withToken, without := a.authed(h), a.limited(h)
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if accessToken(r) == "" && r.Header.Get("Authorization") == "" {
+			return without(w, r)
+		}
+		return withToken(w, r)
 	}
 }
 

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/users"
 )
 
@@ -96,7 +98,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 			req.Identifier = &userIdentifier{Type: "m.id.thirdparty", Medium: req.Medium, Address: req.Address}
 		}
 		var err error
-		if userID, err = a.identifiedUser(req.Identifier, req.User); err != nil {
+		if userID, err = a.identifiedUser(r.Context(), req.Identifier, req.User); err != nil {
 			return err
 		}
 		if req.Password == nil {
@@ -156,15 +158,24 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 // m.login.password UIA stage (or the deprecated top-level user field) to a
 // local user ID. Localparts are matched case-insensitively, as Synapse does:
 // local accounts only have lowercase localparts.
-func (a *API) identifiedUser(ident *userIdentifier, legacyUser string) (id.UserID, error) {
+func (a *API) identifiedUser(ctx context.Context, ident *userIdentifier, legacyUser string) (id.UserID, error) {
 	user := legacyUser
 	if ident != nil {
 		switch ident.Type {
 		case "m.id.user":
 			user = ident.User
 		case "m.id.thirdparty", "m.id.phone":
-			// No third-party identifiers are bound to accounts here, and the
-			// spec answers unknown 3PIDs with 403.
+			// Only e-mail addresses are bound to accounts here; the spec
+			// answers unknown 3PIDs with 403.
+			if ident.Type == "m.id.thirdparty" && ident.Medium == threepid.MediumEmail && a.threepids != nil {
+				owner, err := a.threepids.Owner(ctx, threepid.MediumEmail, strings.ToLower(strings.TrimSpace(ident.Address)))
+				if err != nil {
+					return "", err
+				}
+				if owner != "" {
+					return owner, nil
+				}
+			}
 			return "", mxerr.Forbidden.With("no account is bound to this third-party identifier")
 		case "":
 			return "", mxerr.MissingParam.With("identifier.type is required")

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/users"
 )
 
@@ -47,19 +49,30 @@ type registerResp struct {
 	HomeServer string `json:"home_server"`
 }
 
-// registrationFlows are the UIA flows of /register under the current config.
+// registrationFlows are the UIA flows of /register under the current
+// config. With e-mail on, a flow that validates an address is offered
+// beside the others, or instead of them when registrations_require_3pid
+// names email.
 func (a *API) registrationFlows() [][]string {
-	var flow []string
+	var base []string
 	if a.cfg.RegistrationRequiresToken {
-		flow = append(flow, stageRegistrationToken)
+		base = append(base, stageRegistrationToken)
 	}
 	if a.cfg.Recaptcha.Enabled {
-		flow = append(flow, stageRecaptcha)
+		base = append(base, stageRecaptcha)
 	}
-	if len(flow) == 0 {
-		flow = []string{stageDummy}
+	emailOn := a.threepids != nil && a.threepids.EmailEnabled()
+	if emailOn && slices.Contains(a.cfg.RegistrationsRequire3PID, threepid.MediumEmail) {
+		return [][]string{append(base, stageEmail)}
 	}
-	return [][]string{flow}
+	flows := [][]string{base}
+	if len(base) == 0 {
+		flows = [][]string{{stageDummy}}
+	}
+	if emailOn {
+		flows = append(flows, append(slices.Clone(base), stageEmail))
+	}
+	return flows
 }
 
 // registrationParams are the UIA params of registration: the captcha's
@@ -153,6 +166,13 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.uia.finish(sess.id)
+	if sess.emailSID != "" {
+		// The account exists now; as in Synapse, an address that cannot
+		// be bound (taken meanwhile) does not undo it.
+		if err := a.bindValidated(r.Context(), userID, sess.emailSID, sess.emailSecret); err != nil {
+			a.log.Warn("binding the e-mail address of a registration", "user_id", userID, "err", err)
+		}
+	}
 	a.autoJoin(r.Context(), userID)
 	resp := registerResp{UserID: userID, HomeServer: a.cfg.ServerName}
 	if !req.InhibitLogin {
@@ -226,10 +246,10 @@ func (a *API) checkUsernameAvailability(w http.ResponseWriter, r *http.Request) 
 }
 
 // requestTokenToRegisterEmail serves POST
-// /_matrix/client/v3/register/email/requestToken (registration.yaml):
-// Myelin sends no e-mail (administrative_contact.go).
+// /_matrix/client/v3/register/email/requestToken (registration.yaml),
+// for the m.login.email.identity stage (administrative_contact.go).
 func (a *API) requestTokenToRegisterEmail(w http.ResponseWriter, r *http.Request) error {
-	return emailTokenRefused(r, "email-based registration is disabled on this server")
+	return a.requestEmailToken(w, r, threepid.Register, "email-based registration is disabled on this server", a.emailUnused)
 }
 
 // requestTokenToRegisterMSISDN serves POST

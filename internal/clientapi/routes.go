@@ -46,6 +46,9 @@ func (a *API) Register(mux httpx.Router) {
 		// login.yaml, logout.yaml, whoami.yaml
 		{"GET", "/login", v3r0, a.getLoginFlows},
 		{"POST", "/login", v3r0, a.limited(a.login)},
+		// The pages of e-mail validation mails (email_validation.go).
+		{"GET", emailValidatePath, none, a.limited(a.validateEmailLink)},
+		{"POST", emailSubmitPath, none, a.limited(a.submitEmailToken)},
 		// refresh.yaml, login_token.yaml
 		{"POST", "/refresh", v3, a.limited(a.refresh)},
 		{"POST", "/login/get_token", v1, a.authed(a.limited(a.generateLoginToken))},
@@ -54,7 +57,7 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/account/whoami", v3r0, a.authed(a.getTokenOwner)},
 
 		// password_management.yaml, account_deactivation.yaml
-		{"POST", "/account/password", v3r0, a.authed(a.changePassword)},
+		{"POST", "/account/password", v3r0, a.authedOrAnonymous(a.changePassword)},
 		{"POST", "/account/deactivate", v3r0, a.authed(a.deactivateAccount)},
 		{"POST", "/account/password/email/requestToken", v3r0, a.limited(a.requestTokenToResetPasswordEmail)},
 		{"POST", "/account/password/msisdn/requestToken", v3r0, a.limited(a.requestTokenToResetPasswordMSISDN)},

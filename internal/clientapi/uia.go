@@ -32,6 +32,7 @@ const (
 	stagePassword          = "m.login.password"
 	stageRegistrationToken = "m.login.registration_token"
 	stageRecaptcha         = "m.login.recaptcha"
+	stageEmail             = "m.login.email.identity"
 )
 
 const (
@@ -55,6 +56,9 @@ type authDict struct {
 	Token string `json:"token"`
 	// m.login.recaptcha
 	Response string `json:"response"`
+	// m.login.email.identity; threepidCreds is the older spelling.
+	ThreepidCreds    *threepidCreds `json:"threepid_creds"`
+	OldThreepidCreds *threepidCreds `json:"threepidCreds"`
 }
 
 // uiaFlow is one flow of the 401 body.
@@ -100,6 +104,9 @@ type uiaSession struct {
 	// regToken is the token that completed m.login.registration_token; the
 	// registration spends a use of it.
 	regToken string
+	// emailSID and emailSecret are the validation session that completed
+	// m.login.email.identity; the call binds or uses its address.
+	emailSID, emailSecret string
 }
 
 // uiaSessions tracks User-Interactive Auth sessions in memory.
@@ -150,9 +157,9 @@ func (u *uiaSessions) get(sessionID, purpose string, user id.UserID) (uiaSession
 	return s.copy(), nil
 }
 
-// complete records stage as done in the session. regToken is kept for
-// m.login.registration_token.
-func (u *uiaSessions) complete(sessionID, stage, regToken string) {
+// complete records stage as done in the session, with what the stage
+// proved (stageProof): the registration token, or the e-mail validation.
+func (u *uiaSessions) complete(sessionID, stage string, proof stageProof) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	s, ok := u.sessions[sessionID]
@@ -162,9 +169,18 @@ func (u *uiaSessions) complete(sessionID, stage, regToken string) {
 	if !slices.Contains(s.completed, stage) {
 		s.completed = append(s.completed, stage)
 	}
-	if regToken != "" {
-		s.regToken = regToken
+	if proof.regToken != "" {
+		s.regToken = proof.regToken
 	}
+	if proof.emailSID != "" {
+		s.emailSID, s.emailSecret = proof.emailSID, proof.emailSecret
+	}
+}
+
+// stageProof is what a completed stage leaves for the call it authorises.
+type stageProof struct {
+	regToken              string
+	emailSID, emailSecret string
 }
 
 // finish ends a session once the call it authorised has succeeded.
@@ -223,7 +239,7 @@ func (a *API) interactiveAuth(w http.ResponseWriter, r *http.Request, c uiaCall)
 		case !nextStage(c.flows, sess.completed, t):
 			stageErr = mxerr.Forbidden.With("complete the stages of a flow in order; %q is not next", t)
 		default:
-			regToken, err := a.checkStage(r, c, c.auth)
+			proof, err := a.checkStage(r, c, c.auth)
 			if e, ok := mxerr.From(err); ok && e == errUIAOtherUser {
 				// Not a failed stage to retry: the request is refused,
 				// as Synapse refuses it.
@@ -233,9 +249,14 @@ func (a *API) interactiveAuth(w http.ResponseWriter, r *http.Request, c uiaCall)
 			} else if err != nil {
 				return uiaSession{}, false, err
 			} else {
-				a.uia.complete(sess.id, t, regToken)
+				a.uia.complete(sess.id, t, proof)
 				sess.completed = append(sess.completed, t)
-				sess.regToken = regToken
+				if proof.regToken != "" {
+					sess.regToken = proof.regToken
+				}
+				if proof.emailSID != "" {
+					sess.emailSID, sess.emailSecret = proof.emailSID, proof.emailSecret
+				}
 			}
 		}
 	}
@@ -249,43 +270,67 @@ func (a *API) interactiveAuth(w http.ResponseWriter, r *http.Request, c uiaCall)
 // logged-in one: 403 for the whole request, not a stage to try again.
 var errUIAOtherUser = mxerr.Forbidden.With("the identifier does not match the logged-in user")
 
-// checkStage verifies one stage's credentials. For
-// m.login.registration_token it returns the token, which the session keeps.
-func (a *API) checkStage(r *http.Request, c uiaCall, auth *authDict) (string, error) {
+// checkStage verifies one stage's credentials and returns what it proved
+// for the session to keep.
+func (a *API) checkStage(r *http.Request, c uiaCall, auth *authDict) (stageProof, error) {
 	ctx := r.Context()
 	switch auth.Type {
 	case stageDummy:
-		return "", nil
+		return stageProof{}, nil
 	case stagePassword:
-		user, err := a.identifiedUser(auth.Identifier, auth.User)
+		user, err := a.identifiedUser(ctx, auth.Identifier, auth.User)
 		if err != nil {
-			return "", err
+			return stageProof{}, err
 		}
 		if user != c.user {
 			// Checked before the password, so the answer says nothing
 			// about the other account's password.
-			return "", errUIAOtherUser
+			return stageProof{}, errUIAOtherUser
 		}
 		if auth.Password == "" {
-			return "", mxerr.MissingParam.With("password is required")
+			return stageProof{}, mxerr.MissingParam.With("password is required")
 		}
-		return "", a.users.CheckPassword(ctx, user, auth.Password)
+		return stageProof{}, a.users.CheckPassword(ctx, user, auth.Password)
 	case stageRecaptcha:
-		return "", a.verifyRecaptcha(ctx, auth.Response, clientIP(r))
+		return stageProof{}, a.verifyRecaptcha(ctx, auth.Response, clientIP(r))
 	case stageRegistrationToken:
 		if auth.Token == "" {
-			return "", mxerr.MissingParam.With("token is required")
+			return stageProof{}, mxerr.MissingParam.With("token is required")
 		}
 		ok, err := a.users.RegistrationTokenValid(ctx, auth.Token)
 		if err != nil {
-			return "", err
+			return stageProof{}, err
 		}
 		if !ok {
-			return "", mxerr.Unauthorized.With("invalid registration token")
+			return stageProof{}, mxerr.Unauthorized.With("invalid registration token")
 		}
-		return auth.Token, nil
+		return stageProof{regToken: auth.Token}, nil
+	case stageEmail:
+		creds := auth.ThreepidCreds
+		if creds == nil {
+			creds = auth.OldThreepidCreds
+		}
+		if creds == nil || creds.SID == nil || creds.ClientSecret == nil {
+			return stageProof{}, mxerr.MissingParam.With("threepid_creds with sid and client_secret is required")
+		}
+		if a.threepids == nil {
+			return stageProof{}, mxerr.ThreepidAuthFailed.With("no validated 3pid session found")
+		}
+		tp, err := a.threepids.Validated(ctx, *creds.SID, *creds.ClientSecret)
+		if err != nil {
+			return stageProof{}, err
+		}
+		if c.user != "" {
+			// A logged-in user proves an address of their own account.
+			if owner, err := a.threepids.Owner(ctx, tp.Medium, tp.Address); err != nil {
+				return stageProof{}, err
+			} else if owner != c.user {
+				return stageProof{}, errUIAOtherUser
+			}
+		}
+		return stageProof{emailSID: *creds.SID, emailSecret: *creds.ClientSecret}, nil
 	}
-	return "", errors.New("checkStage: offered stage without a checker: " + auth.Type)
+	return stageProof{}, errors.New("checkStage: offered stage without a checker: " + auth.Type)
 }
 
 func writeUIA(w http.ResponseWriter, flows [][]string, params map[string]any, sess uiaSession, stageErr *mxerr.Error) error {

@@ -110,6 +110,13 @@ type Config struct {
 	Media Media `yaml:",inline"`
 	// TURN configures /voip/turnServer (Synapse's turn_* keys), see voip.go.
 	TURN TURN `yaml:",inline"`
+	// Email configures the SMTP server for address validation and
+	// password resets (Synapse's email section), see email.go.
+	Email Email `yaml:"email,omitempty"`
+	// RegistrationsRequire3PID lists the media ("email") a new account
+	// must validate; empty: none. Env: MYELIN_REGISTRATIONS_REQUIRE_3PID
+	// (comma-separated).
+	RegistrationsRequire3PID []string `yaml:"registrations_require_3pid,omitempty"`
 	// Sessions configures token lifetimes, refresh and login tokens
 	// (Synapse's keys), see sessions.go.
 	Sessions Sessions `yaml:",inline"`
@@ -238,6 +245,7 @@ func Defaults() Config {
 		Media:                   defaultMedia(),
 		TURN:                    defaultTURN(),
 		Sessions:                defaultSessions(),
+		Email:                   defaultEmail(),
 	}
 }
 
@@ -355,6 +363,17 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Media.validate(); err != nil {
 		return err
+	}
+	if err := c.Email.validate(); err != nil {
+		return err
+	}
+	for _, m := range c.RegistrationsRequire3PID {
+		if m != "email" {
+			return fmt.Errorf("registrations_require_3pid: %q is not supported (only email)", m)
+		}
+		if !c.Email.Enabled() {
+			return fmt.Errorf("registrations_require_3pid: email needs email.smtp_host and email.notif_from")
+		}
 	}
 	if err := c.Sessions.validate(); err != nil {
 		return err
@@ -476,6 +495,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		applyMediaEnv(&c.Media, env),
 		applyTURNEnv(c, env),
 		applySessionsEnv(c, env),
+		applyEmailEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS", &c.UserDirectory.SearchAllUsers),

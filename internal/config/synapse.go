@@ -197,6 +197,7 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 	maps.Copy(h, r.urlPreviewHandlers())
 	maps.Copy(h, r.turnHandlers())
 	maps.Copy(h, r.sessionsHandlers())
+	maps.Copy(h, r.emailHandlers())
 	return h
 }
 

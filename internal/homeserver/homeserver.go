@@ -21,6 +21,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/config"
 	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/fedclient"
+	"github.com/myelin-chat/myelin/internal/email"
 	"github.com/myelin-chat/myelin/internal/federationapi"
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
@@ -37,6 +38,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/sender"
 	"github.com/myelin-chat/myelin/internal/storage"
+	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
@@ -160,10 +162,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if cfg.RateLimit.Enabled {
 		reportRate, reportBurst = cfg.RateLimit.ReportsPerSecond, cfg.RateLimit.ReportsBurst
 	}
+	var mailer *email.Sender
+	if cfg.Email.Enabled() {
+		if mailer, err = email.New(cfg.Email); err != nil {
+			return fail(err)
+		}
+	}
+	threepids := threepid.New(db, mailer, time.Duration(cfg.Email.ValidationTokenLifetime))
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
-			clientapi.WithUserDirectory(dir))...)
+			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,

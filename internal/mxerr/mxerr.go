@@ -145,6 +145,7 @@ var (
 	ThreepidDenied              = def("M_THREEPID_DENIED", http.StatusForbidden)
 	ThreepidMediumNotSupported  = def("M_THREEPID_MEDIUM_NOT_SUPPORTED", http.StatusBadRequest)
 	InviteBlocked               = def("M_INVITE_BLOCKED", http.StatusForbidden)
+	ThreepidNotFound            = def("M_THREEPID_NOT_FOUND", http.StatusBadRequest)
 	ProfileTooLarge             = def("M_PROFILE_TOO_LARGE", http.StatusBadRequest)
 	KeyTooLarge                 = def("M_KEY_TOO_LARGE", http.StatusBadRequest)
 )
