@@ -25,7 +25,9 @@ type mailbox struct {
 
 type mailBackend struct{ got chan string }
 
-func (b mailBackend) NewSession(*smtp.Conn) (smtp.Session, error) { return &mailSession{got: b.got}, nil }
+func (b mailBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	return &mailSession{got: b.got}, nil
+}
 
 type mailSession struct{ got chan string }
 
