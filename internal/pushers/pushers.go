@@ -58,7 +58,9 @@ func WithBackoff(minDelay, maxDelay time.Duration) Option {
 func WithGiveUpAfter(d time.Duration) Option { return func(s *Service) { s.giveUpAfter = d } }
 
 // WithConcurrency bounds the gateway requests in flight at once.
-func WithConcurrency(n int) Option { return func(s *Service) { s.slots = make(chan struct{}, max(1, n)) } }
+func WithConcurrency(n int) Option {
+	return func(s *Service) { s.slots = make(chan struct{}, max(1, n)) }
+}
 
 // WithClock sets the source of the current time (pushkey_ts, failing
 // since). Backoff delays are real timers.
