@@ -355,4 +355,3 @@ func TestDeliveryRefusesPrivateGateway(t *testing.T) {
 		}
 	})
 }
-
