@@ -112,12 +112,13 @@ func (w *worker) deliver(ctx context.Context, h head) bool {
 		return false
 	}
 	if err == nil {
-		s.delivered.Add(1)
 		w.backoff = s.minBackoff
 		if err := s.settle(ctx, h, slices.Contains(rejected, h.pushKey), false); err != nil {
 			s.log.Error("removing a delivered push from the queue failed", "pusher_id", w.pusher, "err", err)
 			return w.sleep(ctx)
 		}
+		// Counted once settled, so that a count seen means the row is gone.
+		s.delivered.Add(1)
 		return true
 	}
 	s.failed.Add(1)
@@ -130,12 +131,12 @@ func (w *worker) deliver(ctx context.Context, h head) bool {
 		// Synapse gives up on the notification so that a gateway fixed
 		// after a day does not get a day of stale alerts.
 		s.log.Warn("giving up on a push notification", "user_id", h.user, "event_id", h.eventID, "app_id", h.appID, "err", err)
-		s.dropped.Add(1)
 		w.backoff = s.minBackoff
 		if err := s.settle(ctx, h, false, true); err != nil {
 			s.log.Error("dropping a push from the queue failed", "pusher_id", w.pusher, "err", err)
 			return w.sleep(ctx)
 		}
+		s.dropped.Add(1)
 		return true
 	}
 	s.log.Info("push failed, retrying later", "user_id", h.user, "event_id", h.eventID, "app_id", h.appID,
@@ -149,7 +150,7 @@ func (s *Service) settle(ctx context.Context, h head, reject, clear bool) error 
 	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		if reject {
 			s.log.Info("gateway rejected a pushkey: removing the pusher", "user_id", h.user, "app_id", h.appID)
-			s.rejected.Add(1)
+			tx.AfterCommit(func() { s.rejected.Add(1) })
 			return deletePushers(ctx, tx, `SELECT pusher_id FROM pushers WHERE pusher_id = $1`, h.pusher)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM pusher_queue WHERE queue_id = $1`, h.queueID); err != nil {

@@ -20,8 +20,8 @@ type queued struct {
 // Notified queues n for every http pusher of n.UserID, in tx (the
 // transaction recording the notification), and wakes their workers once
 // tx commits. It implements push.Sink. Notifications whose actions do not
-// notify are not pushed (Synapse's check), nor are users without pushers
-// charged more than one query.
+// include "notify" are not pushed (Synapse's check); for a user without
+// pushers it costs one indexed query.
 func (s *Service) Notified(ctx context.Context, tx *storage.Tx, n push.Notification) error {
 	if !notifies(n.Actions) {
 		return nil
