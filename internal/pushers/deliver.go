@@ -172,7 +172,7 @@ func (s *Service) head(ctx context.Context, pusher int64) (head, bool, error) {
 	err := s.db.QueryRowContext(ctx, `SELECT q.queue_id, q.event_id, q.room_id, q.notification, p.user_id, p.app_id,
 		p.pushkey, p.data, p.pushkey_ts, p.failing_since
 		FROM pusher_queue q JOIN pushers p ON p.pusher_id = q.pusher_id
-		WHERE q.pusher_id = $1 ORDER BY q.queue_id LIMIT 1`, pusher).
+		WHERE q.pusher_id = $1 ORDER BY q.stream_pos, q.queue_id LIMIT 1`, pusher).
 		Scan(&h.queueID, &h.eventID, &h.roomID, &body, &h.user, &h.appID, &h.pushKey, &h.data, &h.pushKeyTS, &h.failingSince)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, false, nil

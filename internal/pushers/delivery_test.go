@@ -146,8 +146,9 @@ func newScene(t *testing.T, engine string, opts ...mxtest.Option) *scene {
 	return &scene{srv: srv, alice: alice, room: created.RoomID, msg: sent.EventID, event: raw}
 }
 
-// notify hands alice's notification of the message to the Sink in a
-// write transaction, as rule evaluation does.
+// notify hands alice's notifications of eventIDs (in stream order; the
+// message by default) to the Sink in one write transaction, as rule
+// evaluation does: newest first, each with its stream position.
 func (sc *scene) notify(t *testing.T, eventIDs ...id.EventID) {
 	t.Helper()
 	if len(eventIDs) == 0 {
@@ -155,9 +156,9 @@ func (sc *scene) notify(t *testing.T, eventIDs ...id.EventID) {
 	}
 	ctx := context.Background()
 	err := sc.srv.DB().WriteTx(ctx, func(tx *storage.Tx) error {
-		for _, e := range eventIDs {
+		for i := len(eventIDs) - 1; i >= 0; i-- {
 			n := push.Notification{
-				UserID: sc.alice.UserID, RoomID: sc.room, EventID: e, Event: sc.event,
+				UserID: sc.alice.UserID, RoomID: sc.room, EventID: eventIDs[i], Event: sc.event, StreamPos: int64(1000 + i),
 				Actions: []json.RawMessage{json.RawMessage(`"notify"`), json.RawMessage(`{"set_tweak":"sound","value":"default"}`)},
 				Tweaks:  map[string]any{"sound": "default"},
 				Unread:  3,
@@ -288,7 +289,7 @@ func TestDeliveryRetriesInOrder(t *testing.T) {
 		}
 		want := []string{sc.msg.String(), sc.msg.String(), second.String(), third.String()}
 		if strings.Join(order, " ") != strings.Join(want, " ") {
-			t.Errorf("gateway got %v, want %v (the failed one retried first, then the rest in order)", order, want)
+			t.Errorf("gateway got %v, want %v (the failed one retried first, then the rest in stream order)", order, want)
 		}
 		waitFor(t, "the queue to drain", 5*time.Second, func() bool {
 			st := sc.srv.Pushers.Stats()

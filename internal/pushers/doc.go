@@ -20,8 +20,10 @@
 // row per pusher of the user into the durable queue (pusher_queue) in that
 // transaction, so a notification is delivered if and only if it is stored,
 // and after commit wakes each pusher's worker. A pusher with queued rows
-// has one worker goroutine, which sends its rows one at a time in queue
-// order (per-pusher ordering) and exits when the queue is empty; Start
+// has one worker goroutine, which sends its rows one at a time in the
+// order of the events' stream positions (per-pusher ordering, whatever
+// order one transaction handed them over in) and exits when the queue is
+// empty; Start
 // picks up what a previous run left. At most a fixed number of gateway
 // requests are in flight at once over all pushers.
 //

@@ -76,7 +76,7 @@ func (s *Service) request(ctx context.Context, h head) (string, []byte, error) {
 	tweaks := h.notification.Tweaks
 	n := notification{
 		EventID: h.eventID.String(), RoomID: h.roomID.String(),
-		Prio:   prio(ev.Type, tweaks),
+		Prio:   prio(ev.Type, h.notification.Highlight, tweaks),
 		Counts: counts{Unread: h.notification.Unread},
 	}
 	dev := device{AppID: h.appID, PushKey: h.pushKey, PushKeyTS: h.pushKeyTS / 1000, Data: minusURL}
@@ -107,8 +107,8 @@ func (s *Service) request(ctx context.Context, h head) (string, []byte, error) {
 // prio is Synapse's priority rule: high for an encrypted event (its
 // effect is unknown) and for a notification that highlights or makes a
 // sound, low otherwise.
-func prio(evType string, tweaks map[string]any) string {
-	if evType == "m.room.encrypted" || truthy(tweaks["highlight"]) || truthy(tweaks["sound"]) {
+func prio(evType string, highlight bool, tweaks map[string]any) string {
+	if evType == "m.room.encrypted" || highlight || truthy(tweaks["highlight"]) || truthy(tweaks["sound"]) {
 		return "high"
 	}
 	return "low"

@@ -12,9 +12,10 @@ import (
 // queued is what a queue row keeps of a notification: enough to build the
 // gateway request later, whatever happens to the room meanwhile.
 type queued struct {
-	Event  json.RawMessage `json:"event"`
-	Tweaks map[string]any  `json:"tweaks,omitempty"`
-	Unread int             `json:"unread"`
+	Event     json.RawMessage `json:"event"`
+	Tweaks    map[string]any  `json:"tweaks,omitempty"`
+	Highlight bool            `json:"highlight,omitempty"`
+	Unread    int             `json:"unread"`
 }
 
 // Notified queues n for every http pusher of n.UserID, in tx (the
@@ -47,7 +48,7 @@ func (s *Service) Notified(ctx context.Context, tx *storage.Tx, n push.Notificat
 	if len(ids) == 0 {
 		return nil
 	}
-	body, err := json.Marshal(queued{Event: n.Event, Tweaks: n.Tweaks, Unread: n.Unread})
+	body, err := json.Marshal(queued{Event: n.Event, Tweaks: n.Tweaks, Highlight: n.Highlight, Unread: n.Unread})
 	if err != nil {
 		return fmt.Errorf("queueing a push of %s: %w", n.EventID, err)
 	}
@@ -57,9 +58,9 @@ func (s *Service) Notified(ctx context.Context, tx *storage.Tx, n push.Notificat
 	}
 	now := s.now().UnixMilli()
 	for i, p := range ids {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO pusher_queue (queue_id, pusher_id, event_id, room_id, notification, created_ts)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			last-int64(len(ids)-1-i), p, n.EventID.String(), n.RoomID.String(), string(body), now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO pusher_queue (queue_id, pusher_id, stream_pos, event_id, room_id, notification, created_ts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			last-int64(len(ids)-1-i), p, n.StreamPos, n.EventID.String(), n.RoomID.String(), string(body), now); err != nil {
 			return fmt.Errorf("queueing a push of %s: %w", n.EventID, err)
 		}
 	}

@@ -28,18 +28,21 @@ CREATE INDEX pushers_device ON pushers (user_id, device_id);
 -- The durable delivery queue: one row per notification per pusher, written
 -- in the transaction that records the notification (push.Sink) and
 -- deleted once the gateway has answered 200 (or delivery gave up).
--- queue_id orders each pusher's queue. notification is what the gateway
--- request is built from: the event in client format, the tweaks and the
--- unread count.
+-- Each pusher's queue is sent in the order of the events' stream
+-- positions (stream_pos), then of queue_id, whatever order the producer
+-- handed them over in. notification is what the gateway request is built
+-- from: the event in client format, the tweaks, the highlight flag and
+-- the unread count.
 CREATE TABLE pusher_queue (
     queue_id     BIGINT PRIMARY KEY,
     pusher_id    BIGINT NOT NULL,
+    stream_pos   BIGINT NOT NULL,
     event_id     TEXT NOT NULL,
     room_id      TEXT NOT NULL,
     notification TEXT NOT NULL,
     created_ts   BIGINT NOT NULL
 );
-CREATE INDEX pusher_queue_pusher ON pusher_queue (pusher_id, queue_id);
+CREATE INDEX pusher_queue_pusher ON pusher_queue (pusher_id, stream_pos, queue_id);
 
 -- +goose Down
 DROP TABLE pusher_queue;
