@@ -28,6 +28,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/preview"
 	"github.com/myelin-chat/myelin/internal/push"
+	"github.com/myelin-chat/myelin/internal/pushers"
 	"github.com/myelin-chat/myelin/internal/ratelimit"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/relations"
@@ -77,6 +78,8 @@ type API struct {
 	userdir *userdir.Service
 	// threepids validates and stores e-mail addresses; nil: none.
 	threepids *threepid.Service
+	// pushers stores pushers (pusher.yaml); nil leaves them unrecognized.
+	pushers *pushers.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

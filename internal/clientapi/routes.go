@@ -165,6 +165,10 @@ func (a *API) Register(mux httpx.Router) {
 		{"PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", v3r0, a.authed(a.setRoomTag)},
 		{"DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", v3r0, a.authed(a.deleteRoomTag)},
 
+		// pusher.yaml
+		{"GET", "/pushers", v3r0, a.authed(a.getPushers)},
+		{"POST", "/pushers/set", v3r0, a.authed(a.postPusher)},
+
 		// pushrules.yaml
 		{"GET", "/pushrules/{$}", v3r0, a.authed(a.getPushRules)},
 		{"GET", "/pushrules/global/{$}", v3r0, a.authed(a.getPushRulesGlobal)},

@@ -124,6 +124,8 @@ type Config struct {
 	Support Support `yaml:"support,omitempty"`
 	// UserDirectory configures POST /user_directory/search.
 	UserDirectory UserDirectory `yaml:"user_directory"`
+	// Push configures delivery to push gateways (internal/pushers).
+	Push Push `yaml:"push"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -137,6 +139,16 @@ type UserDirectory struct {
 	// Env: MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS. Synapse:
 	// user_directory.search_all_users.
 	SearchAllUsers bool `yaml:"search_all_users"`
+}
+
+// Push configures delivery of notifications to HTTP push gateways.
+type Push struct {
+	// AllowPrivate lets pushers reach gateways on loopback, private and
+	// link-local addresses (a gateway on the operator's own network, test
+	// setups). Default false: such gateways are refused at connect time.
+	// Env: MYELIN_PUSH_ALLOW_PRIVATE. Synapse has no such key: its
+	// ip_range_blacklist covers push too.
+	AllowPrivate bool `yaml:"allow_private"`
 }
 
 // Recaptcha holds the reCAPTCHA keys used to verify registrations.
@@ -497,6 +509,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		applySessionsEnv(c, env),
 		applyEmailEnv(c, env),
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
+		boolean("MYELIN_PUSH_ALLOW_PRIVATE", &c.Push.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS", &c.UserDirectory.SearchAllUsers),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),

@@ -79,6 +79,25 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 	}
 }
 
+func TestPushEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{}, false},
+		{map[string]string{"MYELIN_PUSH_ALLOW_PRIVATE": "true"}, true},
+	} {
+		tc.env["MYELIN_DATA_DIR"], tc.env["MYELIN_SERVER_NAME"] = t.TempDir(), "a.org"
+		cfg, _, err := Load("", envOf(tc.env), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Push.AllowPrivate != tc.want {
+			t.Errorf("env %v: push.allow_private = %v, want %v", tc.env, cfg.Push.AllowPrivate, tc.want)
+		}
+	}
+}
+
 func TestFederationEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	env := envOf(map[string]string{

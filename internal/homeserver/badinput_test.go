@@ -72,7 +72,7 @@ var commonFields = []string{
 	"invite_room_state", "earliest_events", "latest_events", "min_depth", "server_keys", "nonce",
 	"mac", "admin", "user_type", "alias", "room_alias", "servers", "via", "account_data",
 	"presence", "event_fields", "event_format", "room", "not_senders", "not_types", "senders",
-	"types", "url", "info", "m.relates_to", "one_time_key", "txn_id", "ts", "tags", "order",
+	"types", "url", "info", "kind", "app_id", "pushkey", "app_display_name", "device_display_name", "lang", "profile_tag", "append", "data", "format", "m.relates_to", "one_time_key", "txn_id", "ts", "tags", "order",
 }
 
 // goodBodies are valid-ish bodies for some routes, keyed by the end of
@@ -124,6 +124,7 @@ var goodBodies = map[string]string{
 	"/user/{userId}/account_data/{type}":                `{"a":{"b":1}}`,
 	"/rooms/{roomId}/redact/{eventId}/{txnId}":          `{"reason":"r"}`,
 	"/devices/{deviceId}":                               `{"display_name":"d"}`,
+	"/pushers/set":                                      `{"kind":"http","app_id":"a","pushkey":"k","app_display_name":"A","device_display_name":"D","lang":"en","profile_tag":"t","append":false,"data":{"url":"https://p.example/_matrix/push/v1/notify","format":"event_id_only"}}`,
 	"/user/{userId}/rooms/{roomId}/account_data/{type}": `{"a":1}`,
 }
 

@@ -28,9 +28,11 @@ import (
 	"github.com/myelin-chat/myelin/internal/keys"
 	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/metrics"
+	"github.com/myelin-chat/myelin/internal/netguard"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pducheck"
 	"github.com/myelin-chat/myelin/internal/push"
+	"github.com/myelin-chat/myelin/internal/pushers"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/relations"
 	"github.com/myelin-chat/myelin/internal/remote"
@@ -54,7 +56,11 @@ type Server struct {
 	Sync  *clientsync.Service
 	Media *media.Service
 	// Reports holds what users reported to the admins.
-	Reports  *reports.Store
+	Reports *reports.Store
+	// Pushers stores pushers and delivers to push gateways; it is the
+	// push.Sink that rule evaluation hands each notification to, inside
+	// the transaction recording it.
+	Pushers  *pushers.Service
 	notifier *notifier.Notifier
 	typing   *typing.Tracker
 	handler  http.Handler
@@ -111,7 +117,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.sender = sender.New(db, cfg.ServerName, s.transport, log)
 	s.metrics = s.newMetrics()
 	dir := userdir.New(db, cfg.ServerName, cfg.UserDirectory.SearchAllUsers, log)
+	pushGuard := netguard.New(nil, nil)
+	if cfg.Push.AllowPrivate {
+		pushGuard = netguard.AllowAll()
+	}
+	s.Pushers = pushers.New(db, log, pushers.WithGuard(pushGuard), pushers.WithRoomState(roomState{s}))
 	s.Users = users.New(db, cfg.ServerName, cfg.BcryptCost, log, users.WithProfileHook(dir.AccountChanged),
+		users.WithDevicesHook(s.Pushers.DevicesRemoved),
 		users.WithTokenLifetimes(time.Duration(cfg.Sessions.RefreshableAccessTokenLifetime), time.Duration(cfg.Sessions.RefreshTokenLifetime)))
 	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
 	rels := relations.New(db, cfg.ServerName)
@@ -172,7 +184,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
-			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids))...)
+			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
@@ -237,6 +249,7 @@ func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.sender.Start(ctx)
+	s.Pushers.Start(ctx)
 	s.janitorDone = make(chan struct{})
 	go func() {
 		defer close(s.janitorDone)
@@ -277,6 +290,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.janitorDone
 	}
 	s.sender.Close()
+	s.Pushers.Close()
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing database: %w", err))
 	}

@@ -65,6 +65,7 @@ type Service struct {
 	// accessLifetime and refreshLifetime are the lifetimes of refreshable
 	// access tokens and of refresh tokens (0: until used).
 	accessLifetime, refreshLifetime time.Duration
+	devices                         DevicesHook
 }
 
 // ProfileHook is told, inside the transaction that makes the change, of
@@ -73,12 +74,22 @@ type Service struct {
 // transaction.
 type ProfileHook func(ctx context.Context, tx *storage.Tx, user id.UserID, displayName, avatarURL string, deactivated bool) error
 
+// DevicesHook is told, inside the transaction that deletes them, of a
+// user's devices being removed: deleted, logged out, or all of them at
+// once (logout from all devices, deactivation). An error aborts the
+// transaction.
+type DevicesHook func(ctx context.Context, tx *storage.Tx, user id.UserID, devices []id.DeviceID) error
+
 // Option configures a Service.
 type Option func(*Service)
 
 // WithProfileHook calls h on every change of an account's profile (the
 // user directory).
 func WithProfileHook(h ProfileHook) Option { return func(s *Service) { s.profiles = h } }
+
+// WithDevicesHook calls h whenever devices are removed (their pushers go
+// with them).
+func WithDevicesHook(h DevicesHook) Option { return func(s *Service) { s.devices = h } }
 
 // New returns a Service for the server named serverName.
 func New(db *storage.DB, serverName string, bcryptCost int, log *slog.Logger, opts ...Option) *Service {
@@ -416,6 +427,15 @@ func (s *Service) Logout(ctx context.Context, userID id.UserID, deviceID id.Devi
 func (s *Service) LogoutAll(ctx context.Context, userID id.UserID) error {
 	defer s.tokens.forgetUser(userID)
 	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if s.devices != nil {
+			devs, err := deviceIDs(ctx, tx, userID)
+			if err != nil {
+				return err
+			}
+			if err := s.devices(ctx, tx, userID, devs); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1`, userID.String()); err != nil {
 			return fmt.Errorf("deleting tokens of %s: %w", userID, err)
 		}
@@ -441,8 +461,29 @@ func (s *Service) DeleteDevices(ctx context.Context, userID id.UserID, devices [
 				return fmt.Errorf("deleting device %s: %w", d, err)
 			}
 		}
+		if s.devices != nil && len(devices) > 0 {
+			return s.devices(ctx, tx, userID, devices)
+		}
 		return nil
 	})
+}
+
+// deviceIDs lists a user's devices inside tx.
+func deviceIDs(ctx context.Context, tx *storage.Tx, userID id.UserID) ([]id.DeviceID, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT device_id FROM devices WHERE user_id = $1`, userID.String())
+	if err != nil {
+		return nil, fmt.Errorf("listing devices of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []id.DeviceID
+	for rows.Next() {
+		var d id.DeviceID
+		if err := rows.Scan(&d); err != nil {
+			return nil, fmt.Errorf("listing devices of %s: %w", userID, err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // Devices lists a user's devices.

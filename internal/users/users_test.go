@@ -404,3 +404,58 @@ func TestAuthenticateIsCached(t *testing.T) {
 		wantCode(t, err, mxerr.UnknownToken)
 	})
 }
+
+// TestDevicesHook: every way devices go (delete, logout, logout from all,
+// deactivation) tells the devices hook, in the deleting transaction, and
+// a failing hook keeps the devices.
+func TestDevicesHook(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, db *storage.DB) {
+		ctx := context.Background()
+		var got []string
+		fail := false
+		s := users.New(db, "example.org", 4, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			users.WithDevicesHook(func(ctx context.Context, tx *storage.Tx, user id.UserID, devices []id.DeviceID) error {
+				if fail {
+					return errors.New("hook refuses")
+				}
+				got = append(got, fmt.Sprintf("%s %v", user.Localpart(), devices))
+				return nil
+			}))
+		alice, err := s.Create(ctx, "alice", "pw", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []id.DeviceID{"A", "B", "C", "D"} {
+			if _, _, err := s.Login(ctx, alice, d, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fail = true
+		if err := s.DeleteDevices(ctx, alice, []id.DeviceID{"A"}); err == nil {
+			t.Fatal("DeleteDevices succeeded although the hook failed")
+		}
+		if _, err := s.Device(ctx, alice, "A"); err != nil {
+			t.Errorf("device A gone although the hook failed: %v", err)
+		}
+		fail = false
+		if err := s.DeleteDevices(ctx, alice, []id.DeviceID{"A", "B"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Logout(ctx, alice, "C"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.LogoutAll(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Login(ctx, alice, "E", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Deactivate(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"alice [A B]", "alice [C]", "alice [D]", "alice [E]"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("hook calls = %q, want %q", got, want)
+		}
+	})
+}
