@@ -43,7 +43,19 @@ func (a *API) deactivateAccount(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.devicesGone(r.Context(), sess.UserID, devs)
+	unbound := "success"
 	if a.threepids != nil {
+		binds, err := a.threepids.Binds(r.Context(), sess.UserID, "", "")
+		if err != nil {
+			return err
+		}
+		for _, b := range binds {
+			if res, err := a.unbindIdentity(r.Context(), sess.UserID, b.Medium, b.Address, b.IDServer); err != nil {
+				return err
+			} else if res != "success" {
+				unbound = "no-support"
+			}
+		}
 		// As Synapse does: the addresses are free for other accounts.
 		if err := a.threepids.UnbindAll(r.Context(), sess.UserID); err != nil {
 			return err
@@ -52,7 +64,7 @@ func (a *API) deactivateAccount(w http.ResponseWriter, r *http.Request) error {
 	a.uia.finish(uia.id)
 	a.leaveAllRooms(r.Context(), sess.UserID)
 	a.log.Info("account deactivated", "user_id", sess.UserID)
-	return httpx.OK(w, deactivateAccountResp{IDServerUnbindResult: "success"})
+	return httpx.OK(w, deactivateAccountResp{IDServerUnbindResult: unbound})
 }
 
 // leaveAllRooms makes a deactivated user leave (or reject) every room, so

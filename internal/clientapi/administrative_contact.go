@@ -2,12 +2,14 @@ package clientapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/fedclient"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/threepid"
@@ -15,7 +17,8 @@ import (
 
 // E-mail addresses are validated by a mailed link or code when the
 // email section is configured (internal/threepid), and then bound to the
-// account; Myelin sends no SMS and talks to no identity server. Without
+// account; Myelin sends no SMS. Binds on identity servers are proxied
+// to them (bind3PID) and remembered, to be undone on removal. Without
 // e-mail, the 3PID endpoints still validate their bodies and answer as
 // Synapse does when it has no email config and no msisdn delegate:
 // Element's settings then show an empty list instead of "Unable to load
@@ -259,9 +262,35 @@ func (a *API) add3PID(w http.ResponseWriter, r *http.Request) error {
 	return httpx.OK(w, httpx.Empty)
 }
 
+// IdentityServers reaches identity servers (fedclient.Client).
+type IdentityServers interface {
+	PostIdentity(ctx context.Context, idServer, path, bearer string, signed bool, body, out any) error
+}
+
+// WithIdentityServers proxies 3PID binds and unbinds to identity servers
+// through c.
+func WithIdentityServers(c IdentityServers) Option { return func(a *API) { a.identity = c } }
+
+// serverNameRE is the grammar of an id_server: a host name or IP literal
+// with an optional port (spec appendices, server names).
+var serverNameRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(:[0-9]{1,5})?$`)
+
+// identityError passes on an identity server's Matrix error, as the spec
+// asks for binds, and makes anything else (it could not be reached, or
+// answered nonsense) a 400: the client named the server.
+func identityError(idServer string, err error) error {
+	var fe *fedclient.Error
+	if errors.As(err, &fe) && fe.Status >= 400 && fe.Status < 500 && fe.Code != "" {
+		return &mxerr.Error{Code: fe.Code, Status: fe.Status, Message: "identity server: " + fe.Message, Cause: err}
+	}
+	return mxerr.Unknown.WithStatus(http.StatusBadRequest).With("identity server %s failed", idServer).Wrap(err)
+}
+
 // bind3PID serves POST /_matrix/client/v3/account/3pid/bind
-// (administrative_contact.yaml). Myelin does not talk to identity
-// servers, so a well-formed request is refused.
+// (administrative_contact.yaml): the identity server id_server binds the
+// identifier its session sid validated to the user, and the bind is
+// remembered so that removing the identifier or the account unbinds it
+// there. The identity server's errors are passed on.
 func (a *API) bind3PID(w http.ResponseWriter, r *http.Request) error {
 	var req threepidCreds
 	if err := httpx.DecodeJSON(r, &req); err != nil {
@@ -275,7 +304,66 @@ func (a *API) bind3PID(w http.ResponseWriter, r *http.Request) error {
 			return mxerr.MissingParam.With("%s is required", name)
 		}
 	}
-	return mxerr.ThreepidAuthFailed.With("this homeserver does not bind third-party identifiers on identity servers")
+	if !serverNameRE.MatchString(*req.IDServer) {
+		return mxerr.InvalidParam.With("id_server must be a server name")
+	}
+	if a.identity == nil || a.threepids == nil {
+		return mxerr.ThreepidAuthFailed.With("this homeserver does not bind third-party identifiers on identity servers")
+	}
+	user := session(r).UserID
+	var bound struct {
+		Medium  string `json:"medium"`
+		Address string `json:"address"`
+	}
+	err := a.identity.PostIdentity(r.Context(), *req.IDServer, "/_matrix/identity/v2/3pid/bind", *req.IDAccess, false,
+		map[string]string{"sid": *req.SID, "client_secret": *req.ClientSecret, "mxid": user.String()}, &bound)
+	if err != nil {
+		return identityError(*req.IDServer, err)
+	}
+	if bound.Medium == "" || bound.Address == "" {
+		return mxerr.Unknown.WithStatus(http.StatusBadRequest).With("identity server %s did not say what it bound", *req.IDServer)
+	}
+	if err := a.threepids.RecordBind(r.Context(), user, bound.Medium, bound.Address, *req.IDServer); err != nil {
+		return err
+	}
+	return httpx.OK(w, httpx.Empty)
+}
+
+// unbindIdentity unbinds an identifier of user from idServer ("": every
+// identity server it was bound on here) with a request signed by this
+// server, as Synapse does. It returns "success" when every unbind
+// succeeded and there was one, else "no-support".
+func (a *API) unbindIdentity(ctx context.Context, user id.UserID, medium, address, idServer string) (string, error) {
+	if a.identity == nil || a.threepids == nil {
+		return "no-support", nil
+	}
+	binds, err := a.threepids.Binds(ctx, user, medium, address)
+	if err != nil {
+		return "", err
+	}
+	servers := map[string]bool{}
+	for _, b := range binds {
+		servers[b.IDServer] = true
+	}
+	if idServer != "" {
+		if !serverNameRE.MatchString(idServer) {
+			return "", mxerr.InvalidParam.With("id_server must be a server name")
+		}
+		servers = map[string]bool{idServer: true}
+	}
+	result := "no-support"
+	for server := range servers {
+		body := map[string]any{"mxid": user.String(), "threepid": map[string]string{"medium": medium, "address": address}}
+		if err := a.identity.PostIdentity(ctx, server, "/_matrix/identity/v2/3pid/unbind", "", true, body, nil); err != nil {
+			a.log.Warn("unbinding a 3pid on an identity server", "server", server, "user_id", user, "err", err)
+			return "no-support", nil
+		}
+		if err := a.threepids.ForgetBind(ctx, user, medium, address, server); err != nil {
+			return "", err
+		}
+		result = "success"
+	}
+	return result, nil
 }
 
 type threepidRemoveReq struct {
@@ -314,26 +402,49 @@ func (a *API) delete3pidFromAccount(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	user := session(r).UserID
+	address := *req.Address
+	if *req.Medium == threepid.MediumEmail {
+		address = strings.ToLower(address)
+	}
+	idServer := ""
+	if req.IDServer != nil {
+		idServer = *req.IDServer
+	}
+	result, err := a.unbindIdentity(r.Context(), user, *req.Medium, address, idServer)
+	if err != nil {
+		return err
+	}
 	if a.threepids != nil {
-		address := *req.Address
-		if *req.Medium == threepid.MediumEmail {
-			address = strings.ToLower(address)
-		}
-		if err := a.threepids.Unbind(r.Context(), session(r).UserID, *req.Medium, address); err != nil {
+		if err := a.threepids.Unbind(r.Context(), user, *req.Medium, address); err != nil {
 			return err
 		}
 	}
-	return httpx.OK(w, threepidRemoveResp{IDServerUnbindResult: "no-support"})
+	return httpx.OK(w, threepidRemoveResp{IDServerUnbindResult: result})
 }
 
 // unbind3pidFromAccount serves POST /_matrix/client/v3/account/3pid/unbind
-// (administrative_contact.yaml): there is no identity server to unbind
-// from, hence "no-support".
+// (administrative_contact.yaml): the identifier is unbound from the
+// identity servers it was bound on through this server (or from
+// id_server), and stays on the account.
 func (a *API) unbind3pidFromAccount(w http.ResponseWriter, r *http.Request) error {
-	if _, err := decodeThreepidRemove(r); err != nil {
+	req, err := decodeThreepidRemove(r)
+	if err != nil {
 		return err
 	}
-	return httpx.OK(w, threepidRemoveResp{IDServerUnbindResult: "no-support"})
+	address := *req.Address
+	if *req.Medium == threepid.MediumEmail {
+		address = strings.ToLower(address)
+	}
+	idServer := ""
+	if req.IDServer != nil {
+		idServer = *req.IDServer
+	}
+	result, err := a.unbindIdentity(r.Context(), session(r).UserID, *req.Medium, address, idServer)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, threepidRemoveResp{IDServerUnbindResult: result})
 }
 
 // requestTokenTo3PIDEmail serves POST

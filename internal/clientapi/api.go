@@ -78,6 +78,8 @@ type API struct {
 	userdir *userdir.Service
 	// threepids validates and stores e-mail addresses; nil: none.
 	threepids *threepid.Service
+	// identity proxies binds to identity servers; nil: refused.
+	identity IdentityServers
 	// pushers stores pushers (pusher.yaml); nil leaves them unrecognized.
 	pushers *pushers.Service
 }

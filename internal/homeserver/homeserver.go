@@ -184,7 +184,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
-			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers))...)
+			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
+			clientapi.WithIdentityServers(fed))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,

@@ -297,3 +297,50 @@ func (s *Service) Owner(ctx context.Context, medium, address string) (id.UserID,
 	}
 	return id.UserID(owner), nil
 }
+
+// RecordBind remembers that user bound an identifier on idServer.
+func (s *Service) RecordBind(ctx context.Context, user id.UserID, medium, address, idServer string) error {
+	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO threepid_id_server_binds (user_id, medium, address, id_server) VALUES ($1, $2, $3, $4)
+			ON CONFLICT DO NOTHING`, user.String(), medium, address, idServer); err != nil {
+			return fmt.Errorf("recording the bind of %s on %s: %w", address, idServer, err)
+		}
+		return nil
+	})
+}
+
+// ForgetBind drops what RecordBind remembered.
+func (s *Service) ForgetBind(ctx context.Context, user id.UserID, medium, address, idServer string) error {
+	return s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM threepid_id_server_binds WHERE user_id = $1 AND medium = $2 AND address = $3 AND id_server = $4`,
+			user.String(), medium, address, idServer); err != nil {
+			return fmt.Errorf("forgetting the bind of %s on %s: %w", address, idServer, err)
+		}
+		return nil
+	})
+}
+
+// Bound is one identifier bound on an identity server.
+type Bound struct {
+	Medium, Address, IDServer string
+}
+
+// Binds lists the identity server binds of user; with medium and address
+// set, only those of that identifier.
+func (s *Service) Binds(ctx context.Context, user id.UserID, medium, address string) ([]Bound, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT medium, address, id_server FROM threepid_id_server_binds
+		WHERE user_id = $1 AND ($2 = '' OR (medium = $2 AND address = $3)) ORDER BY id_server`, user.String(), medium, address)
+	if err != nil {
+		return nil, fmt.Errorf("listing the identity server binds of %s: %w", user, err)
+	}
+	defer rows.Close()
+	var out []Bound
+	for rows.Next() {
+		var b Bound
+		if err := rows.Scan(&b.Medium, &b.Address, &b.IDServer); err != nil {
+			return nil, fmt.Errorf("reading an identity server bind of %s: %w", user, err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}

@@ -23,7 +23,17 @@ CREATE TABLE account_threepids (
     PRIMARY KEY (medium, address)
 );
 CREATE INDEX account_threepids_user ON account_threepids (user_id);
+-- The identity servers a user bound an identifier on through
+-- /account/3pid/bind, so that removing it or deactivating unbinds it there.
+CREATE TABLE threepid_id_server_binds (
+    user_id   TEXT NOT NULL,
+    medium    TEXT NOT NULL,
+    address   TEXT NOT NULL,
+    id_server TEXT NOT NULL,
+    PRIMARY KEY (user_id, medium, address, id_server)
+);
 
 -- +goose Down
+DROP TABLE threepid_id_server_binds;
 DROP TABLE account_threepids;
 DROP TABLE threepid_sessions;
