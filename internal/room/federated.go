@@ -527,9 +527,17 @@ func (s *Service) persistReceived(ctx context.Context, tx *storage.Tx, work *inf
 		}
 		tx.AfterCommit(func() { s.events.Remove(ev.ID) })
 	} else {
-		if st.NID, err = s.insertEvent(ctx, tx, ev, pos, snap, rejected, soft, false, st.replacesColumn()); err != nil {
+		if st.NID, st.RedactedBy, err = s.insertEvent(ctx, tx, ev, pos, snap, rejected, soft, false, st.replacesColumn()); err != nil {
 			return nil, err
 		}
+	}
+	if existing != nil && existing.RedactedBy != "" {
+		st.RedactedBy = existing.RedactedBy
+	}
+	if st.RedactedBy != "" {
+		// What the timeline, the caches and the indexers see is what is
+		// stored: the redacted copy.
+		st.Event = ev.Redacted()
 	}
 	if work.pending == nil {
 		work.pending = map[id.EventID]*Stored{}
@@ -640,54 +648,116 @@ func sameState(a, b State) bool {
 	return true
 }
 
-// insertEvent writes an event row and its edges, returning its nid.
-// replaces is the replaces_nid column (see Stored.ReplacesNID).
-func (s *Service) insertEvent(ctx context.Context, tx *storage.Tx, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool, replaces sql.NullInt64) (int64, error) {
+// insertEvent writes an event row and its edges, returning its nid and
+// the redaction it was stored redacted by ("" for none). replaces is the
+// replaces_nid column (see Stored.ReplacesNID).
+func (s *Service) insertEvent(ctx context.Context, tx *storage.Tx, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool, replaces sql.NullInt64) (int64, id.EventID, error) {
 	nid, err := storage.NextNID(ctx, tx, "event_nid")
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	return s.insertEventNID(ctx, tx, nid, ev, pos, snap, rejected, soft, outlier, replaces)
 }
 
-// insertEventNID is insertEvent with the nid already allocated.
-func (s *Service) insertEventNID(ctx context.Context, tx *storage.Tx, nid int64, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool, replaces sql.NullInt64) (int64, error) {
+// insertEventNID is insertEvent with the nid already allocated. Only
+// received events take this path: a redaction of ev that arrived first
+// applies here, and the stored copy is the redacted one.
+func (s *Service) insertEventNID(ctx context.Context, tx *storage.Tx, nid int64, ev *pdu.Event, pos, snap int64, rejected, soft, outlier bool, replaces sql.NullInt64) (int64, id.EventID, error) {
+	redactedBy, err := s.takePendingRedaction(ctx, tx, ev)
+	if err != nil {
+		return 0, "", err
+	}
+	stored, by := ev, sql.NullString{}
+	if redactedBy != "" {
+		stored, by = ev.Redacted(), sql.NullString{String: redactedBy.String(), Valid: true}
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO events (event_nid, event_id, room_id, type, state_key, sender, depth,
-		origin_server_ts, stream_pos, snapshot_nid, rejected, soft_failed, outlier, json, replaces_nid)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		origin_server_ts, stream_pos, snapshot_nid, rejected, soft_failed, outlier, json, replaces_nid, redacted_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		nid, ev.ID.String(), ev.RoomID().String(), ev.Type, ev.StateKey, ev.Sender.String(), ev.Depth,
-		ev.OriginServerTS, pos, snap, storage.Bool(rejected), storage.Bool(soft), storage.Bool(outlier), string(ev.JSON()), replaces); err != nil {
-		return 0, fmt.Errorf("storing event %s: %w", ev.ID, err)
+		ev.OriginServerTS, pos, snap, storage.Bool(rejected), storage.Bool(soft), storage.Bool(outlier), string(stored.JSON()), replaces, by); err != nil {
+		return 0, "", fmt.Errorf("storing event %s: %w", ev.ID, err)
 	}
 	for _, prev := range ev.PrevEvents {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_edges (event_nid, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, nid, prev.String()); err != nil {
-			return 0, fmt.Errorf("storing edge: %w", err)
+			return 0, "", fmt.Errorf("storing edge: %w", err)
 		}
 	}
-	return nid, nil
+	return nid, redactedBy, nil
 }
 
 // applyRemoteRedaction redacts the target of a received redaction when the
 // redaction is allowed to take effect: the same sender server as the
 // target, or a sender with the redact power level.
 func (s *Service) applyRemoteRedaction(ctx context.Context, tx *storage.Tx, work *info, ev *pdu.Event) error {
+	powerful := func() (bool, error) {
+		pl, err := s.powerLevels(ctx, work)
+		if err != nil {
+			return false, err
+		}
+		return pl.GetUserLevel(ev.Sender) >= pl.Redact(), nil
+	}
 	target, err := s.Event(ctx, redactsOf(ev))
+	if errors.Is(err, mxerr.NotFound) {
+		// The target may arrive later (a fork, backfill, an auth chain):
+		// it is stored redacted then (takePendingRedaction).
+		p, err := powerful()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO pending_redactions (target_id, redaction_id, room_id, sender_server, powerful)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, redactsOf(ev).String(), ev.ID.String(), work.roomID.String(),
+			ev.Sender.Homeserver(), storage.Bool(p)); err != nil {
+			return fmt.Errorf("keeping redaction %s for later: %w", ev.ID, err)
+		}
+		return nil
+	}
 	if err != nil {
-		return nil // the target may arrive later; it is then shown unredacted
+		return err
 	}
 	if target.RoomID() != work.roomID {
 		return nil
 	}
 	if target.Sender.Homeserver() != ev.Sender.Homeserver() {
-		pl, err := s.powerLevels(ctx, work)
-		if err != nil {
+		if p, err := powerful(); err != nil || !p {
 			return err
-		}
-		if pl.GetUserLevel(ev.Sender) < pl.Redact() {
-			return nil
 		}
 	}
 	return s.applyRedaction(ctx, tx, ev)
+}
+
+// takePendingRedaction returns the redaction, received before ev, that
+// applies to it ("" for none), and forgets the redactions of ev that
+// were waiting.
+func (s *Service) takePendingRedaction(ctx context.Context, tx *storage.Tx, ev *pdu.Event) (id.EventID, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT redaction_id, room_id, sender_server, powerful FROM pending_redactions WHERE target_id = $1`, ev.ID.String())
+	if err != nil {
+		return "", fmt.Errorf("looking up redactions of %s: %w", ev.ID, err)
+	}
+	var by id.EventID
+	var found bool
+	for rows.Next() {
+		var redaction, roomID, server string
+		var powerful int64
+		if err := rows.Scan(&redaction, &roomID, &server, &powerful); err != nil {
+			rows.Close()
+			return "", fmt.Errorf("reading redactions of %s: %w", ev.ID, err)
+		}
+		found = true
+		if by == "" && id.RoomID(roomID) == ev.RoomID() && (powerful != 0 || server == ev.Sender.Homeserver()) {
+			by = id.EventID(redaction)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("reading redactions of %s: %w", ev.ID, err)
+	}
+	if found {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM pending_redactions WHERE target_id = $1`, ev.ID.String()); err != nil {
+			return "", fmt.Errorf("clearing redactions of %s: %w", ev.ID, err)
+		}
+	}
+	return by, nil
 }
 
 // StoreOutliers stores events of a room without placing them in its
@@ -740,11 +810,14 @@ func (s *Service) StoreOutliers(ctx context.Context, roomID id.RoomID, evs []*pd
 			}
 			e.PDU.InternalMeta.Rejected = rejected
 			pos := lastPos - int64(len(order)) + 1 + int64(i)
-			nid, err := s.insertEventNID(ctx, tx, lastNID-int64(len(order))+1+int64(i), e, -pos, 0, rejected, false, true, sql.NullInt64{})
+			nid, redactedBy, err := s.insertEventNID(ctx, tx, lastNID-int64(len(order))+1+int64(i), e, -pos, 0, rejected, false, true, sql.NullInt64{})
 			if err != nil {
 				return err
 			}
-			st := &Stored{Event: e, NID: nid, StreamPos: -pos, Rejected: rejected, Outlier: true}
+			st := &Stored{Event: e, NID: nid, StreamPos: -pos, Rejected: rejected, Outlier: true, RedactedBy: redactedBy}
+			if redactedBy != "" {
+				st.Event = e.Redacted()
+			}
 			stored = append(stored, st)
 			batch[e.ID] = st
 		}

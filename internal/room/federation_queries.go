@@ -606,7 +606,7 @@ func (s *Service) StoreBackfilled(ctx context.Context, origin string, roomID id.
 				}
 				return nil
 			}
-			_, err = s.insertEvent(ctx, tx, ev, -pos, 0, rejected, false, false, sql.NullInt64{})
+			_, _, err = s.insertEvent(ctx, tx, ev, -pos, 0, rejected, false, false, sql.NullInt64{})
 			return err
 		})
 		if err != nil {
