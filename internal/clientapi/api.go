@@ -35,6 +35,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/threepid"
+	"github.com/myelin-chat/myelin/internal/spaces"
 	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
@@ -82,6 +83,9 @@ type API struct {
 	identity IdentityServers
 	// pushers stores pushers (pusher.yaml); nil leaves them unrecognized.
 	pushers *pushers.Service
+	// spaces answers space hierarchies and room summaries; nil leaves
+	// their routes unregistered.
+	spaces *spaces.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

@@ -224,6 +224,15 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/media/preview_url", v1, a.previewing(a.getUrlPreviewAuthed)},
 		{"GET", "/preview_url", []string{"/_matrix/media/v3", "/_matrix/media/r0"}, a.previewing(a.getUrlPreview)},
 	}
+	if a.spaces != nil {
+		routes = append(routes,
+			// space_hierarchy.yaml, room_summary.yaml
+			route{"GET", "/rooms/{roomId}/hierarchy", v1, a.authed(a.getSpaceHierarchy)},
+			route{"GET", "/room_summary/{roomIdOrAlias}", v1, a.authedOrAnonymous(a.getRoomSummary)},
+			// MSC3266's unstable path, which clients that predate v1.15
+			// (mautrix-go among them) call.
+			route{"GET", "/summary/{roomIdOrAlias}", []string{"/_matrix/client/unstable/im.nheko.summary"}, a.authedOrAnonymous(a.getRoomSummary)})
+	}
 	if a.media != nil {
 		routes = append(routes, a.mediaRoutes()...)
 	}

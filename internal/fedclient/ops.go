@@ -272,3 +272,19 @@ func (c *Client) QueryKeys(ctx context.Context, notary string, req keys.QueryReq
 }
 
 var _ keys.Fetcher = (*Client)(nil)
+
+// SpaceHierarchyResp answers GET /_matrix/federation/v1/hierarchy/{roomId}
+// (space_hierarchy.yaml). The room summaries stay raw: they come from
+// another server, and the caller checks each one before using it.
+type SpaceHierarchyResp struct {
+	Room                 json.RawMessage   `json:"room"`
+	Children             []json.RawMessage `json:"children"`
+	InaccessibleChildren []id.RoomID       `json:"inaccessible_children"`
+}
+
+// GetSpaceHierarchy is GET /_matrix/federation/v1/hierarchy/{roomId}.
+func (c *Client) GetSpaceHierarchy(ctx context.Context, dest string, roomID id.RoomID, suggestedOnly bool) (SpaceHierarchyResp, error) {
+	var resp SpaceHierarchyResp
+	err := c.Do(ctx, dest, http.MethodGet, fed("v1", "hierarchy", roomID.String()), url.Values{"suggested_only": {strconv.FormatBool(suggestedOnly)}}, nil, &resp)
+	return resp, err
+}

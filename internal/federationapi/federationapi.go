@@ -26,6 +26,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/pducheck"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/spaces"
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/typing"
 	"github.com/myelin-chat/myelin/internal/users"
@@ -50,6 +51,8 @@ type API struct {
 	media *media.Service
 	// invites refuses invites of local users who block them; nil: none do.
 	invites InviteChecker
+	// spaces answers hierarchy requests; nil: no hierarchy route.
+	spaces *spaces.Service
 }
 
 // InviteChecker says whether a local user accepts invites: nil, or

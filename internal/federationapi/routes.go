@@ -48,6 +48,13 @@ func (a *API) Register(mux httpx.Router, auth func(httpx.HandlerFunc) httpx.Hand
 		{"POST", "/_matrix/federation/v1/user/keys/claim", a.userKeysClaim},
 		{"GET", "/_matrix/federation/v1/user/devices/{userId}", a.userDevices},
 	}
+	if a.spaces != nil {
+		// space_hierarchy.yaml
+		routes = append(routes, struct {
+			method, path string
+			h            httpx.HandlerFunc
+		}{"GET", "/_matrix/federation/v1/hierarchy/{roomId}", a.getSpaceHierarchy})
+	}
 	if a.media != nil {
 		// content_repository.yaml
 		routes = append(routes, []struct {

@@ -39,6 +39,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/sender"
+	"github.com/myelin-chat/myelin/internal/spaces"
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/typing"
@@ -180,16 +181,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return fail(err)
 		}
 	}
+	sp := spaces.New(s.Rooms, fed, log)
 	threepids := threepid.New(db, mailer, time.Duration(cfg.Email.ValidationTokenLifetime))
 	client := clientapi.New(&s.cfg, log, s.Users, s.Rooms, s.Sync, accountData, rcpts, s.typing, hs, s.sender, keys,
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
 			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
-			clientapi.WithIdentityServers(fed))...)
+			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
-			federationapi.WithMedia(s.Media), federationapi.WithInviteChecker(accountData)),
+			federationapi.WithMedia(s.Media), federationapi.WithInviteChecker(accountData), federationapi.WithSpaces(sp)),
 		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
 		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
 	if err := s.ensureAdmin(ctx); err != nil {
