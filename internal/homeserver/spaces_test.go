@@ -213,7 +213,9 @@ func TestSpaceHierarchy(t *testing.T) {
 			hs0 := f.hs[0].Config.ServerName
 			ids := func(resp fedclient.SpaceHierarchyResp) (children []id.RoomID) {
 				for _, raw := range resp.Children {
-					var c struct{ RoomID id.RoomID `json:"room_id"` }
+					var c struct {
+						RoomID id.RoomID `json:"room_id"`
+					}
 					if err := json.Unmarshal(raw, &c); err != nil {
 						t.Fatal(err)
 					}
