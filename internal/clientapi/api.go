@@ -146,12 +146,27 @@ func accessToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-// authed requires a valid access token and applies the per-user rate limit.
+// authed requires a valid access token of a full account and applies the
+// per-user rate limit. Guests get 403 M_GUEST_ACCESS_FORBIDDEN: only the
+// endpoints that guest_access.md lists admit them, through guestAuthed.
 func (a *API) authed(h httpx.HandlerFunc) httpx.HandlerFunc {
+	return a.authedIf(func(*http.Request) bool { return false }, h)
+}
+
+// guestAuthed is authed for an endpoint guests may call too.
+func (a *API) guestAuthed(h httpx.HandlerFunc) httpx.HandlerFunc {
+	return a.authedIf(func(*http.Request) bool { return true }, h)
+}
+
+// authedIf is authed, admitting guests to requests guestOK accepts.
+func (a *API) authedIf(guestOK func(*http.Request) bool, h httpx.HandlerFunc) httpx.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		sess, err := a.users.Authenticate(r.Context(), accessToken(r))
 		if err != nil {
 			return err
+		}
+		if sess.IsGuest && !guestOK(r) {
+			return mxerr.GuestAccessForbidden.With("guest accounts may not use this endpoint")
 		}
 		if err := a.rateLimit(r, sess.UserID.String()); err != nil {
 			return err

@@ -122,10 +122,41 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, roomID id.RoomID, via
 			extra[k] = v
 		}
 	}
+	if session(r).IsGuest {
+		if err := a.guestMayJoin(r.Context(), roomID); err != nil {
+			return err
+		}
+	}
 	if err := a.joinAs(r.Context(), session(r).UserID, roomID, via, extra); err != nil {
 		return err
 	}
 	return httpx.OK(w, map[string]any{"room_id": roomID})
+}
+
+// guestMayJoin: guests join only rooms this server is in whose
+// m.room.guest_access is can_join (guest_access.md); of a room elsewhere
+// the server cannot tell before joining, so guests stay out, as in
+// Synapse.
+func (a *API) guestMayJoin(ctx context.Context, roomID id.RoomID) error {
+	refused := mxerr.Forbidden.With("guest access is not allowed in this room")
+	here, err := a.rooms.ServerInRoom(ctx, roomID, a.cfg.ServerName)
+	if err != nil {
+		return err
+	}
+	if !here {
+		return refused
+	}
+	ev, err := a.rooms.CurrentStateEvent(ctx, roomID, "m.room.guest_access", "")
+	if err != nil {
+		return err
+	}
+	var c struct {
+		GuestAccess string `json:"guest_access"`
+	}
+	if ev == nil || json.Unmarshal(ev.Content, &c) != nil || c.GuestAccess != "can_join" {
+		return refused
+	}
+	return nil
 }
 
 // joinAs joins user to roomID: through a resident server (via, or the

@@ -36,6 +36,9 @@ type registerReq struct {
 	InhibitLogin             bool        `json:"inhibit_login"`
 	// RefreshToken asks for a refresh token and an expiring access token.
 	RefreshToken bool `json:"refresh_token"`
+	// GuestAccessToken upgrades the guest it belongs to into a full
+	// account (guest_access.md); username must then be its localpart.
+	GuestAccessToken string `json:"guest_access_token"`
 }
 
 type registerResp struct {
@@ -116,14 +119,14 @@ func (a *API) verifyRecaptcha(ctx context.Context, response, remoteIP string) er
 }
 
 // register serves POST /_matrix/client/v3/register (registration.yaml).
-// Only kind=user is supported. The username is checked before
-// User-Interactive Authentication starts, as the spec asks, and again when
-// the account is created.
+// kind=guest makes a guest account when allow_guest_access is on. The
+// username is checked before User-Interactive Authentication starts, as
+// the spec asks, and again when the account is created.
 func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	switch kind := r.URL.Query().Get("kind"); kind {
 	case "", "user":
 	case "guest":
-		return mxerr.GuestAccessForbidden.With("guest registration is not supported")
+		return a.registerGuest(w, r)
 	default:
 		return mxerr.InvalidParam.With("unknown kind %q", kind)
 	}
@@ -134,7 +137,13 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
 	}
-	if req.Username != nil {
+	var guest id.UserID
+	if req.GuestAccessToken != "" {
+		var err error
+		if guest, err = a.upgradableGuest(r, req); err != nil {
+			return err
+		}
+	} else if req.Username != nil {
 		// As Synapse does: Alice registers @alice, and logs in as Alice
 		// too, since login downcases (identifiedUser). The availability
 		// check leaves the case alone, as Synapse's does.
@@ -156,7 +165,12 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	userID, err := a.createAccount(r, req, sess.regToken)
+	var userID id.UserID
+	if guest != "" {
+		userID, err = guest, a.users.UpgradeGuest(r.Context(), guest, req.Password)
+	} else {
+		userID, err = a.createAccount(r, req, sess.regToken)
+	}
 	if errors.Is(err, users.ErrRegistrationTokenInvalid) {
 		// The token was spent or expired since the stage completed; the
 		// client has to start over with another one.
@@ -173,7 +187,10 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 			a.log.Warn("binding the e-mail address of a registration", "user_id", userID, "err", err)
 		}
 	}
-	a.autoJoin(r.Context(), userID)
+	if guest == "" {
+		// An upgraded guest keeps the rooms it is in.
+		a.autoJoin(r.Context(), userID)
+	}
 	resp := registerResp{UserID: userID, HomeServer: a.cfg.ServerName}
 	if !req.InhibitLogin {
 		t, err := a.issueTokens(r, userID, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
@@ -183,6 +200,45 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		resp.AccessToken, resp.DeviceID, resp.RefreshToken, resp.ExpiresInMS = t.AccessToken, t.DeviceID, t.RefreshToken, t.ExpiresIn.Milliseconds()
 	}
 	return httpx.OK(w, resp)
+}
+
+// registerGuest makes a guest account (kind=guest): no User-Interactive
+// Authentication, and every body parameter but initial_device_display_name
+// ignored, as registration.yaml says; the device ID is ours to pick.
+func (a *API) registerGuest(w http.ResponseWriter, r *http.Request) error {
+	if !a.cfg.AllowGuestAccess {
+		return mxerr.GuestAccessForbidden.With("guest access is disabled")
+	}
+	var req struct {
+		InitialDeviceDisplayName *string `json:"initial_device_display_name"`
+	}
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	userID, err := a.users.CreateGuest(r.Context())
+	if err != nil {
+		return err
+	}
+	resp := registerResp{UserID: userID, HomeServer: a.cfg.ServerName}
+	resp.AccessToken, resp.DeviceID, err = a.users.Login(r.Context(), userID, "", req.InitialDeviceDisplayName)
+	if err != nil {
+		return err
+	}
+	return httpx.OK(w, resp)
+}
+
+// upgradableGuest checks a registration that presents a guest's access
+// token: the token must be a guest's, and username its localpart, as
+// guest_access.md asks (403 M_FORBIDDEN otherwise, as Synapse answers).
+func (a *API) upgradableGuest(r *http.Request, req registerReq) (id.UserID, error) {
+	sess, err := a.users.Authenticate(r.Context(), req.GuestAccessToken)
+	if err != nil || !sess.IsGuest {
+		return "", mxerr.Forbidden.With("guest_access_token is not a guest's access token")
+	}
+	if req.Username == nil || strings.ToLower(*req.Username) != sess.UserID.Localpart() {
+		return "", mxerr.Forbidden.With("username must be the guest's localpart to upgrade it")
+	}
+	return sess.UserID, nil
 }
 
 // createAccount creates the account of a registration whose auth is

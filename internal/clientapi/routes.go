@@ -1,6 +1,8 @@
 package clientapi
 
 import (
+	"net/http"
+
 	"github.com/myelin-chat/myelin/internal/httpx"
 )
 
@@ -25,6 +27,13 @@ var (
 	mediaV3 = []string{"/_matrix/media/v3", "/_matrix/media/r0", "/_matrix/media/v1"}
 	mediaV1 = []string{"/_matrix/media/v1"}
 )
+
+// Guests (guest_access.md) reach only the routes registered with
+// guestAuthed: those the spec's guest access module lists.
+
+// guestDisplayName admits guests to setting their display name, the one
+// profile field the guest access module lets them change.
+func guestDisplayName(r *http.Request) bool { return r.PathValue("keyName") == "displayname" }
 
 // Register adds every client-server route to mux.
 func (a *API) Register(mux httpx.Router) {
@@ -54,7 +63,7 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/login/get_token", v1, a.authed(a.limited(a.generateLoginToken))},
 		{"POST", "/logout", v3r0, a.authed(a.logout)},
 		{"POST", "/logout/all", v3r0, a.authed(a.logoutAll)},
-		{"GET", "/account/whoami", v3r0, a.authed(a.getTokenOwner)},
+		{"GET", "/account/whoami", v3r0, a.guestAuthed(a.getTokenOwner)},
 
 		// password_management.yaml, account_deactivation.yaml
 		{"POST", "/account/password", v3r0, a.authedOrAnonymous(a.changePassword)},
@@ -73,9 +82,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/account/3pid/msisdn/requestToken", v3r0, a.limited(a.requestTokenTo3PIDMSISDN)},
 
 		// device_management.yaml
-		{"GET", "/devices", v3r0, a.authed(a.getDevices)},
-		{"GET", "/devices/{deviceId}", v3r0, a.authed(a.getDevice)},
-		{"PUT", "/devices/{deviceId}", v3r0, a.authed(a.updateDevice)},
+		{"GET", "/devices", v3r0, a.guestAuthed(a.getDevices)},
+		{"GET", "/devices/{deviceId}", v3r0, a.guestAuthed(a.getDevice)},
+		{"PUT", "/devices/{deviceId}", v3r0, a.guestAuthed(a.updateDevice)},
 		{"DELETE", "/devices/{deviceId}", v3r0, a.authed(a.deleteDevice)},
 		{"POST", "/delete_devices", v3r0, a.authed(a.deleteDevices)},
 
@@ -85,8 +94,8 @@ func (a *API) Register(mux httpx.Router) {
 		// profile.yaml
 		{"GET", "/profile/{userId}", v3r0, a.getUserProfile},
 		{"GET", "/profile/{userId}/{keyName}", v3r0, a.getProfileField},
-		{"PUT", "/profile/{userId}/{keyName}", v3r0, a.authed(a.setProfileField)},
-		{"DELETE", "/profile/{userId}/{keyName}", v3, a.authed(a.deleteProfileField)},
+		{"PUT", "/profile/{userId}/{keyName}", v3r0, a.authedIf(guestDisplayName, a.setProfileField)},
+		{"DELETE", "/profile/{userId}/{keyName}", v3, a.authedIf(guestDisplayName, a.deleteProfileField)},
 
 		// create_room.yaml
 		{"POST", "/createRoom", v3r0, a.authed(a.createRoom)},
@@ -95,9 +104,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/join/{roomIdOrAlias}", v3r0, a.authed(a.joinRoom)},
 		// knocking.yaml
 		{"POST", "/knock/{roomIdOrAlias}", v3r0, a.authed(a.knockRoom)},
-		{"POST", "/rooms/{roomId}/join", v3r0, a.authed(a.joinRoomById)},
+		{"POST", "/rooms/{roomId}/join", v3r0, a.guestAuthed(a.joinRoomById)},
 		{"POST", "/rooms/{roomId}/invite", v3r0, a.authed(a.inviteUser)},
-		{"POST", "/rooms/{roomId}/leave", v3r0, a.authed(a.leaveRoom)},
+		{"POST", "/rooms/{roomId}/leave", v3r0, a.guestAuthed(a.leaveRoom)},
 		{"POST", "/rooms/{roomId}/forget", v3r0, a.authed(a.forgetRoom)},
 		{"POST", "/rooms/{roomId}/kick", v3r0, a.authed(a.kick)},
 		{"POST", "/rooms/{roomId}/ban", v3r0, a.authed(a.ban)},
@@ -117,11 +126,11 @@ func (a *API) Register(mux httpx.Router) {
 		// list_joined_rooms.yaml, rooms.yaml
 		{"GET", "/joined_rooms", v3r0, a.authed(a.getJoinedRooms)},
 		{"GET", "/rooms/{roomId}/joined_members", v3r0, a.authed(a.getJoinedMembersByRoom)},
-		{"GET", "/rooms/{roomId}/members", v3r0, a.authed(a.getMembersByRoom)},
-		{"GET", "/rooms/{roomId}/state", v3r0, a.authed(a.getRoomState)},
-		{"GET", "/rooms/{roomId}/state/{eventType}", v3r0, a.authed(a.getRoomStateWithKey)},
-		{"GET", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.authed(a.getRoomStateWithKey)},
-		{"GET", "/rooms/{roomId}/event/{eventId}", v3r0, a.authed(a.getOneRoomEvent)},
+		{"GET", "/rooms/{roomId}/members", v3r0, a.guestAuthed(a.getMembersByRoom)},
+		{"GET", "/rooms/{roomId}/state", v3r0, a.guestAuthed(a.getRoomState)},
+		{"GET", "/rooms/{roomId}/state/{eventType}", v3r0, a.guestAuthed(a.getRoomStateWithKey)},
+		{"GET", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.guestAuthed(a.getRoomStateWithKey)},
+		{"GET", "/rooms/{roomId}/event/{eventId}", v3r0, a.guestAuthed(a.getOneRoomEvent)},
 		// room_event_by_timestamp.yaml
 		{"GET", "/rooms/{roomId}/timestamp_to_event", v1, a.authed(a.getEventByTimestamp)},
 		// relations.yaml, threads_list.yaml
@@ -131,9 +140,9 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/rooms/{roomId}/threads", v1, a.authed(a.getThreadRoots)},
 
 		// room_state.yaml, room_send.yaml, redaction.yaml
-		{"PUT", "/rooms/{roomId}/state/{eventType}", v3r0, a.authed(a.setRoomStateWithKey)},
-		{"PUT", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.authed(a.setRoomStateWithKey)},
-		{"PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", v3r0, a.authed(a.sendMessage)},
+		{"PUT", "/rooms/{roomId}/state/{eventType}", v3r0, a.guestAuthed(a.setRoomStateWithKey)},
+		{"PUT", "/rooms/{roomId}/state/{eventType}/{stateKey...}", v3r0, a.guestAuthed(a.setRoomStateWithKey)},
+		{"PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", v3r0, a.guestAuthed(a.sendMessage)},
 		{"PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", v3r0, a.authed(a.redactEvent)},
 
 		// report_content.yaml
@@ -142,17 +151,17 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/users/{userId}/report", v3, a.authed(a.reportUser)},
 
 		// message_pagination.yaml, event_context.yaml, sync.yaml, filter.yaml
-		{"GET", "/rooms/{roomId}/messages", v3r0, a.authed(a.getRoomEvents)},
-		{"GET", "/rooms/{roomId}/context/{eventId}", v3r0, a.authed(a.getEventContext)},
-		{"GET", "/sync", v3r0, a.authed(a.sync)},
+		{"GET", "/rooms/{roomId}/messages", v3r0, a.guestAuthed(a.getRoomEvents)},
+		{"GET", "/rooms/{roomId}/context/{eventId}", v3r0, a.guestAuthed(a.getEventContext)},
+		{"GET", "/sync", v3r0, a.guestAuthed(a.sync)},
 		{"POST", "/user/{userId}/filter", v3r0, a.authed(a.defineFilter)},
 		{"GET", "/user/{userId}/filter/{filterId}", v3r0, a.authed(a.getFilter)},
 
 		// old_sync.yaml, peeking_events.yaml (GET /events with room_id), room_initial_sync.yaml
-		{"GET", "/events", v3r0, a.authed(a.getEvents)},
+		{"GET", "/events", v3r0, a.guestAuthed(a.getEvents)},
 		{"GET", "/events/{eventId}", v3r0, a.authed(a.getOneEvent)},
 		{"GET", "/initialSync", v3r0, a.authed(a.initialSync)},
-		{"GET", "/rooms/{roomId}/initialSync", v3r0, a.authed(a.roomInitialSync)},
+		{"GET", "/rooms/{roomId}/initialSync", v3r0, a.guestAuthed(a.roomInitialSync)},
 
 		// account-data.yaml
 		{"GET", "/user/{userId}/account_data/{type}", v3r0, a.authed(a.getAccountData)},
@@ -196,13 +205,13 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/voip/turnServer", v3r0, a.authed(a.getTurnServer)},
 
 		// keys.yaml, cross_signing.yaml, to_device.yaml
-		{"POST", "/keys/upload", v3r0, a.authed(a.uploadKeys)},
-		{"POST", "/keys/query", v3r0, a.authed(a.queryKeys)},
-		{"POST", "/keys/claim", v3r0, a.authed(a.claimKeys)},
+		{"POST", "/keys/upload", v3r0, a.guestAuthed(a.uploadKeys)},
+		{"POST", "/keys/query", v3r0, a.guestAuthed(a.queryKeys)},
+		{"POST", "/keys/claim", v3r0, a.guestAuthed(a.claimKeys)},
 		{"GET", "/keys/changes", v3r0, a.authed(a.getKeysChanges)},
 		{"POST", "/keys/device_signing/upload", v3r0, a.authed(a.uploadCrossSigningKeys)},
 		{"POST", "/keys/signatures/upload", v3r0, a.authed(a.uploadCrossSigningSignatures)},
-		{"PUT", "/sendToDevice/{eventType}/{txnId}", v3r0, a.authed(a.sendToDevice)},
+		{"PUT", "/sendToDevice/{eventType}/{txnId}", v3r0, a.guestAuthed(a.sendToDevice)},
 
 		// key_backup.yaml
 		{"POST", "/room_keys/version", v3r0, a.authed(a.postRoomKeysVersion)},
@@ -260,9 +269,9 @@ func (a *API) mediaRoutes() []route {
 		{"GET", "/config", mediaV3, m(a.authed(a.getConfig))},
 
 		// authed-content-repo.yaml
-		{"GET", "/media/download/{serverName}/{mediaId}", v1, m(a.authed(a.getContentAuthed))},
-		{"GET", "/media/download/{serverName}/{mediaId}/{fileName}", v1, m(a.authed(a.getContentOverrideNameAuthed))},
-		{"GET", "/media/thumbnail/{serverName}/{mediaId}", v1, m(a.authed(a.getContentThumbnailAuthed))},
+		{"GET", "/media/download/{serverName}/{mediaId}", v1, m(a.guestAuthed(a.getContentAuthed))},
+		{"GET", "/media/download/{serverName}/{mediaId}/{fileName}", v1, m(a.guestAuthed(a.getContentOverrideNameAuthed))},
+		{"GET", "/media/thumbnail/{serverName}/{mediaId}", v1, m(a.guestAuthed(a.getContentThumbnailAuthed))},
 		{"GET", "/media/config", v1, m(a.authed(a.getConfigAuthed))},
 	}
 }

@@ -17,5 +17,5 @@ type whoamiResp struct {
 // getTokenOwner serves GET /_matrix/client/v3/account/whoami (whoami.yaml).
 func (a *API) getTokenOwner(w http.ResponseWriter, r *http.Request) error {
 	sess := session(r)
-	return httpx.OK(w, whoamiResp{UserID: sess.UserID, DeviceID: sess.DeviceID})
+	return httpx.OK(w, whoamiResp{UserID: sess.UserID, DeviceID: sess.DeviceID, IsGuest: sess.IsGuest})
 }

@@ -46,6 +46,13 @@ type Config struct {
 	// RegistrationRequiresToken makes open registration require an
 	// m.login.registration_token stage. Env: MYELIN_REGISTRATION_REQUIRES_TOKEN.
 	RegistrationRequiresToken bool `yaml:"registration_requires_token"`
+	// AllowGuestAccess lets anyone register a guest account
+	// (POST /register?kind=guest) without credentials. Guests reach only
+	// the endpoints the spec's guest access module lists, join only rooms
+	// whose m.room.guest_access is can_join, and may upgrade to a full
+	// account. Synapse's key of the same name. Env:
+	// MYELIN_ALLOW_GUEST_ACCESS. Default false.
+	AllowGuestAccess bool `yaml:"allow_guest_access"`
 	// RegistrationSharedSecret enables Synapse-compatible shared-secret
 	// registration at /_synapse/admin/v1/register, used by
 	// `myelin register-user`. Generated on first start.
@@ -516,6 +523,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		boolean("MYELIN_FEDERATION_PUBLIC_ROOMS", &c.Federation.AllowPublicRooms),
 		boolean("MYELIN_AUTOCREATE_AUTO_JOIN_ROOMS", &c.AutocreateAutoJoinRooms),
 		boolean("MYELIN_ENABLE_REGISTRATION", &c.EnableRegistration),
+		boolean("MYELIN_ALLOW_GUEST_ACCESS", &c.AllowGuestAccess),
 		boolean("MYELIN_REGISTRATION_REQUIRES_TOKEN", &c.RegistrationRequiresToken),
 		boolean("MYELIN_RATE_LIMIT", &c.RateLimit.Enabled),
 		integer("MYELIN_RATE_LIMIT_BURST", &c.RateLimit.Burst),

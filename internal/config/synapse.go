@@ -149,6 +149,7 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 		"signing_key_path":            setStr(&c.SigningKeyPath),
 		"registration_shared_secret":  setStr(&c.RegistrationSharedSecret),
 		"enable_registration":         setBool(&c.EnableRegistration),
+		"allow_guest_access":          setBool(&c.AllowGuestAccess),
 		"serve_server_wellknown":      setBool(&c.ServeServerWellKnown),
 		"tls_certificate_path":        setStr(&c.Federation.TLSCert),
 		"tls_private_key_path":        setStr(&c.Federation.TLSKey),

@@ -96,6 +96,6 @@ func (r *synapseReader) turnHandlers() map[string]func(string, *yaml.Node) {
 				r.bad(key, n, "a duration such as 1h")
 			}
 		},
-		"turn_allow_guests": r.ignoredBool("Myelin has no guest accounts"),
+		"turn_allow_guests": r.ignoredBool("guests may not call /voip/turnServer"),
 	}
 }

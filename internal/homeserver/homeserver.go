@@ -23,6 +23,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/email"
 	"github.com/myelin-chat/myelin/internal/fedclient"
 	"github.com/myelin-chat/myelin/internal/federationapi"
+	"github.com/myelin-chat/myelin/internal/guests"
 	"github.com/myelin-chat/myelin/internal/handshake"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/keys"
@@ -30,6 +31,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/metrics"
 	"github.com/myelin-chat/myelin/internal/netguard"
 	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/pdu"
 	"github.com/myelin-chat/myelin/internal/pducheck"
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/pushers"
@@ -128,11 +130,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		users.WithTokenLifetimes(time.Duration(cfg.Sessions.RefreshableAccessTokenLifetime), time.Duration(cfg.Sessions.RefreshTokenLifetime)))
 	keys := e2ee.New(db, n, cfg.ServerName, log, e2ee.WithFederation(s.sender, fed))
 	rels := relations.New(db, cfg.ServerName)
+	// The evictor sends leaves through s.Rooms, which its hook is part of:
+	// it is made once the rooms exist, before any event is written.
+	var evictor *guests.Evictor
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
 		room.WithIndexer(rels), room.WithDecorator(rels),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
 		room.WithPersistObserver(s.metrics.ObservePersist),
 		room.WithStateHook(dir.RoomStateChanged),
+		room.WithStateHook(func(ctx context.Context, tx *storage.Tx, roomID id.RoomID, changes []room.StateChange,
+			lookup func(evType, stateKey string) (*pdu.Event, error)) error {
+			return evictor.StateChanged(ctx, tx, roomID, changes, lookup)
+		}),
 		room.WithMembershipHook(func(ctx context.Context, roomID id.RoomID, user id.UserID, membership string) {
 			// Someone who left, or was kicked or banned, is not typing.
 			if membership != "join" && s.typing != nil {
@@ -145,6 +154,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 				}
 			}
 		}))
+	evictor = guests.New(s.Rooms, s.Users, log)
 	if err := dir.Backfill(ctx); err != nil {
 		return fail(err)
 	}

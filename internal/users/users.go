@@ -34,6 +34,9 @@ type Session struct {
 	UserID   id.UserID
 	DeviceID id.DeviceID
 	IsAdmin  bool
+	// IsGuest marks a guest account (the guest access module), which the
+	// client API limits to the endpoints the spec lists.
+	IsGuest bool
 }
 
 // Account is a local user account.
@@ -384,15 +387,15 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 		return sess, nil
 	}
 	var user, dev string
-	var admin, deact int64
+	var admin, deact, guest int64
 	var expires sql.NullInt64
 	var refresh, prev sql.NullString
 	err := s.db.QueryRowContext(ctx,
-		`SELECT t.user_id, t.device_id, a.is_admin, a.deactivated, t.expires_ts, t.refresh_hash, r.prev_hash FROM access_tokens t
+		`SELECT t.user_id, t.device_id, a.is_admin, a.deactivated, a.is_guest, t.expires_ts, t.refresh_hash, r.prev_hash FROM access_tokens t
 		 JOIN accounts a ON a.user_id = t.user_id
 		 LEFT JOIN refresh_tokens r ON r.token_hash = t.refresh_hash
 		 WHERE t.token_hash = $1`, hash).
-		Scan(&user, &dev, &admin, &deact, &expires, &refresh, &prev)
+		Scan(&user, &dev, &admin, &deact, &guest, &expires, &refresh, &prev)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && deact != 0) {
 		return sess, mxerr.UnknownToken.With("unknown access token").WithField("soft_logout", false)
 	}
@@ -413,7 +416,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 			return sess, err
 		}
 	}
-	sess = Session{UserID: id.UserID(user), DeviceID: id.DeviceID(dev), IsAdmin: admin != 0}
+	sess = Session{UserID: id.UserID(user), DeviceID: id.DeviceID(dev), IsAdmin: admin != 0, IsGuest: guest != 0}
 	s.tokens.put(hash, sess, gen, now, until)
 	return sess, nil
 }
