@@ -19,7 +19,8 @@ import (
 //
 // Versions and what they need:
 //   - v1.1 knocking, key backup, cross-signing: served.
-//   - v1.2 registration token validity: served; /hierarchy is Spaces.
+//   - v1.2 registration token validity: served; /hierarchy is Spaces
+//     (served too, space_hierarchy.go).
 //   - v1.3 /relations: its only users are the relation types of optional
 //     modules (annotations, replacements, threads, references), so it is
 //     counted with them; clients that see no /relations lose those
@@ -38,11 +39,20 @@ import (
 //   - v1.12 via on join and knock: served; marking rooms unread is
 //     account data; account locking applies only to servers that lock.
 //   - v1.13, v1.14 room and user reports: served (report_content.go).
-//   - v1.15 GET /v1/room_summary/{roomIdOrAlias}, core: NOT served, so
-//     the list stops at v1.14.
+//   - v1.15 GET /v1/room_summary/{roomIdOrAlias}, core: served, locally
+//     and through other servers' hierarchy endpoint (room_summary.go,
+//     package spaces), with the allowed_room_ids, encryption and
+//     room_version fields it added to /hierarchy. GET /v1/auth_metadata
+//     belongs to the OAuth 2.0 API, which the spec lets a server leave out
+//     ("A homeserver may support one of those two APIs, or both"): a
+//     server with the legacy API only answers 404 M_UNRECOGNIZED, which
+//     the fallback does. The m.topic content block and device keys in
+//     Olm events are for clients. So the list stops at v1.15.
 //
-// Beyond that: v1.15 room_summary, core. v1.16's DELETE
-// /profile/{userId}/{keyName} and custom profile fields are served.
+// Beyond that: v1.16's DELETE /profile/{userId}/{keyName}, custom profile
+// fields, format on GET state and use_state_after on /sync are served;
+// v1.16 is not listed until the rest of its changelog has been checked
+// the same way.
 //
 // The r0 versions are listed as Synapse lists them: the r0 paths are
 // served (routes.go), and v1.1 is backwards compatible with r0.6.1. Some
@@ -53,7 +63,7 @@ import (
 var specVersions = []string{
 	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
 	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
-	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14",
+	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
 }
 
 // getVersions serves GET /_matrix/client/versions (versions.yaml), with

@@ -672,10 +672,22 @@ func TestVersionsAdvertised(t *testing.T) {
 		got = append(got, v.String())
 	}
 	want := []string{"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5",
-		"v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14"}
+		"v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("versions = %v, want %v", got, want)
 	}
+	// v1.15 as versions.go reasons: room_summary is served, and a server
+	// with the legacy authentication API only says so at auth_metadata.
+	cli := srv.Client("alice")
+	created, err := cli.CreateRoom(context.Background(), &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.MakeRequest(context.Background(), "GET", cli.BuildClientURL("v1", "room_summary", created.RoomID), nil, nil); err != nil {
+		t.Errorf("room_summary: %v", err)
+	}
+	_, err = cli.MakeRequest(context.Background(), "GET", cli.BuildClientURL("v1", "auth_metadata"), nil, nil)
+	mustStatus(t, "auth_metadata without the OAuth 2.0 API", err, 404, "M_UNRECOGNIZED")
 }
 
 // TestMemberStateEventFederated: PUT /state/m.room.member takes the
