@@ -224,3 +224,46 @@ func TestGuestAccess(t *testing.T) {
 		})
 	})
 }
+
+// TestGuestEvictedByRemoteChange: a change of guest access received over
+// federation removes this server's guests too, and a guest may not join a
+// room this server is not in.
+func TestGuestEvictedByRemoteChange(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Federation(t, engine, 2, allowGuests)
+		alice, bob := hs[0].Client("alice"), hs[1].Client("bob")
+		guest := registerGuest(t, hs[0])
+		created, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", InitialState: []*event.Event{{
+			Type: event.StateGuestAccess, Content: event.Content{Raw: map[string]any{"guest_access": "can_join"}},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomID := created.RoomID
+		if _, err := guest.JoinRoomByID(ctx, roomID); !errors.Is(err, mautrix.MForbidden) {
+			t.Errorf("guest joining a room its server is not in: %v, want M_FORBIDDEN", err)
+		}
+		if _, err := alice.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hs[1].Config.ServerName}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := guest.JoinRoomByID(ctx, roomID); err != nil {
+			t.Fatalf("guest joining once its server is in the room: %v", err)
+		}
+		waitFor(t, "bob to see the guest join", func() (bool, error) {
+			m, err := bob.JoinedMembers(ctx, roomID)
+			return err == nil && len(m.Joined) == 3, err
+		})
+		if _, err := bob.SendStateEvent(ctx, roomID, event.StateGuestAccess, "", map[string]any{"guest_access": "forbidden"}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "bob to see the guest leave", func() (bool, error) {
+			var m event.MemberEventContent
+			err := bob.StateEvent(ctx, roomID, event.StateMember, guest.UserID.String(), &m)
+			return err == nil && m.Membership == event.MembershipLeave, err
+		})
+		if m, err := alice.JoinedMembers(ctx, roomID); err != nil || len(m.Joined) != 2 {
+			t.Errorf("members after revoking = %+v, %v", m, err)
+		}
+	})
+}
