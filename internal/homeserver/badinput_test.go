@@ -73,6 +73,7 @@ var commonFields = []string{
 	"mac", "admin", "user_type", "alias", "room_alias", "servers", "via", "account_data",
 	"presence", "event_fields", "event_format", "room", "not_senders", "not_types", "senders",
 	"types", "url", "info", "kind", "app_id", "pushkey", "app_display_name", "device_display_name", "lang", "profile_tag", "append", "data", "format", "m.relates_to", "one_time_key", "txn_id", "ts", "tags", "order",
+	"guest_access_token",
 }
 
 // goodBodies are valid-ish bodies for some routes, keyed by the end of
@@ -135,6 +136,7 @@ var badQueries = []string{
 	"filter=%5B%5D", "full_state=maybe", "set_presence=x", "server=%00", "server=a%3Ab", "server_name=a%3Ab", "via=%00",
 	"ver=x", "event_id=garbage", "room_alias=%23", "user_id=%40", "field=%00", "v=%FF", "access_token=%00",
 	"limit=1&limit=2", "%zz=1", "from=s99999999999999999999_1",
+	"max_depth=-1", "max_depth=abc", "suggested_only=maybe", "kind=x",
 }
 
 // pathValues are the bad values put in place of each path parameter, one
