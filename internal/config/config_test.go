@@ -164,3 +164,31 @@ func TestUserDirectoryEnvironment(t *testing.T) {
 		t.Error("search_all_users not set from the environment")
 	}
 }
+
+// TestGuestAccessSetting: allow_guest_access is off by default and set by
+// its YAML key (Synapse's too) and MYELIN_ALLOW_GUEST_ACCESS.
+func TestGuestAccessSetting(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml string
+		env        map[string]string
+		want       bool
+	}{
+		{"default", "server_name: a.org\n", nil, false},
+		{"yaml", "server_name: a.org\nallow_guest_access: true\n", nil, true},
+		{"synapse", "server_name: a.org\nreport_stats: false\nallow_guest_access: true\nlisteners: []\n", nil, true},
+		{"env", "server_name: a.org\n", map[string]string{"MYELIN_ALLOW_GUEST_ACCESS": "true"}, true},
+		{"env wins", "server_name: a.org\nallow_guest_access: true\n", map[string]string{"MYELIN_ALLOW_GUEST_ACCESS": "false"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name+".yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, _, err := Load(path, envOf(tc.env), false)
+			if err != nil || cfg.AllowGuestAccess != tc.want {
+				t.Errorf("allow_guest_access = %v, %v; want %v", cfg.AllowGuestAccess, err, tc.want)
+			}
+		})
+	}
+}
