@@ -3,10 +3,10 @@ package users
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	"maunium.net/go/mautrix/id"
 
@@ -70,20 +70,40 @@ func (s *Service) UpgradeGuest(ctx context.Context, user id.UserID, password str
 	return nil
 }
 
-// Guests returns those of users that are guest accounts here.
+// Guests returns those of users that are guest accounts here, asking the
+// database in batches: a room's local members can be many.
 func (s *Service) Guests(ctx context.Context, users []id.UserID) ([]id.UserID, error) {
-	var out []id.UserID
+	const batch = 500
+	var local []any
 	for _, u := range users {
-		if !s.IsLocal(u) {
-			continue
+		if s.IsLocal(u) {
+			local = append(local, u.String())
 		}
-		var guest int64
-		err := s.db.QueryRowContext(ctx, `SELECT is_guest FROM accounts WHERE user_id = $1`, u.String()).Scan(&guest)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("checking whether %s is a guest: %w", u, err)
+	}
+	var out []id.UserID
+	for len(local) > 0 {
+		n := min(batch, len(local))
+		chunk := local[:n]
+		local = local[n:]
+		marks := make([]string, n)
+		for i := range marks {
+			marks[i] = fmt.Sprintf("$%d", i+1)
 		}
-		if guest != 0 {
-			out = append(out, u)
+		rows, err := s.db.QueryContext(ctx, `SELECT user_id FROM accounts WHERE is_guest = 1 AND user_id IN (`+strings.Join(marks, ", ")+`)`, chunk...)
+		if err != nil {
+			return nil, fmt.Errorf("finding guests: %w", err)
+		}
+		for rows.Next() {
+			var u string
+			if err := rows.Scan(&u); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, id.UserID(u))
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
