@@ -19,12 +19,13 @@ import (
 // spaceFixture is a space on hs[0] holding, in the spec's order:
 // a restricted room allowing the space, a local public encrypted room, a
 // subspace with a world-readable room, a public room on hs[1] that hs[0]
-// is not in, and an invite-only room.
+// is not in, a space on hs[1] with a public and an invite-only room, and an
+// invite-only room.
 type spaceFixture struct {
 	hs                                        []*mxtest.Server
 	alice, frank, eve, bob                    *mautrix.Client
 	space, restricted, local, sub, deep, priv id.RoomID
-	remote                                    id.RoomID
+	remote, remoteSpace, remoteChild          id.RoomID
 }
 
 func newSpaceFixture(t *testing.T, engine string) *spaceFixture {
@@ -58,6 +59,14 @@ func newSpaceFixture(t *testing.T, engine string) *spaceFixture {
 	}}})
 	f.priv = create(f.alice, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Private"})
 	f.remote = create(f.bob, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Remote"})
+	f.remoteSpace = create(f.bob, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "RemoteSpace", CreationContent: space})
+	f.remoteChild = create(f.bob, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "RemoteChild"})
+	remoteSecret := create(f.bob, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "RemoteSecret"})
+	for _, c := range []id.RoomID{f.remoteChild, remoteSecret} {
+		if _, err := f.bob.SendStateEvent(ctx, f.remoteSpace, event.StateSpaceChild, c.String(), map[string]any{"via": []string{hs1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	child := func(parent, c id.RoomID, content map[string]any) {
 		t.Helper()
 		if _, err := f.alice.SendStateEvent(ctx, parent, event.StateSpaceChild, c.String(), content); err != nil {
@@ -68,6 +77,7 @@ func newSpaceFixture(t *testing.T, engine string) *spaceFixture {
 	// Sent out of order: the walk orders by order, then timestamp.
 	child(f.space, f.priv, map[string]any{"via": via})
 	child(f.space, f.remote, map[string]any{"via": []string{hs1}, "order": "d", "suggested": true})
+	child(f.space, f.remoteSpace, map[string]any{"via": []string{"unreachable.invalid", hs1}, "order": "e"})
 	child(f.space, f.sub, map[string]any{"via": via, "order": "c"})
 	child(f.space, f.local, map[string]any{"via": via, "order": "b", "suggested": true})
 	child(f.space, f.restricted, map[string]any{"via": via, "order": "a"})
@@ -108,7 +118,7 @@ func TestSpaceHierarchy(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
 		f := newSpaceFixture(t, engine)
-		all := []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote", "Private"}
+		all := []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild", "Private"}
 		for _, tc := range []struct {
 			name string
 			cli  *mautrix.Client
@@ -116,10 +126,10 @@ func TestSpaceHierarchy(t *testing.T) {
 			want []string
 		}{
 			{"creator sees every room", f.alice, mautrix.ReqHierarchy{}, all},
-			{"space member sees the restricted room", f.frank, mautrix.ReqHierarchy{}, []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote"}},
-			{"non-member sees open rooms only", f.eve, mautrix.ReqHierarchy{}, []string{"Space", "Local", "Sub", "Deep", "Remote"}},
+			{"space member sees the restricted room", f.frank, mautrix.ReqHierarchy{}, []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild"}},
+			{"non-member sees open rooms only", f.eve, mautrix.ReqHierarchy{}, []string{"Space", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild"}},
 			{"suggested only", f.frank, mautrix.ReqHierarchy{SuggestedOnly: true}, []string{"Space", "Local", "Remote"}},
-			{"max depth 1", f.alice, mautrix.ReqHierarchy{MaxDepth: ptr(1)}, []string{"Space", "Restricted", "Local", "Sub", "Remote", "Private"}},
+			{"max depth 1", f.alice, mautrix.ReqHierarchy{MaxDepth: ptr(1)}, []string{"Space", "Restricted", "Local", "Sub", "Remote", "RemoteSpace", "Private"}},
 			{"max depth 0", f.alice, mautrix.ReqHierarchy{MaxDepth: ptr(0)}, []string{"Space"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +150,7 @@ func TestSpaceHierarchy(t *testing.T) {
 				by[r.Name] = r
 			}
 			sp := by["Space"]
-			if sp.RoomType != event.RoomTypeSpace || sp.JoinRule != "public" || sp.NumJoinedMembers != 2 || len(sp.ChildrenState) != 5 {
+			if sp.RoomType != event.RoomTypeSpace || sp.JoinRule != "public" || sp.NumJoinedMembers != 2 || len(sp.ChildrenState) != 6 {
 				t.Errorf("space entry = %+v with %d children", sp.PublicRoomInfo, len(sp.ChildrenState))
 			}
 			for _, c := range sp.ChildrenState {
@@ -164,8 +174,8 @@ func TestSpaceHierarchy(t *testing.T) {
 
 		t.Run("pagination", func(t *testing.T) {
 			got, pages := hierarchyNames(t, f.alice, f.space, mautrix.ReqHierarchy{Limit: 2})
-			if !slices.Equal(got, all) || pages != 4 {
-				t.Errorf("paged rooms = %q in %d pages, want %q in 4", got, pages, all)
+			if !slices.Equal(got, all) || pages != 5 {
+				t.Errorf("paged rooms = %q in %d pages, want %q in 5", got, pages, all)
 			}
 			first, err := f.alice.Hierarchy(ctx, f.space, &mautrix.ReqHierarchy{Limit: 2})
 			if err != nil || first.NextBatch == "" {
@@ -231,7 +241,7 @@ func TestSpaceHierarchy(t *testing.T) {
 				RoomID        id.RoomID         `json:"room_id"`
 				ChildrenState []json.RawMessage `json:"children_state"`
 			}
-			if err := json.Unmarshal(resp.Room, &room); err != nil || room.RoomID != f.space || len(room.ChildrenState) != 5 {
+			if err := json.Unmarshal(resp.Room, &room); err != nil || room.RoomID != f.space || len(room.ChildrenState) != 6 {
 				t.Errorf("room = %+v, %v", room, err)
 			}
 			// hs[1] is in no room the restricted room allows, and not in
