@@ -210,6 +210,30 @@ func TestSpaceHierarchy(t *testing.T) {
 			if _, err := f.eve.Hierarchy(ctx, unknown, nil); !errors.Is(err, mautrix.MForbidden) {
 				t.Errorf("unknown root: %v, want M_FORBIDDEN (space_hierarchy.yaml lists it under 403)", err)
 			}
+			// A member who leaves a private space between pages sees no
+			// more of it.
+			inner, err := f.alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Inner",
+				CreationContent: map[string]any{"type": "m.space"}, Invite: []id.UserID{f.frank.UserID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.alice.SendStateEvent(ctx, inner.RoomID, event.StateSpaceChild, f.local.String(),
+				map[string]any{"via": []string{f.hs[0].Config.ServerName}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.frank.JoinRoom(ctx, inner.RoomID.String(), nil); err != nil {
+				t.Fatal(err)
+			}
+			page, err := f.frank.Hierarchy(ctx, inner.RoomID, &mautrix.ReqHierarchy{Limit: 1})
+			if err != nil || page.NextBatch == "" {
+				t.Fatalf("first page of the private space = %+v, %v", page, err)
+			}
+			if _, err := f.frank.LeaveRoom(ctx, inner.RoomID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.frank.Hierarchy(ctx, inner.RoomID, &mautrix.ReqHierarchy{Limit: 1, From: page.NextBatch}); !errors.Is(err, mautrix.MForbidden) {
+				t.Errorf("next page after leaving: %v, want M_FORBIDDEN", err)
+			}
 			for _, q := range []map[string]string{{"limit": "0"}, {"max_depth": "-1"}, {"suggested_only": "yes"}} {
 				u := f.alice.BuildURLWithQuery(mautrix.ClientURLPath{"v1", "rooms", f.space, "hierarchy"}, q)
 				if _, err := f.alice.MakeRequest(ctx, http.MethodGet, u, nil, nil); !errors.Is(err, mautrix.MInvalidParam) {

@@ -139,6 +139,11 @@ func (ss *sessions) put(s *session, now time.Time) string {
 // what lies below them.
 func (s *Service) Hierarchy(ctx context.Context, req HierarchyReq) (HierarchyPage, error) {
 	now := s.now()
+	// The root is checked on every page, as Synapse does: a user who left
+	// or was banned since the first page sees no more of it.
+	if err := s.checkRoot(ctx, req.Root, req.User); err != nil {
+		return HierarchyPage{}, err
+	}
 	var sess *session
 	if req.From != "" {
 		sess = s.sessions.get(req.From, now)
@@ -149,9 +154,6 @@ func (s *Service) Hierarchy(ctx context.Context, req HierarchyReq) (HierarchyPag
 			return HierarchyPage{}, mxerr.InvalidParam.With("suggested_only and max_depth cannot change on paginated requests")
 		}
 	} else {
-		if err := s.checkRoot(ctx, req.Root, req.User); err != nil {
-			return HierarchyPage{}, err
-		}
 		sess = &session{
 			user: req.User, root: req.Root, suggestedOnly: req.SuggestedOnly, maxDepth: req.MaxDepth,
 			queue:          []queued{{roomID: req.Root}},
