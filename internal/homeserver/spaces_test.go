@@ -20,11 +20,12 @@ import (
 // a restricted room allowing the space, a local public encrypted room, a
 // subspace with a world-readable room, a public room on hs[1] that hs[0]
 // is not in, a space on hs[1] with a public and an invite-only room, and an
-// invite-only room.
+// invite-only room, and a knockable room.
 type spaceFixture struct {
 	hs                                        []*mxtest.Server
 	alice, frank, eve, bob                    *mautrix.Client
 	space, restricted, local, sub, deep, priv id.RoomID
+	knock                                     id.RoomID
 	remote, remoteSpace, remoteChild          id.RoomID
 }
 
@@ -58,6 +59,9 @@ func newSpaceFixture(t *testing.T, engine string) *spaceFixture {
 		Type: event.StateHistoryVisibility, Content: event.Content{Raw: map[string]any{"history_visibility": "world_readable"}},
 	}}})
 	f.priv = create(f.alice, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Private"})
+	f.knock = create(f.alice, &mautrix.ReqCreateRoom{Name: "Knock", InitialState: []*event.Event{{
+		Type: event.StateJoinRules, Content: event.Content{Raw: map[string]any{"join_rule": "knock"}},
+	}}})
 	f.remote = create(f.bob, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Remote"})
 	f.remoteSpace = create(f.bob, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "RemoteSpace", CreationContent: space})
 	f.remoteChild = create(f.bob, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "RemoteChild"})
@@ -76,6 +80,7 @@ func newSpaceFixture(t *testing.T, engine string) *spaceFixture {
 	via := []string{hs0}
 	// Sent out of order: the walk orders by order, then timestamp.
 	child(f.space, f.priv, map[string]any{"via": via})
+	child(f.space, f.knock, map[string]any{"via": via, "order": "f"})
 	child(f.space, f.remote, map[string]any{"via": []string{hs1}, "order": "d", "suggested": true})
 	child(f.space, f.remoteSpace, map[string]any{"via": []string{"unreachable.invalid", hs1}, "order": "e"})
 	child(f.space, f.sub, map[string]any{"via": via, "order": "c"})
@@ -118,7 +123,7 @@ func TestSpaceHierarchy(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
 		f := newSpaceFixture(t, engine)
-		all := []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild", "Private"}
+		all := []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild", "Knock", "Private"}
 		for _, tc := range []struct {
 			name string
 			cli  *mautrix.Client
@@ -126,10 +131,10 @@ func TestSpaceHierarchy(t *testing.T) {
 			want []string
 		}{
 			{"creator sees every room", f.alice, mautrix.ReqHierarchy{}, all},
-			{"space member sees the restricted room", f.frank, mautrix.ReqHierarchy{}, []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild"}},
-			{"non-member sees open rooms only", f.eve, mautrix.ReqHierarchy{}, []string{"Space", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild"}},
+			{"space member sees the restricted room", f.frank, mautrix.ReqHierarchy{}, []string{"Space", "Restricted", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild", "Knock"}},
+			{"non-member sees open rooms only", f.eve, mautrix.ReqHierarchy{}, []string{"Space", "Local", "Sub", "Deep", "Remote", "RemoteSpace", "RemoteChild", "Knock"}},
 			{"suggested only", f.frank, mautrix.ReqHierarchy{SuggestedOnly: true}, []string{"Space", "Local", "Remote"}},
-			{"max depth 1", f.alice, mautrix.ReqHierarchy{MaxDepth: ptr(1)}, []string{"Space", "Restricted", "Local", "Sub", "Remote", "RemoteSpace", "Private"}},
+			{"max depth 1", f.alice, mautrix.ReqHierarchy{MaxDepth: ptr(1)}, []string{"Space", "Restricted", "Local", "Sub", "Remote", "RemoteSpace", "Knock", "Private"}},
 			{"max depth 0", f.alice, mautrix.ReqHierarchy{MaxDepth: ptr(0)}, []string{"Space"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -150,7 +155,7 @@ func TestSpaceHierarchy(t *testing.T) {
 				by[r.Name] = r
 			}
 			sp := by["Space"]
-			if sp.RoomType != event.RoomTypeSpace || sp.JoinRule != "public" || sp.NumJoinedMembers != 2 || len(sp.ChildrenState) != 6 {
+			if sp.RoomType != event.RoomTypeSpace || sp.JoinRule != "public" || sp.NumJoinedMembers != 2 || len(sp.ChildrenState) != 7 {
 				t.Errorf("space entry = %+v with %d children", sp.PublicRoomInfo, len(sp.ChildrenState))
 			}
 			for _, c := range sp.ChildrenState {
@@ -265,12 +270,12 @@ func TestSpaceHierarchy(t *testing.T) {
 				RoomID        id.RoomID         `json:"room_id"`
 				ChildrenState []json.RawMessage `json:"children_state"`
 			}
-			if err := json.Unmarshal(resp.Room, &room); err != nil || room.RoomID != f.space || len(room.ChildrenState) != 6 {
+			if err := json.Unmarshal(resp.Room, &room); err != nil || room.RoomID != f.space || len(room.ChildrenState) != 7 {
 				t.Errorf("room = %+v, %v", room, err)
 			}
 			// hs[1] is in no room the restricted room allows, and not in
 			// the private room; hs[0] is not in the remote room.
-			if got, want := ids(resp), []id.RoomID{f.local, f.sub}; !slices.Equal(got, want) {
+			if got, want := ids(resp), []id.RoomID{f.local, f.sub, f.knock}; !slices.Equal(got, want) {
 				t.Errorf("children = %v, want %v", got, want)
 			}
 			if got := resp.InaccessibleChildren; !slices.Equal(sorted(got), sorted([]id.RoomID{f.restricted, f.priv})) {
@@ -282,7 +287,7 @@ func TestSpaceHierarchy(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp, err = fed.GetSpaceHierarchy(ctx, hs0, f.space, false)
-			if err != nil || !slices.Equal(ids(resp), []id.RoomID{f.restricted, f.local, f.sub}) || !slices.Equal(resp.InaccessibleChildren, []id.RoomID{f.priv}) {
+			if err != nil || !slices.Equal(ids(resp), []id.RoomID{f.restricted, f.local, f.sub, f.knock}) || !slices.Equal(resp.InaccessibleChildren, []id.RoomID{f.priv}) {
 				t.Errorf("after joining: children %v, inaccessible %v, %v", ids(resp), resp.InaccessibleChildren, err)
 			}
 			resp, err = fed.GetSpaceHierarchy(ctx, hs0, f.space, true)
@@ -321,6 +326,7 @@ func TestRoomSummary(t *testing.T) {
 			{"by alias", f.eve, alias.String(), nil, "Local", "leave"},
 			{"unauthenticated, public", anon, f.local.String(), nil, "Local", ""},
 			{"unauthenticated, world-readable", anon, f.deep.String(), nil, "Deep", ""},
+			{"unauthenticated, knockable", anon, f.knock.String(), nil, "Knock", ""},
 			{"restricted, member of the allowed room", f.frank, f.restricted.String(), nil, "Restricted", "leave"},
 			{"remote room over federation", f.eve, f.remote.String(), []string{hs1}, "Remote", "leave"},
 			{"unauthenticated, remote room", anon, f.remote.String(), []string{hs1}, "Remote", ""},
