@@ -360,6 +360,34 @@ func TestRoomSummary(t *testing.T) {
 				}
 			})
 		}
+		t.Run("invited", func(t *testing.T) {
+			if _, err := f.alice.InviteUser(ctx, f.priv, &mautrix.ReqInviteUser{UserID: f.eve.UserID}); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := f.eve.GetRoomSummary(ctx, f.priv.String()); err != nil || got.Membership != "invite" || got.Name != "Private" {
+				t.Errorf("summary for an invitee = %+v, %v", got, err)
+			}
+			// A room on another server that eve is invited to: that server
+			// answers for a server with an invited user, and eve's server
+			// shows it to eve only.
+			secret, err := f.bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Bob's secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.eve.GetRoomSummary(ctx, secret.RoomID.String(), hs1); !errors.Is(err, mautrix.MNotFound) {
+				t.Errorf("remote private room before the invite: %v, want M_NOT_FOUND", err)
+			}
+			if _, err := f.bob.InviteUser(ctx, secret.RoomID, &mautrix.ReqInviteUser{UserID: f.eve.UserID}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "eve to see the remote room's summary", func() (bool, error) {
+				got, err := f.eve.GetRoomSummary(ctx, secret.RoomID.String(), hs1)
+				return err == nil && got.Name == "Bob's secret" && got.Membership == "invite", err
+			})
+			if _, err := f.frank.GetRoomSummary(ctx, secret.RoomID.String(), hs1); !errors.Is(err, mautrix.MNotFound) {
+				t.Errorf("remote private room for a user who is not invited: %v, want M_NOT_FOUND", err)
+			}
+		})
 		// The stable path answers too.
 		var stable map[string]any
 		u := f.alice.BuildClientURL("v1", "room_summary", f.local)

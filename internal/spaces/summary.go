@@ -304,14 +304,27 @@ func (s *Service) userMaySee(ctx context.Context, l *local, user id.UserID) (boo
 }
 
 // serverMaySee applies the rules to a requesting server: the room is open,
-// the server is in it, or it is in a room that a restricted room allows
-// (the requesting server then filters for its user).
+// the server is in it or has a user invited to it, or it is in a room that
+// a restricted room allows (the requesting server then filters for its
+// user).
 func (s *Service) serverMaySee(ctx context.Context, l *local, origin string) (bool, error) {
 	if open(l.Summary, l.version) {
 		return true, nil
 	}
 	if ok, err := s.rooms.ServerInRoom(ctx, l.RoomID, origin); err != nil || ok {
 		return ok, err
+	}
+	for k, ref := range l.state {
+		if k.Type != "m.room.member" || id.UserID(k.StateKey).Homeserver() != origin {
+			continue
+		}
+		ev, err := s.rooms.Event(ctx, ref.ID)
+		if err != nil {
+			return false, err
+		}
+		if ev.Membership() == "invite" {
+			return true, nil
+		}
 	}
 	for _, r := range l.AllowedRoomIDs {
 		if ok, err := s.rooms.ServerInRoom(ctx, r, origin); err != nil || ok {
