@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
@@ -403,4 +404,38 @@ func sorted[T ~string](s []T) []T {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestSpaceHierarchyRemoteBudget: a space whose children are on servers
+// that do not answer ends its page once it has asked other servers
+// enough, and the walk goes on in the next page instead of hanging.
+func TestSpaceHierarchyRemoteBudget(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice := srv.Client("alice")
+		space, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Space", CreationContent: map[string]any{"type": "m.space"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Last"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 25 {
+			gone := id.RoomID(fmt.Sprintf("!gone%d:unreachable.invalid", i))
+			if _, err := alice.SendStateEvent(ctx, space.RoomID, event.StateSpaceChild, gone.String(),
+				map[string]any{"via": []string{"unreachable.invalid"}, "order": fmt.Sprintf("a%02d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := alice.SendStateEvent(ctx, space.RoomID, event.StateSpaceChild, last.RoomID.String(),
+			map[string]any{"via": []string{srv.Config.ServerName}, "order": "z"}); err != nil {
+			t.Fatal(err)
+		}
+		got, pages := hierarchyNames(t, alice, space.RoomID, mautrix.ReqHierarchy{})
+		if !slices.Equal(got, []string{"Space", "Last"}) || pages < 2 {
+			t.Errorf("rooms = %q in %d pages, want Space and Last in 2 or more", got, pages)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"maps"
 	"slices"
 	"sync"
@@ -15,18 +16,30 @@ import (
 )
 
 // Limits of a hierarchy page. Synapse answers at most 50 rooms a page and
-// asks at most 3 servers per remote room; the cap on remote requests
-// bounds a page whose remote children all fail or are hidden.
+// asks at most 3 servers per remote room. The caps on remote rooms and on
+// the time spent asking other servers bound a page whose remote children
+// are slow, fail or are hidden: the page then ends early, and the rooms
+// not yet visited wait for the next one.
 const (
 	DefaultLimit      = 50
 	MaxLimit          = 50
 	maxViaPerRoom     = 3
 	maxRemotePerPage  = 20
+	remoteTimePerPage = 20 * time.Second
 	sessionTTL        = 5 * time.Minute
 	maxSessions       = 4096
 	spaceRoomType     = "m.space"
-	remoteCallTimeout = 15 * time.Second
+	remoteCallTimeout = 10 * time.Second
 )
+
+// errOverBudget: the page has asked other servers enough.
+var errOverBudget = errors.New("remote budget of the page spent")
+
+// budget is what a page may still spend on other servers.
+type budget struct {
+	rooms    int
+	deadline time.Time
+}
 
 // NoDepthLimit as HierarchyReq.MaxDepth walks the whole tree (each room
 // once, so loops end).
@@ -168,18 +181,23 @@ func (s *Service) Hierarchy(ctx context.Context, req HierarchyReq) (HierarchyPag
 	}
 	limit = min(limit, MaxLimit)
 	page := HierarchyPage{Rooms: []Entry{}}
-	budget := maxRemotePerPage
+	spend := &budget{rooms: maxRemotePerPage, deadline: now.Add(remoteTimePerPage)}
 	for len(sess.queue) > 0 && len(page.Rooms) < limit {
 		q := sess.queue[len(sess.queue)-1]
 		sess.queue = sess.queue[:len(sess.queue)-1]
 		if sess.processed[q.roomID] {
 			continue
 		}
-		sess.processed[q.roomID] = true
-		entry, children, ok, err := s.visit(ctx, sess, q, &budget)
+		entry, children, ok, err := s.visit(ctx, sess, q, spend)
+		if errors.Is(err, errOverBudget) {
+			// Put back for the next page.
+			sess.queue = append(sess.queue, q)
+			break
+		}
 		if err != nil {
 			return HierarchyPage{}, err
 		}
+		sess.processed[q.roomID] = true
 		if !ok {
 			continue
 		}
@@ -231,7 +249,7 @@ func (s *Service) checkRoot(ctx context.Context, root id.RoomID, user id.UserID)
 // visit summarises one room of the walk for the session's user, from local
 // state when this server is in the room, else from a remote answer. ok is
 // false when the room is left out.
-func (s *Service) visit(ctx context.Context, sess *session, q queued, budget *int) (Entry, []ChildEvent, bool, error) {
+func (s *Service) visit(ctx context.Context, sess *session, q queued, spend *budget) (Entry, []ChildEvent, bool, error) {
 	in, err := s.inRoom(ctx, q.roomID)
 	if err != nil {
 		return Entry{}, nil, false, err
@@ -258,9 +276,14 @@ func (s *Service) visit(ctx context.Context, sess *session, q queued, budget *in
 	case haveCached && (cached.RoomType != spaceRoomType || atDepth):
 		// A room that is not a space has no children to learn of.
 		e = cached
-	case s.remote != nil && *budget > 0:
-		*budget--
-		res := s.fetchRemote(ctx, q.roomID, q.via, sess.suggestedOnly)
+	case s.remote != nil:
+		if spend.rooms <= 0 || !s.now().Before(spend.deadline) {
+			return Entry{}, nil, false, errOverBudget
+		}
+		spend.rooms--
+		dctx, cancel := context.WithDeadline(ctx, spend.deadline)
+		res := s.fetchRemote(dctx, q.roomID, q.via, sess.suggestedOnly)
+		cancel()
 		if res == nil {
 			if !haveCached {
 				return Entry{}, nil, false, nil
@@ -277,8 +300,6 @@ func (s *Service) visit(ctx context.Context, sess *session, q queued, budget *in
 			sess.inaccessible[rid] = true
 		}
 		e = res.room
-	case haveCached:
-		e = cached
 	default:
 		return Entry{}, nil, false, nil
 	}
