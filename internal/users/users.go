@@ -1,6 +1,7 @@
 // Package users owns local accounts, devices and access tokens: creating
 // accounts with bcrypt password hashes, logging in, resolving an access token
-// to a session, and deactivation.
+// to a session, and deactivation. Guest accounts (guests.go) are accounts
+// too, flagged in the session so that the client API can limit them.
 //
 // Access tokens are random strings stored only as SHA-256 hashes, so a
 // database leak does not leak usable tokens. users imports storage and mxerr;
