@@ -26,6 +26,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/presence"
 	"github.com/myelin-chat/myelin/internal/preview"
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/pushers"
@@ -55,6 +56,7 @@ type API struct {
 	accountData *accountdata.Store
 	receipts    *receipts.Store
 	typing      *typing.Tracker
+	presence    *presence.Tracker
 	e2ee        *e2ee.Service
 	// handshake reaches other servers for joins, invites and invite
 	// rejections; nil when federation is off.

@@ -34,5 +34,8 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if a.presence != nil {
+		a.presence.Active(sess.UserID) // sending is activity (Synapse's bump_presence_active_time)
+	}
 	return httpx.OK(w, map[string]any{"event_id": ev.ID})
 }

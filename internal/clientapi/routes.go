@@ -189,6 +189,10 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/pushrules/global/{kind}/{ruleId}/actions", v3r0, a.authed(a.getPushRuleActions)},
 		{"PUT", "/pushrules/global/{kind}/{ruleId}/actions", v3r0, a.authed(a.setPushRuleActions)},
 
+		// presence.yaml
+		{"GET", "/presence/{userId}/status", v3r0, a.authed(a.getPresence)},
+		{"PUT", "/presence/{userId}/status", v3r0, a.authed(a.setPresence)},
+
 		// typing.yaml, receipts.yaml, read_markers.yaml
 		{"PUT", "/rooms/{roomId}/typing/{userId}", v3r0, a.authed(a.setTyping)},
 		{"POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", v3r0, a.authed(a.postReceipt)},

@@ -8,6 +8,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/presence"
 )
 
 // maxSyncTimeout caps how long one /sync long-poll may wait.
@@ -46,11 +47,22 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return mxerr.InvalidParam.With("use_state_after must be true or false")
 	}
+	setPresence := q.Get("set_presence")
+	switch setPresence {
+	case "", presence.Online, presence.Offline, presence.Unavailable:
+	default:
+		return mxerr.InvalidParam.With("set_presence must be online, offline or unavailable")
+	}
 	f, err := a.syncer.ResolveFilter(r.Context(), sess.UserID, q.Get("filter"))
 	if err != nil {
 		return err
 	}
 	req.Filter = f
+	if a.presenceOn() {
+		// The sync counts as the user being online (unless set_presence
+		// says otherwise) until it ends; see presence.Tracker.Syncing.
+		defer a.presence.Syncing(sess.UserID, setPresence)()
+	}
 	resp, err := a.syncer.Sync(r.Context(), req)
 	if err != nil {
 		return err

@@ -3,7 +3,7 @@
 // long-poll that waits on the notifier.
 //
 // Each response section has its own file. clientsync reads through room,
-// accountdata, receipts, typing and its own store; it never writes events.
+// accountdata, receipts, typing, presence and its own store; it never writes events.
 // Named clientsync, not sync, so it does not shadow the standard library.
 package clientsync
 
@@ -16,6 +16,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/presence"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/storage"
@@ -33,6 +34,7 @@ type Service struct {
 	receipts         *receipts.Store
 	typing           *typing.Tracker
 	e2ee             *e2ee.Service
+	presence         *presence.Tracker
 	log              *slog.Logger
 	// filters holds parsed stored filters. Stored filters never change
 	// once created, and clients send the same filter ID with every /sync,

@@ -41,6 +41,9 @@ type Request struct {
 	wake Wake
 	// ignored holds the users the user ignores (m.ignored_user_list).
 	ignored map[id.UserID]bool
+	// presenceUpto is the presence serial next_batch carries (0 when
+	// presence is off).
+	presenceUpto int64
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -109,7 +112,8 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	}
 	typingSerial := s.typingSerial()
 	req.typingUpto = typingSerial
-	next := Token{Pos: now, Typing: typingSerial, Wake: wake}
+	req.presenceUpto = s.presenceSerial()
+	next := Token{Pos: now, Typing: typingSerial, Wake: wake, Presence: req.presenceUpto}
 	req.wake = wake
 
 	memberships, err := s.localMemberships(ctx, req.User, wake)
@@ -214,6 +218,9 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	}
 	req.timelines.decorate(ctx, s.rooms, req.viewer())
 	if err := s.accountData(ctx, req, since, now, resp); err != nil {
+		return nil, err
+	}
+	if err := s.presenceSection(ctx, req, resp); err != nil {
 		return nil, err
 	}
 	if err := s.encryption(ctx, req, since, now, resp); err != nil {

@@ -27,11 +27,15 @@ import (
 // ToDevice, when set, is where the device's to-device inbox was cut off
 // because a response carries at most e2ee.MaxToDevicePerSync messages:
 // the token acknowledges the inbox up to it rather than up to Pos.
+//
+// Presence is the presence serial (presence.Tracker.Serial) the response
+// covered; zero in tokens that predate presence or carry none.
 type Token struct {
 	Pos      int64
 	Typing   int64
 	Wake     Wake
 	ToDevice e2ee.ToDeviceCursor
+	Presence int64
 }
 
 // Wake is a notifier generation with the epoch it belongs to; the zero
@@ -43,9 +47,12 @@ type Wake struct {
 
 // String renders the token as s<pos>_<typing>, followed by
 // _<epoch>.<generation> when it carries a Wake or a to-device cursor, and
-// then _<pos>.<seq> for the cursor.
+// then _<pos>.<seq> for the cursor, and then _<presence> (the earlier
+// parts written as zeros when only the presence serial is set).
 func (t Token) String() string {
 	switch {
+	case t.Presence != 0:
+		return fmt.Sprintf("s%d_%d_%d.%d_%d.%d_%d", t.Pos, t.Typing, t.Wake.Epoch, t.Wake.Gen, t.ToDevice.Pos, t.ToDevice.Seq, t.Presence)
 	case t.ToDevice != (e2ee.ToDeviceCursor{}):
 		return fmt.Sprintf("s%d_%d_%d.%d_%d.%d", t.Pos, t.Typing, t.Wake.Epoch, t.Wake.Gen, t.ToDevice.Pos, t.ToDevice.Seq)
 	case t.Wake != (Wake{}):
@@ -94,6 +101,13 @@ func ParseToken(s string) (Token, error) {
 			return Token{}, mxerr.InvalidParam.With("malformed token %q", s)
 		}
 		t.ToDevice = e2ee.ToDeviceCursor{Pos: pos, Seq: seq}
+	}
+	if len(parts) > 4 {
+		// Like the wake-up hint, a presence serial that does not parse
+		// only costs sending every presence again.
+		if p, err := strconv.ParseInt(parts[4], 10, 64); err == nil && p > 0 {
+			t.Presence = p
+		}
 	}
 	return t, nil
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v4"
 )
@@ -133,6 +134,8 @@ type Config struct {
 	UserDirectory UserDirectory `yaml:"user_directory"`
 	// Push configures delivery to push gateways (internal/pushers).
 	Push Push `yaml:"push"`
+	// Presence configures online/offline status (the spec's Presence module).
+	Presence Presence `yaml:"presence"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -156,6 +159,26 @@ type Push struct {
 	// Env: MYELIN_PUSH_ALLOW_PRIVATE. Synapse has no such key: its
 	// ip_range_blacklist covers push too.
 	AllowPrivate bool `yaml:"allow_private"`
+}
+
+// Presence configures users' presence (online, unavailable, offline).
+type Presence struct {
+	// Enabled tracks presence: set through PUT /presence and /sync's
+	// set_presence, sent in /sync to users sharing a room and over
+	// federation. Off, the endpoints still answer (PUT is accepted and
+	// ignored, GET says offline) but nothing is tracked, sent or synced,
+	// as with Synapse's presence.enabled: false. Default true.
+	// Env: MYELIN_PRESENCE_ENABLED. Synapse: presence.enabled.
+	Enabled bool `yaml:"enabled"`
+	// Timeouts overrides the presence timers; zero fields keep Synapse's
+	// values (5 min idle, 30 s after the last sync, 30 min for remote
+	// users). Not read from files or the environment: tests shorten them.
+	Timeouts PresenceTimeouts `yaml:"-"`
+}
+
+// PresenceTimeouts are the presence timers; see Presence.Timeouts.
+type PresenceTimeouts struct {
+	Idle, SyncOnline, ActiveGranularity, Federation, FederationPing time.Duration
 }
 
 // Recaptcha holds the reCAPTCHA keys used to verify registrations.
@@ -265,6 +288,7 @@ func Defaults() Config {
 		TURN:                    defaultTURN(),
 		Sessions:                defaultSessions(),
 		Email:                   defaultEmail(),
+		Presence:                Presence{Enabled: true},
 	}
 }
 
@@ -518,6 +542,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		boolean("MYELIN_FEDERATION_ALLOW_PRIVATE", &c.Federation.AllowPrivate),
 		boolean("MYELIN_PUSH_ALLOW_PRIVATE", &c.Push.AllowPrivate),
 		boolean("MYELIN_PPROF", &c.Pprof),
+		boolean("MYELIN_PRESENCE_ENABLED", &c.Presence.Enabled),
 		boolean("MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS", &c.UserDirectory.SearchAllUsers),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),
 		boolean("MYELIN_FEDERATION_PUBLIC_ROOMS", &c.Federation.AllowPublicRooms),

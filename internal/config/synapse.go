@@ -182,6 +182,31 @@ func (r *synapseReader) handlers() map[string]func(key string, n *yaml.Node) {
 			}
 		},
 		"suppress_key_server_warning": func(key string, n *yaml.Node) { _, _ = r.boolean(key, n) },
+		"presence": func(key string, n *yaml.Node) {
+			m := mapping(n)
+			if m == nil {
+				r.bad(key, n, "a mapping")
+				return
+			}
+			for i := 0; i+1 < len(m.Content); i += 2 {
+				k, v := m.Content[i].Value, m.Content[i+1]
+				if k != "enabled" {
+					r.warn("%s.%s: unknown Synapse setting, ignored", key, k)
+					continue
+				}
+				// Synapse also accepts "untracked" (presence kept for
+				// clients but not tracked): Myelin treats it as on.
+				if v.Kind == yaml.ScalarNode && v.Value == "untracked" {
+					r.info("%s.enabled: untracked is treated as true", key)
+					r.cfg.Presence.Enabled = true
+					continue
+				}
+				if b, ok := r.boolean(key+".enabled", v); ok {
+					r.cfg.Presence.Enabled = b
+				}
+			}
+		},
+		"use_presence": setBool(&c.Presence.Enabled),
 		"user_directory": func(key string, n *yaml.Node) {
 			m := mapping(n)
 			if m == nil {

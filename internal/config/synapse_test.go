@@ -208,3 +208,37 @@ database:
 		}
 	}
 }
+
+func TestPresenceSetting(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		file string
+		env  map[string]string
+		want bool
+	}{
+		{"default", "server_name: a.example\n", nil, true},
+		{"myelin off", "server_name: a.example\npresence:\n  enabled: false\n", nil, false},
+		{"env off", "server_name: a.example\n", map[string]string{"MYELIN_PRESENCE_ENABLED": "false"}, false},
+		{"synapse off", "server_name: a.example\nreport_stats: false\nlisteners: []\npresence:\n  enabled: false\n", nil, false},
+		{"synapse on", "server_name: a.example\nreport_stats: false\nlisteners: []\npresence:\n  enabled: true\n", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env := map[string]string{"MYELIN_DATA_DIR": dir}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			cfg, _, err := Load(path, envOf(env), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Presence.Enabled != tc.want {
+				t.Errorf("presence.enabled = %v, want %v", cfg.Presence.Enabled, tc.want)
+			}
+		})
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/pducheck"
+	"github.com/myelin-chat/myelin/internal/presence"
 	"github.com/myelin-chat/myelin/internal/receipts"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/spaces"
@@ -53,6 +54,8 @@ type API struct {
 	invites InviteChecker
 	// spaces answers hierarchy requests; nil: no hierarchy route.
 	spaces *spaces.Service
+	// presence takes m.presence EDUs; nil: they are dropped.
+	presence *presence.Tracker
 }
 
 // InviteChecker says whether a local user accepts invites: nil, or
@@ -64,6 +67,9 @@ type InviteChecker interface {
 // WithInviteChecker refuses invites of users whose invite permission
 // blocks them (spec v1.18).
 func WithInviteChecker(c InviteChecker) Option { return func(a *API) { a.invites = c } }
+
+// WithPresence hands received m.presence EDUs to p.
+func WithPresence(p *presence.Tracker) Option { return func(a *API) { a.presence = p } }
 
 // Option adds an optional subsystem to the API.
 type Option func(*API)

@@ -239,6 +239,10 @@ func (a *API) processEDU(ctx context.Context, origin string, raw json.RawMessage
 				}
 			}
 		}
+	case "m.presence":
+		if a.presence != nil {
+			a.presence.Receive(ctx, origin, edu.Content)
+		}
 	case "m.direct_to_device":
 		if err := a.e2ee.ReceiveToDevice(ctx, origin, edu.Content); err != nil {
 			a.log.Info("dropped to-device messages", "server", origin, "err", err)

@@ -33,6 +33,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pdu"
 	"github.com/myelin-chat/myelin/internal/pducheck"
+	"github.com/myelin-chat/myelin/internal/presence"
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/pushers"
 	"github.com/myelin-chat/myelin/internal/receipts"
@@ -66,6 +67,7 @@ type Server struct {
 	Pushers  *pushers.Service
 	notifier *notifier.Notifier
 	typing   *typing.Tracker
+	presence *presence.Tracker
 	handler  http.Handler
 	mux      *httpx.Mux
 
@@ -165,7 +167,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
 	accountData := accountdata.New(db, n, accountdata.WithDefault(push.AccountDataType, push.DefaultAccountData))
 	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
-	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys))
+	pt := cfg.Presence.Timeouts
+	s.presence = presence.New(db, n, s.Rooms, s.sender, cfg.ServerName, log, presence.Options{
+		Enabled: cfg.Presence.Enabled,
+		Timeouts: presence.Timeouts{Idle: pt.Idle, SyncOnline: pt.SyncOnline, ActiveGranularity: pt.ActiveGranularity,
+			Federation: pt.Federation, FederationPing: pt.FederationPing},
+	})
+	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys),
+		clientsync.WithPresence(s.presence))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
 	if s.Media, err = s.newMedia(ctx, fed); err != nil {
@@ -197,17 +206,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
 			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
-			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp))...)
+			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp), clientapi.WithPresence(s.presence))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
-			federationapi.WithMedia(s.Media), federationapi.WithInviteChecker(accountData), federationapi.WithSpaces(sp)),
+			federationapi.WithMedia(s.Media), federationapi.WithInviteChecker(accountData), federationapi.WithSpaces(sp), federationapi.WithPresence(s.presence)),
 		&federationapi.KeyServer{Ring: ring, WellKnownServer: cfg.Federation.WellKnownServer, Version: Version},
 		&federationapi.Authenticator{ServerName: cfg.ServerName, Keys: ring.VerifyKey, MaxBody: cfg.MaxRequestBytes})
 	if err := s.ensureAdmin(ctx); err != nil {
 		return fail(err)
 	}
 	adminapi.New(&s.cfg, log, s.Users).Register(mux)
+	if err := s.presence.Start(ctx); err != nil {
+		return fail(err)
+	}
 	mux.HandleFunc("GET /health", s.health)
 	s.handler = s.metrics.Middleware(httpx.CORS(httpx.LimitBodyExcept(cfg.MaxRequestBytes, media.UploadRequest, httpx.Fallback(mux))))
 	return s, nil
@@ -296,6 +308,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.typing.Close()
+	// Before the sender: the presence worker's last batch is queued.
+	s.presence.Close()
 	if s.cancel != nil {
 		s.cancel()
 	}

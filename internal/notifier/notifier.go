@@ -41,7 +41,7 @@ type entry struct {
 
 // Kind says what changed for the users a Notify call wakes, so that a
 // sync can skip the sections nothing happened to.
-type Kind uint8
+type Kind uint16
 
 // The kinds of change. A writer that is unsure passes All.
 const (
@@ -63,6 +63,9 @@ const (
 	// OneTimeKeys: the one-time or fallback keys of one of the user's
 	// devices were uploaded or claimed.
 	OneTimeKeys
+	// Presence: the presence of the user or of a user sharing a room
+	// with them.
+	Presence
 
 	numKinds = iota
 	// All is every kind.

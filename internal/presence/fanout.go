@@ -1,0 +1,201 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/notifier"
+)
+
+// maxBatch bounds the announcements one round of the worker handles.
+const maxBatch = 500
+
+// run is the fan-out worker: it takes the announcements queued so far, in
+// order, and for the batch wakes the local audience, persists the states
+// and queues one m.presence EDU per group of servers. Handling a batch at a
+// time coalesces bursts into few writes and transactions.
+func (t *Tracker) run() {
+	defer close(t.done)
+	for it := range t.work {
+		batch := []item{it}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case next, ok := <-t.work:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, next)
+			default:
+				break drain
+			}
+		}
+		t.fanOut(t.ctx, batch)
+	}
+}
+
+// fanOut handles one batch; failures are logged: presence is best effort.
+func (t *Tracker) fanOut(ctx context.Context, batch []item) {
+	var persist []row
+	var outbound []item
+	for _, it := range batch {
+		if it.ping {
+			outbound = append(outbound, it)
+			continue
+		}
+		rooms, err := joinedRooms(ctx, t.db, it.user)
+		if err != nil {
+			t.log.Warn("listing rooms for a presence change", "user_id", it.user, "err", err)
+		}
+		audience := map[id.UserID]bool{}
+		if t.local(it.user) {
+			audience[it.user] = true
+		}
+		for _, r := range rooms {
+			users, err := t.rooms.LocalJoined(ctx, r)
+			if err != nil {
+				continue
+			}
+			for _, u := range users {
+				audience[u] = true
+			}
+		}
+		t.mu.Lock()
+		t.serial++
+		t.changes = append(t.changes, change{serial: t.serial, user: it.user, snap: it.snap, audience: audience})
+		if len(t.changes) > maxLog {
+			drop := len(t.changes) - maxLog
+			t.floor = t.changes[drop-1].serial
+			t.changes = slices.Clone(t.changes[drop:])
+		}
+		t.mu.Unlock()
+		wake := make([]id.UserID, 0, len(audience))
+		for u := range audience {
+			wake = append(wake, u)
+		}
+		t.notifier.Notify(notifier.Presence, wake...)
+		persist = append(persist, row{user: it.user, snapshot: it.snap})
+		if t.local(it.user) {
+			outbound = append(outbound, it)
+		}
+	}
+	if err := save(ctx, t.db, persist); err != nil && ctx.Err() == nil {
+		t.log.Warn("persisting presence", "users", len(persist), "err", err)
+	}
+	t.send(ctx, outbound)
+}
+
+// push is one user's entry of an m.presence EDU.
+type push struct {
+	UserID id.UserID `json:"user_id"`
+	Status
+}
+
+// send queues the local users' presence for the servers sharing a room
+// with each: users with the same servers share one EDU.
+func (t *Tracker) send(ctx context.Context, items []item) {
+	if t.edus == nil || len(items) == 0 {
+		return
+	}
+	now := t.now().UnixMilli()
+	byUser := map[id.UserID]item{}
+	for _, it := range items {
+		byUser[it.user] = it // the latest of a user's changes in the batch
+	}
+	groups := map[string][]push{}
+	dests := map[string][]string{}
+	for user, it := range byUser {
+		servers, err := t.servers(ctx, user)
+		if err != nil {
+			t.log.Warn("listing servers for a presence change", "user_id", user, "err", err)
+			continue
+		}
+		if len(servers) == 0 {
+			continue
+		}
+		key := strings.Join(servers, " ")
+		groups[key] = append(groups[key], push{UserID: user, Status: render(it.snap, now)})
+		dests[key] = servers
+	}
+	for key, pushes := range groups {
+		for len(pushes) > 0 {
+			n := min(len(pushes), 100)
+			raw, err := json.Marshal(map[string]any{"push": pushes[:n]})
+			pushes = pushes[n:]
+			if err != nil {
+				continue
+			}
+			if err := t.edus.EnqueueEDU(ctx, dests[key], "m.presence", raw); err != nil && ctx.Err() == nil {
+				t.log.Warn("queueing m.presence", "servers", len(dests[key]), "err", err)
+			}
+		}
+	}
+}
+
+// servers lists the other servers sharing a joined room with user, sorted.
+func (t *Tracker) servers(ctx context.Context, user id.UserID) ([]string, error) {
+	rooms, err := joinedRooms(ctx, t.db, user)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, r := range rooms {
+		svs, err := t.rooms.Servers(ctx, r)
+		if err != nil {
+			continue
+		}
+		for _, s := range svs {
+			if s != t.serverName {
+				set[s] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Receive applies an m.presence EDU from origin. Only pushes for users of
+// origin are taken, and only for users sharing a room with a local user:
+// nobody here could see the others.
+func (t *Tracker) Receive(ctx context.Context, origin string, content json.RawMessage) {
+	if !t.enabled {
+		return
+	}
+	var c struct {
+		Push []struct {
+			UserID          id.UserID `json:"user_id"`
+			Presence        string    `json:"presence"`
+			LastActiveAgo   *int64    `json:"last_active_ago"`
+			CurrentlyActive bool      `json:"currently_active"`
+			StatusMsg       *string   `json:"status_msg"`
+		} `json:"push"`
+	}
+	if json.Unmarshal(content, &c) != nil {
+		return
+	}
+	for _, p := range c.Push {
+		if p.UserID.Homeserver() != origin || origin == t.serverName || !Valid(p.Presence) {
+			continue
+		}
+		if shared, err := sharedWithLocal(ctx, t.db, p.UserID); err != nil || !shared {
+			continue
+		}
+		t.update(p.UserID, func(st *state, now int64) {
+			st.presence = p.Presence
+			st.statusMsg = p.StatusMsg
+			st.currentlyActive = p.CurrentlyActive
+			st.lastFederation = now
+			if p.LastActiveAgo != nil && *p.LastActiveAgo >= 0 {
+				st.lastActive = now - *p.LastActiveAgo
+			}
+		})
+	}
+}
