@@ -58,8 +58,17 @@ func (a *API) getEventContext(w http.ResponseWriter, r *http.Request) error {
 		return mxerr.NotFound.With("event not found")
 	}
 
+	ignored, err := a.accountData.Ignored(ctx, sess.UserID)
+	if err != nil {
+		return err
+	}
+	if clientsync.Hides(ignored, ev) {
+		// As an event the user may not see: Synapse filters the event of
+		// /context like any other.
+		return mxerr.NotFound.With("event not found")
+	}
 	beforeLimit := limit / 2
-	base := pageQuery{roomID: roomID, user: sess.UserID, acc: acc, filter: &ef}
+	base := pageQuery{roomID: roomID, user: sess.UserID, acc: acc, filter: &ef, ignored: ignored}
 	bq := base
 	bq.backwards, bq.from, bq.limit = true, ev.StreamPos-1, beforeLimit
 	before, start, _, err := a.timelinePage(ctx, bq)

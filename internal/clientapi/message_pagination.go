@@ -56,8 +56,12 @@ func (a *API) getRoomEvents(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	ignored, err := a.accountData.Ignored(r.Context(), sess.UserID)
+	if err != nil {
+		return err
+	}
 	pq := pageQuery{roomID: roomID, user: sess.UserID, acc: acc, filter: &ef,
-		backwards: dir == "b", from: from, limit: limit, backfill: true}
+		backwards: dir == "b", from: from, limit: limit, backfill: true, ignored: ignored}
 	if v := q.Get("to"); v != "" {
 		if pq.to, err = parseStreamToken(v); err != nil {
 			return err
@@ -131,6 +135,9 @@ type pageQuery struct {
 	// backfill asks other servers for older history when the page reaches
 	// the start of what this server holds.
 	backfill bool
+	// ignored are the users the user ignores: their non-state events are
+	// left out (spec: Ignoring Users).
+	ignored map[id.UserID]bool
 }
 
 // timelinePage returns up to q.limit events of a room's timeline that the
@@ -176,7 +183,7 @@ func (a *API) timelinePage(ctx context.Context, q pageQuery) (chunk []*room.Stor
 			return nil, 0, false, err
 		}
 		for _, ev := range visible {
-			if q.filter.MatchEvent(ev) {
+			if q.filter.MatchEvent(ev) && !clientsync.Hides(q.ignored, ev) {
 				chunk = append(chunk, ev)
 			}
 		}

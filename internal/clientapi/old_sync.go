@@ -82,6 +82,11 @@ func (a *API) getOneEvent(w http.ResponseWriter, r *http.Request) error {
 	} else if !ok[0] {
 		return mxerr.NotFound.With("event not found")
 	}
+	if ignored, err := a.accountData.Ignored(r.Context(), user); err != nil {
+		return err
+	} else if clientsync.Hides(ignored, ev) {
+		return mxerr.NotFound.With("event not found")
+	}
 	return httpx.OK(w, a.rooms.Format(r.Context(), ev, viewer(r), true))
 }
 
@@ -115,10 +120,19 @@ func (a *API) initialSync(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	ignored, err := a.accountData.Ignored(ctx, user)
+	if err != nil {
+		return err
+	}
 	rooms := []map[string]any{}
 	for _, m := range ms {
 		switch m.Membership {
-		case "join", "invite":
+		case "invite":
+			// Invites from ignored users are not shown.
+			if ev, err := a.rooms.Event(ctx, m.EventID); err == nil && ignored[ev.Sender] {
+				continue
+			}
+		case "join":
 		case "leave", "ban":
 			if !archived {
 				continue
@@ -126,7 +140,7 @@ func (a *API) initialSync(w http.ResponseWriter, r *http.Request) error {
 		default:
 			continue
 		}
-		info, err := a.roomInfo(r, m, limit, now)
+		info, err := a.roomInfo(r, m, limit, now, ignored)
 		if err != nil {
 			return err
 		}
@@ -156,7 +170,7 @@ func initialSyncLimit(v string) (int, error) {
 // empty membership peeks): for an invite the invite event; otherwise the
 // state and the latest messages the user may see, up to their departure
 // after leaving.
-func (a *API) roomInfo(r *http.Request, m room.Membership, limit int, now int64) (map[string]any, error) {
+func (a *API) roomInfo(r *http.Request, m room.Membership, limit int, now int64, ignored map[id.UserID]bool) (map[string]any, error) {
 	ctx := r.Context()
 	user := session(r).UserID
 	info := map[string]any{"room_id": m.RoomID}
@@ -195,6 +209,7 @@ func (a *API) roomInfo(r *http.Request, m room.Membership, limit int, now int64)
 	if page, err = a.rooms.Visible(ctx, user, page); err != nil {
 		return nil, err
 	}
+	page = clientsync.WithoutIgnored(ignored, page)
 	chunk := make([]*room.Stored, len(page))
 	for i, ev := range page {
 		chunk[len(page)-1-i] = ev

@@ -36,7 +36,11 @@ func (a *API) roomInitialSync(w http.ResponseWriter, r *http.Request) error {
 		// Peeking: the room as it is now, no membership of one's own.
 		m = room.Membership{RoomID: roomID}
 	}
-	info, err := a.roomInfo(r, m, limit, now)
+	ignored, err := a.accountData.Ignored(ctx, user)
+	if err != nil {
+		return err
+	}
+	info, err := a.roomInfo(r, m, limit, now, ignored)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,10 @@ package clientsync
 
 import (
 	"context"
+	"encoding/json"
+
+	"github.com/tidwall/gjson"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/e2ee"
 	"github.com/myelin-chat/myelin/internal/notifier"
@@ -41,7 +45,9 @@ func (s *Service) encryption(ctx context.Context, req Request, since, now int64,
 		if err != nil {
 			return err
 		}
-		resp.ToDevice.Events = msgs
+		// Messages from ignored users are dropped: acknowledged with the
+		// rest, never shown.
+		resp.ToDevice.Events = withoutIgnoredSenders(req.ignored, msgs)
 		if more {
 			resp.toDeviceCut = last
 		}
@@ -72,4 +78,18 @@ func (s *Service) keyCountsOf(ctx context.Context, req Request) (map[string]int,
 	}
 	s.keyCounts.Add(k, cachedKeyCounts{wake: req.wake, counts: counts, fallback: fallback})
 	return counts, fallback, nil
+}
+
+// withoutIgnoredSenders returns the events whose sender is not ignored.
+func withoutIgnoredSenders(ignored map[id.UserID]bool, evs []json.RawMessage) []json.RawMessage {
+	if len(ignored) == 0 {
+		return evs
+	}
+	out := evs[:0:0]
+	for _, ev := range evs {
+		if !ignored[id.UserID(gjson.GetBytes(ev, "sender").Str)] {
+			out = append(out, ev)
+		}
+	}
+	return out
 }

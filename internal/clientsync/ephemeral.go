@@ -29,7 +29,25 @@ func (s *Service) loadReceipts(ctx context.Context, req Request, memberships []r
 			joined = append(joined, m.RoomID)
 		}
 	}
-	return s.receipts.Since(ctx, joined, req.User, since, now)
+	rs, err := s.receipts.Since(ctx, joined, req.User, since, now)
+	if err != nil || len(req.ignored) == 0 {
+		return rs, err
+	}
+	// Ignored users' receipts are hidden, as their messages are.
+	for roomID, list := range rs {
+		kept := list[:0:0]
+		for _, r := range list {
+			if !req.ignored[r.User] {
+				kept = append(kept, r)
+			}
+		}
+		if len(kept) == 0 {
+			delete(rs, roomID)
+		} else {
+			rs[roomID] = kept
+		}
+	}
+	return rs, nil
 }
 
 // typingSerial returns the current typing serial for next_batch.
@@ -76,7 +94,8 @@ func (s *Service) roomEphemeral(ctx context.Context, req Request, roomID id.Room
 			users, serial = nil, 0
 		}
 		if (req.Since == nil && len(users) > 0) || (req.Since != nil && serial > s.typingSince(req)) {
-			out = append(out, typingEvent(users))
+			// An ignored user's typing is not shown.
+			out = append(out, typingEvent(withoutIgnoredUsers(req.ignored, users)))
 		}
 	}
 	if rs := req.receipts[roomID]; len(rs) > 0 {

@@ -108,6 +108,19 @@ func (s *Service) streamEvents(ctx context.Context, req StreamRequest, from, now
 	if err != nil {
 		return nil, 0, err
 	}
+	ignored, err := s.accountDataStore.Ignored(ctx, req.User)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Invites from ignored users are not shown (spec: Ignoring Users),
+	// though they are state events.
+	kept := own[:0]
+	for _, ev := range own {
+		if !ignored[ev.Sender] {
+			kept = append(kept, ev)
+		}
+	}
+	own = kept
 	var evs []*room.Stored
 	for roomID, last := range upto {
 		if p, ok := active[roomID]; !ok || p <= from {
@@ -122,6 +135,7 @@ func (s *Service) streamEvents(ctx context.Context, req StreamRequest, from, now
 	if evs, err = s.rooms.Visible(ctx, req.User, evs); err != nil {
 		return nil, 0, err
 	}
+	evs = WithoutIgnored(ignored, evs)
 	evs = append(evs, own...)
 	sort.Slice(evs, func(i, j int) bool { return evs[i].StreamPos < evs[j].StreamPos })
 	if len(evs) > req.Limit {

@@ -2,19 +2,12 @@ package clientsync
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 
 	"maunium.net/go/mautrix/id"
 
-	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
-
-// ignoredUserList is the global account data type listing the users whose
-// invites and messages a user does not want to see (spec: Ignoring Users).
-const ignoredUserList = "m.ignored_user_list"
 
 // cachedIgnored is a user's ignore list as of a notifier generation.
 // Shared: read it, never change it.
@@ -31,21 +24,9 @@ func (s *Service) ignoredUsers(ctx context.Context, user id.UserID, wake Wake) (
 	if c, ok := s.ignored.Get(user); ok && s.changedSince(user, c.wake)&notifier.AccountData == 0 {
 		return c.users, nil
 	}
-	raw, err := s.accountDataStore.Get(ctx, user, "", ignoredUserList)
-	if err != nil && !errors.Is(err, mxerr.NotFound) {
+	users, err := s.accountDataStore.Ignored(ctx, user)
+	if err != nil {
 		return nil, err
-	}
-	var users map[id.UserID]bool
-	if len(raw) > 0 {
-		var content struct {
-			IgnoredUsers map[id.UserID]json.RawMessage `json:"ignored_users"`
-		}
-		if json.Unmarshal(raw, &content) == nil && len(content.IgnoredUsers) > 0 {
-			users = make(map[id.UserID]bool, len(content.IgnoredUsers))
-			for u := range content.IgnoredUsers {
-				users[u] = true
-			}
-		}
 	}
 	s.ignored.Add(user, cachedIgnored{wake: wake, users: users})
 	return users, nil
@@ -54,5 +35,40 @@ func (s *Service) ignoredUsers(ctx context.Context, user id.UserID, wake Wake) (
 // hidesEvent reports whether the timeline leaves ev out because its sender
 // is ignored. State events stay: the room's state must remain whole.
 func (req *Request) hidesEvent(ev *room.Stored) bool {
-	return len(req.ignored) > 0 && !ev.IsState() && req.ignored[ev.Sender]
+	return Hides(req.ignored, ev)
+}
+
+// Hides reports whether ev is left out for a user ignoring the users in
+// ignored: a non-state event of one of them (spec: Ignoring Users). Every
+// path returning events to a client applies it.
+func Hides(ignored map[id.UserID]bool, ev *room.Stored) bool {
+	return len(ignored) > 0 && !ev.IsState() && ignored[ev.Sender]
+}
+
+// WithoutIgnored returns evs without those Hides leaves out.
+func WithoutIgnored(ignored map[id.UserID]bool, evs []*room.Stored) []*room.Stored {
+	if len(ignored) == 0 {
+		return evs
+	}
+	out := evs[:0:0]
+	for _, ev := range evs {
+		if !Hides(ignored, ev) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// withoutIgnoredUsers returns users without the ignored ones.
+func withoutIgnoredUsers(ignored map[id.UserID]bool, users []id.UserID) []id.UserID {
+	if len(ignored) == 0 {
+		return users
+	}
+	out := users[:0:0]
+	for _, u := range users {
+		if !ignored[u] {
+			out = append(out, u)
+		}
+	}
+	return out
 }
