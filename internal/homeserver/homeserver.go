@@ -149,6 +149,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			if membership != "join" && s.typing != nil {
 				s.typing.Stop(ctx, roomID, user)
 			}
+			// Those now sharing a room learn each other's presence.
+			if membership == "join" && s.presence != nil {
+				s.presence.Joined(roomID, user)
+			}
 			// The room's other servers learn a local joiner's devices.
 			if membership == "join" {
 				if err := keys.Joined(ctx, roomID, user); err != nil {

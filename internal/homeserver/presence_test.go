@@ -209,7 +209,7 @@ func TestPresenceFederation(t *testing.T) {
 		carol := hs[2].Client("carol")
 		// Alice shares a room with bob only; dave with carol only, so
 		// alice's server knows carol's but shares no room of alice's with it.
-		publicRoom(t, alice, hs[0].Config.ServerName, bob)
+		shared := publicRoom(t, alice, hs[0].Config.ServerName, bob)
 		publicRoom(t, dave, hs[0].Config.ServerName, carol)
 		atBob := watchPresence(t, bob)
 		atAlice := watchPresence(t, alice)
@@ -274,9 +274,25 @@ func TestPresenceFederation(t *testing.T) {
 		if q, _ := queued(); strings.Contains(q, alice.UserID.String()) {
 			t.Errorf("alice's presence queued for a server sharing no room with her:\n%s", q)
 		}
-		atBob.await("alice unavailable at bob's", alice.UserID, 10*time.Second, func(p seenPresence) bool {
-			return p.presence == "unavailable" && p.statusMsg == "secret"
+		secret := func(p seenPresence) bool { return p.presence == "unavailable" && p.statusMsg == "secret" }
+		atBob.await("alice unavailable at bob's", alice.UserID, 10*time.Second, secret)
+
+		// Joining a room shows its members' presence at once, without
+		// waiting for a change: to a local joiner on a server already in
+		// the room, and to one whose server was not in it.
+		erin := hs[1].Client("erin")
+		atErin := watchPresence(t, erin)
+		if _, err := erin.JoinRoomByID(ctx, shared); err != nil {
+			t.Fatal(err)
+		}
+		atErin.await("alice's presence after joining her room", alice.UserID, 10*time.Second, secret)
+		hs[2].Up()
+		atCarol := watchPresence(t, carol)
+		waitFor(t, "carol joins alice's room", func() (bool, error) {
+			_, err := carol.JoinRoom(ctx, shared.String(), &mautrix.ReqJoinRoom{Via: []string{hs[0].Config.ServerName}})
+			return err == nil, err
 		})
+		atCarol.await("alice's presence at a server that joined her room", alice.UserID, 10*time.Second, secret)
 	})
 }
 

@@ -43,6 +43,10 @@ func (t *Tracker) fanOut(ctx context.Context, batch []item) {
 	var persist []row
 	var outbound []item
 	for _, it := range batch {
+		if it.joined != "" {
+			t.joined(ctx, it.joined, it.user)
+			continue
+		}
 		if it.ping {
 			outbound = append(outbound, it)
 			continue
@@ -65,20 +69,16 @@ func (t *Tracker) fanOut(ctx context.Context, batch []item) {
 			}
 		}
 		t.mu.Lock()
-		t.serial++
-		t.changes = append(t.changes, change{serial: t.serial, user: it.user, snap: it.snap, audience: audience})
-		if len(t.changes) > maxLog {
-			drop := len(t.changes) - maxLog
-			t.floor = t.changes[drop-1].serial
-			t.changes = slices.Clone(t.changes[drop:])
-		}
+		t.appendLocked(it.user, it.snap, audience)
 		t.mu.Unlock()
 		wake := make([]id.UserID, 0, len(audience))
 		for u := range audience {
 			wake = append(wake, u)
 		}
 		t.notifier.Notify(notifier.Presence, wake...)
-		persist = append(persist, row{user: it.user, snapshot: it.snap})
+		if len(audience) > 0 || t.local(it.user) {
+			persist = append(persist, row{user: it.user, snapshot: it.snap})
+		}
 		if t.local(it.user) {
 			outbound = append(outbound, it)
 		}
@@ -162,9 +162,19 @@ func (t *Tracker) servers(ctx context.Context, user id.UserID) ([]string, error)
 	return out, nil
 }
 
+// maxUnshared bounds the users known before a remote user's presence is
+// dropped unless they share a room with a local user.
+const maxUnshared = 100000
+
+// known returns how many users have a presence entry.
+func (t *Tracker) known() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.users)
+}
+
 // Receive applies an m.presence EDU from origin. Only pushes for users of
-// origin are taken, and only for users sharing a room with a local user:
-// nobody here could see the others.
+// origin are taken, as in Synapse.
 func (t *Tracker) Receive(ctx context.Context, origin string, content json.RawMessage) {
 	if !t.enabled {
 		return
@@ -185,7 +195,11 @@ func (t *Tracker) Receive(ctx context.Context, origin string, content json.RawMe
 		if p.UserID.Homeserver() != origin || origin == t.serverName || !Valid(p.Presence) {
 			continue
 		}
-		if shared, err := sharedWithLocal(ctx, t.db, p.UserID); err != nil || !shared {
+		// A user sharing no room with ours yet is kept too: the EDU a
+		// server sends when one of our users joins its user's room may
+		// overtake our own commit of the join. Such users are bounded, so
+		// that a server cannot fill our memory with made-up ones.
+		if shared, err := sharedWithLocal(ctx, t.db, p.UserID); err != nil || (!shared && t.known() >= maxUnshared) {
 			continue
 		}
 		t.update(p.UserID, func(st *state, now int64) {
@@ -197,5 +211,97 @@ func (t *Tracker) Receive(ctx context.Context, origin string, content json.RawMe
 				st.lastActive = now - *p.LastActiveAgo
 			}
 		})
+	}
+}
+
+// joined announces presence between user, who just joined roomID, and
+// the room's other members (see Joined).
+func (t *Tracker) joined(ctx context.Context, roomID id.RoomID, user id.UserID) {
+	members, err := roomMembers(ctx, t.db, roomID)
+	if err != nil {
+		t.log.Warn("listing members for presence on join", "room_id", roomID, "err", err)
+		return
+	}
+	localMembers, err := t.rooms.LocalJoined(ctx, roomID)
+	if err != nil {
+		return
+	}
+	t.mu.Lock()
+	snaps := map[id.UserID]snapshot{}
+	for _, m := range members {
+		if st := t.users[m]; st != nil && st.presence != Offline {
+			snaps[m] = st.snapshot()
+		}
+	}
+	joiner, online := snaps[user]
+	var wake []id.UserID
+	if t.local(user) {
+		for m, snap := range snaps {
+			if m != user {
+				t.appendLocked(m, snap, map[id.UserID]bool{user: true})
+				wake = append(wake, user)
+			}
+		}
+	}
+	if online {
+		audience := map[id.UserID]bool{}
+		for _, u := range localMembers {
+			if u != user {
+				audience[u] = true
+				wake = append(wake, u)
+			}
+		}
+		t.appendLocked(user, joiner, audience)
+	}
+	t.mu.Unlock()
+	t.notifier.Notify(notifier.Presence, wake...)
+	if t.edus == nil {
+		return
+	}
+	now := t.now().UnixMilli()
+	var dests []string
+	var pushes []push
+	if t.local(user) {
+		if !online {
+			return
+		}
+		servers, err := t.rooms.Servers(ctx, roomID)
+		if err != nil {
+			return
+		}
+		for _, s := range servers {
+			if s != t.serverName {
+				dests = append(dests, s)
+			}
+		}
+		pushes = []push{{UserID: user, Status: render(joiner, now)}}
+	} else {
+		dests = []string{user.Homeserver()}
+		for _, m := range localMembers {
+			if snap, ok := snaps[m]; ok {
+				pushes = append(pushes, push{UserID: m, Status: render(snap, now)})
+			}
+		}
+	}
+	for len(pushes) > 0 && len(dests) > 0 {
+		n := min(len(pushes), 100)
+		raw, err := json.Marshal(map[string]any{"push": pushes[:n]})
+		pushes = pushes[n:]
+		if err == nil {
+			if err := t.edus.EnqueueEDU(ctx, dests, "m.presence", raw); err != nil && ctx.Err() == nil {
+				t.log.Warn("queueing m.presence for a join", "room_id", roomID, "err", err)
+			}
+		}
+	}
+}
+
+// appendLocked adds an announcement to the change log. t.mu must be held.
+func (t *Tracker) appendLocked(user id.UserID, snap snapshot, audience map[id.UserID]bool) {
+	t.serial++
+	t.changes = append(t.changes, change{serial: t.serial, user: user, snap: snap, audience: audience})
+	if len(t.changes) > maxLog {
+		drop := len(t.changes) - maxLog
+		t.floor = t.changes[drop-1].serial
+		t.changes = slices.Clone(t.changes[drop:])
 	}
 }

@@ -201,6 +201,21 @@ type item struct {
 	snap snapshot
 	// ping resends a local user's unchanged presence to other servers only.
 	ping bool
+	// joined is set when user just joined the room: see Joined.
+	joined id.RoomID
+}
+
+// Joined tells presence that user joined roomID (room's membership hook).
+// As in Synapse, the users who now share a room learn each other's
+// presence without waiting for a change: a local joiner gets the presence
+// of the room's members, the room's local members get the joiner's, and
+// the room's other servers get a local joiner's, or, for a remote joiner,
+// their server gets our members'.
+func (t *Tracker) Joined(roomID id.RoomID, user id.UserID) {
+	if !t.enabled {
+		return
+	}
+	t.enqueue(item{user: user, joined: roomID})
 }
 
 // New returns a Tracker; call Start before use.

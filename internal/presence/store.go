@@ -139,3 +139,22 @@ func sharedWithLocal(ctx context.Context, db *storage.DB, user id.UserID) (bool,
 	}
 	return n > 0, nil
 }
+
+// roomMembers lists the users joined to roomID.
+func roomMembers(ctx context.Context, db *storage.DB, roomID id.RoomID) ([]id.UserID, error) {
+	rows, err := db.QueryContext(ctx, `SELECT state_key FROM current_state
+		WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'`, roomID.String())
+	if err != nil {
+		return nil, fmt.Errorf("listing the members of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	var out []id.UserID
+	for rows.Next() {
+		var u id.UserID
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
