@@ -466,24 +466,25 @@ func (t *Tracker) enqueue(it item) {
 	t.work <- it
 }
 
-// armLocked sets the user's timer to their next deadline, as Synapse's
-// wheel timer would, or stops it when nothing can change without input.
-// t.mu must be held.
+// armLocked makes sure the user's timer fires no later than their next
+// deadline, as Synapse's wheel timer would. A timer armed for earlier is
+// left alone: when it fires, timeout finds nothing to do and arms it again.
+// So a sync, which moves the deadline later each time, costs no timer
+// reset. t.mu must be held.
 func (t *Tracker) armLocked(user id.UserID, st *state, now int64) {
 	next := t.deadline(user, st)
 	if next == 0 {
-		if st.timer != nil {
-			st.timer.Stop()
-			st.timerAt = 0
-		}
 		if st.presence == Offline && st.syncing == 0 && st.statusMsg == nil {
 			// An offline user without a message needs no entry: Get
 			// answers offline for users it does not know.
+			if st.timer != nil {
+				st.timer.Stop()
+			}
 			delete(t.users, user)
 		}
 		return
 	}
-	if st.timer != nil && st.timerAt == next {
+	if st.timerAt != 0 && st.timerAt <= next {
 		return
 	}
 	st.timerAt = next
@@ -503,6 +504,9 @@ func (t *Tracker) deadline(user id.UserID, st *state) int64 {
 	}
 	var next int64
 	at := func(ts int64) {
+		// One past the deadline: timeout compares with >, and a timer
+		// firing on the deadline itself would find nothing to do yet.
+		ts++
 		if next == 0 || ts < next {
 			next = ts
 		}
