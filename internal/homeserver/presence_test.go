@@ -352,3 +352,32 @@ func TestPresenceDisabled(t *testing.T) {
 		}
 	})
 }
+
+func TestPresenceSurvivesRestart(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		publicRoom(t, alice, "", bob)
+		if _, err := alice.SyncRequest(ctx, 0, "", "", false, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "brb"}); err != nil {
+			t.Fatal(err)
+		}
+		srv.Restart()
+		// The restarted server gives her the sync timeout to come back
+		// before she goes offline; until then she is as she was.
+		got, err := bob.GetPresence(ctx, alice.UserID)
+		if err != nil || got.Presence != event.PresenceUnavailable || got.StatusMsg != "brb" {
+			t.Fatalf("after a restart: %+v, %v; want unavailable, brb", got, err)
+		}
+		resp, err := bob.SyncRequest(ctx, 0, "", "", false, event.PresenceOffline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := presenceOf(resp)[alice.UserID]; p.presence != "unavailable" || p.statusMsg != "brb" {
+			t.Errorf("initial sync after a restart: %+v", p)
+		}
+	})
+}
