@@ -35,7 +35,9 @@ func TestSyncWakesForEveryKindOfChange(t *testing.T) {
 		if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
 			t.Fatal(err)
 		}
-		first, err := alice.SyncRequest(ctx, 0, "", "", false, "")
+		// Alice's syncs leave her presence alone (set_presence=offline), so
+		// that her own coming online is not a change between two polls.
+		first, err := alice.SyncRequest(ctx, 0, "", "", false, event.PresenceOffline)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +54,7 @@ func TestSyncWakesForEveryKindOfChange(t *testing.T) {
 			done := make(chan result, 1)
 			start := time.Now()
 			go func() {
-				resp, err := alice.SyncRequest(ctx, 20000, since, "", false, "")
+				resp, err := alice.SyncRequest(ctx, 20000, since, "", false, event.PresenceOffline)
 				done <- result{resp, err}
 			}()
 			time.Sleep(50 * time.Millisecond) // let the poll start waiting
@@ -70,7 +72,14 @@ func TestSyncWakesForEveryKindOfChange(t *testing.T) {
 			return r.resp
 		}
 
-		resp := poll("message", func() error {
+		resp := poll("presence", func() error {
+			return bob.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceOnline})
+		})
+		if !slices.ContainsFunc(resp.Presence.Events, func(e *event.Event) bool { return e.Sender == bob.UserID }) {
+			t.Fatalf("presence: %+v", resp.Presence.Events)
+		}
+
+		resp = poll("message", func() error {
 			_, err := bob.SendText(ctx, roomID, "hello")
 			return err
 		})
@@ -132,7 +141,7 @@ func TestSyncWakesForEveryKindOfChange(t *testing.T) {
 		// uploads and claims.
 		otkCount := func(what string, want int) {
 			t.Helper()
-			resp, err := alice.SyncRequest(ctx, 0, since, "", false, "")
+			resp, err := alice.SyncRequest(ctx, 0, since, "", false, event.PresenceOffline)
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
@@ -159,7 +168,7 @@ func TestSyncWakesForEveryKindOfChange(t *testing.T) {
 
 		// Nothing new: a poll from the latest token waits out its timeout.
 		start := time.Now()
-		idle, err := alice.SyncRequest(ctx, 300, since, "", false, "")
+		idle, err := alice.SyncRequest(ctx, 300, since, "", false, event.PresenceOffline)
 		if err != nil || len(idle.Rooms.Join) != 0 || time.Since(start) < 250*time.Millisecond {
 			t.Fatalf("idle poll: %v after %v, %d rooms", err, time.Since(start), len(idle.Rooms.Join))
 		}
