@@ -19,6 +19,15 @@ func WithPresence(p *presence.Tracker) Option { return func(a *API) { a.presence
 // presenceOn reports whether presence is tracked.
 func (a *API) presenceOn() bool { return a.presence != nil && a.presence.Enabled() }
 
+// active records that user did something a person does (sending an event,
+// typing, a receipt or read marker), as Synapse's bump_presence_active_time
+// does: it keeps them online and brings them back from unavailable.
+func (a *API) active(user id.UserID) {
+	if a.presence != nil {
+		a.presence.Active(user)
+	}
+}
+
 // setPresence serves PUT /_matrix/client/v3/presence/{userId}/status
 // (presence.yaml). Only users themselves may set their presence; with
 // presence off the request is checked, accepted and ignored, as in Synapse.

@@ -49,5 +49,6 @@ func (a *API) setReadMarker(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+	a.active(session(r).UserID)
 	return httpx.OK(w, httpx.Empty)
 }

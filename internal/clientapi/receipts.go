@@ -63,6 +63,7 @@ func (a *API) postReceipt(w http.ResponseWriter, r *http.Request) error {
 	if err := a.markRead(r.Context(), roomID, user, receiptType, threadID, eventID); err != nil {
 		return err
 	}
+	a.active(session(r).UserID)
 	return httpx.OK(w, httpx.Empty)
 }
 

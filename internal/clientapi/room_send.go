@@ -34,8 +34,6 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if a.presence != nil {
-		a.presence.Active(sess.UserID) // sending is activity (Synapse's bump_presence_active_time)
-	}
+	a.active(sess.UserID)
 	return httpx.OK(w, map[string]any{"event_id": ev.ID})
 }

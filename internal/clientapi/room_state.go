@@ -46,6 +46,7 @@ func (a *API) setRoomStateWithKey(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	a.active(session(r).UserID)
 	return httpx.OK(w, map[string]any{"event_id": ev.ID})
 }
 

@@ -51,5 +51,6 @@ func (a *API) setTyping(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.typing.Start(r.Context(), roomID, user, timeout)
 	a.shareEDU(r.Context(), roomID, "m.typing", map[string]any{"room_id": roomID, "user_id": user, "typing": true})
+	a.active(session(r).UserID)
 	return httpx.OK(w, httpx.Empty)
 }

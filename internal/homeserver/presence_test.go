@@ -197,6 +197,12 @@ func TestPresenceLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.await("online after sending", alice.UserID, 10*time.Second, is("online"))
+		// Typing is activity too.
+		w.await("unavailable when idle again", alice.UserID, 15*time.Second, is("unavailable"))
+		if _, err := alice.UserTyping(ctx, roomID, true, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		w.await("online after typing", alice.UserID, 10*time.Second, is("online"))
 	})
 }
 
