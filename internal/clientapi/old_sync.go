@@ -147,10 +147,24 @@ func (a *API) initialSync(w http.ResponseWriter, r *http.Request) error {
 		info["account_data"] = orEmpty(byRoom[m.RoomID])
 		rooms = append(rooms, info)
 	}
+	presenceEvs := []any{}
+	if a.presenceOn() {
+		// The presence of the users sharing a room with the user who are
+		// not offline, as /sync's initial presence section.
+		evs, err := a.presence.Changes(ctx, user, 0, a.presence.Serial())
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if !ignored[ev.User] {
+				presenceEvs = append(presenceEvs, map[string]any{"type": "m.presence", "sender": ev.User, "content": ev.Status})
+			}
+		}
+	}
 	return httpx.OK(w, map[string]any{
 		"end":          clientsync.Token{Pos: now}.String(),
 		"rooms":        rooms,
-		"presence":     []any{},
+		"presence":     presenceEvs,
 		"account_data": orEmpty(global),
 	})
 }

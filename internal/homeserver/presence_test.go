@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,17 @@ func TestPresenceLocal(t *testing.T) {
 		got, err := bob.GetPresence(ctx, alice.UserID)
 		if err != nil || got.Presence != event.PresenceOnline || !got.CurrentlyActive {
 			t.Fatalf("GET alice's presence as bob: %+v, %v", got, err)
+		}
+		var initial struct {
+			Presence []*event.Event `json:"presence"`
+		}
+		if _, err := bob.MakeRequest(ctx, http.MethodGet, bob.BuildClientURL("v3", "initialSync"), nil, &initial); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(initial.Presence, func(e *event.Event) bool {
+			return e.Sender == alice.UserID && e.Content.Raw["presence"] == "online"
+		}) {
+			t.Errorf("/initialSync presence: %+v", initial.Presence)
 		}
 
 		// Further syncs of a user already online announce nothing.
