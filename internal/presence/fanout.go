@@ -299,8 +299,13 @@ func (t *Tracker) joined(ctx context.Context, roomID id.RoomID, user id.UserID) 
 func (t *Tracker) appendLocked(user id.UserID, snap snapshot, audience map[id.UserID]bool) {
 	t.serial++
 	t.changes = append(t.changes, change{serial: t.serial, user: user, snap: snap, audience: audience})
-	if len(t.changes) > maxLog {
-		drop := len(t.changes) - maxLog
+	t.weight += len(audience)
+	drop := 0
+	for drop < len(t.changes)-1 && (len(t.changes)-drop > maxLog || t.weight > maxWeight) {
+		t.weight -= len(t.changes[drop].audience)
+		drop++
+	}
+	if drop > 0 {
 		t.floor = t.changes[drop-1].serial
 		t.changes = slices.Clone(t.changes[drop:])
 	}

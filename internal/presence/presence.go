@@ -187,13 +187,20 @@ type Tracker struct {
 	// changes holds the announced changes with serials above floor, oldest
 	// first; a sync token older than floor gets every state instead.
 	changes []change
+	weight  int // sum of the changes' audience sizes
 	floor   int64
 	closed  bool
 	started bool
 }
 
-// maxLog bounds the change log kept for incremental syncs.
-const maxLog = 10000
+// maxLog bounds the change log kept for incremental syncs, and maxWeight
+// the audience entries it holds in all (a change in a big room names
+// every local member); a sync from before the log's start gets every
+// state instead, which costs one query.
+const (
+	maxLog    = 10000
+	maxWeight = 1 << 20
+)
 
 // item is one unit of fan-out work.
 type item struct {
