@@ -45,6 +45,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/typing"
+	"github.com/myelin-chat/myelin/internal/upgrade"
 	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
 )
@@ -197,7 +198,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
 			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
-			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp))...)
+			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp), clientapi.WithUpgrades(upgrade.New(s.Rooms, accountData, pushRules, log)))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
