@@ -242,3 +242,54 @@ func TestRoomUpgrade(t *testing.T) {
 		mustStatus(t, "an upgrade by a non-member", err, 403, "M_FORBIDDEN")
 	})
 }
+
+// TestSpaceUpgradeByModerator: a moderator whom the power levels let send
+// the tombstone upgrades a space. The new room keeps the space type and
+// its (not removed) children, and the moderator, raised to copy the state
+// (m.room.power_levels needs 100 here), ends at their own level again.
+func TestSpaceUpgradeByModerator(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, mod := srv.Client("alice"), srv.Client("mod")
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+			Preset: "public_chat", RoomVersion: "10",
+			CreationContent: map[string]any{"type": "m.space"},
+			InitialState: []*event.Event{
+				{Type: event.StateSpaceChild, StateKey: ptr("!child:elsewhere"), Content: event.Content{Raw: map[string]any{"via": []string{"elsewhere"}}}},
+				{Type: event.StateSpaceChild, StateKey: ptr("!gone:elsewhere"), Content: event.Content{Raw: map[string]any{}}},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		space := created.RoomID
+		if _, err := mod.JoinRoom(ctx, space.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		pl := stateContent(t, alice, space, "m.room.power_levels", "")
+		pl["users"].(map[string]any)[mod.UserID.String()] = 50
+		pl["events"].(map[string]any)["m.room.tombstone"] = 50
+		if _, err := alice.SendStateEvent(ctx, space, event.StatePowerLevels, "", pl); err != nil {
+			t.Fatal(err)
+		}
+		newSpace, err := upgradeRoom(mod, space, map[string]any{"new_version": "11"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ := stateContent(t, mod, newSpace, "m.room.create", "")["type"]; typ != "m.space" {
+			t.Errorf("new room type = %v, want m.space", typ)
+		}
+		if via := stateContent(t, mod, newSpace, "m.space.child", "!child:elsewhere")["via"]; fmt.Sprint(via) != "[elsewhere]" {
+			t.Errorf("copied child via = %v", via)
+		}
+		var c map[string]any
+		if err := mod.StateEvent(ctx, newSpace, event.StateSpaceChild, "!gone:elsewhere", &c); err == nil {
+			t.Errorf("a removed child was copied: %v", c)
+		}
+		users := stateContent(t, mod, newSpace, "m.room.power_levels", "")["users"].(map[string]any)
+		if users[mod.UserID.String()] != float64(50) || users[alice.UserID.String()] != float64(100) {
+			t.Errorf("new power level users = %v, want mod back at 50 and alice at 100", users)
+		}
+	})
+}
