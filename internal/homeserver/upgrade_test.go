@@ -91,6 +91,11 @@ func TestRoomUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		// Carol's tag is on her own server, which the upgrade does not reach.
+		if err := carol.AddTag(ctx, oldRoom, "u.work", 0.5); err != nil {
+			t.Fatal(err)
+		}
+
 		// Refusals.
 		_, err = upgradeRoom(bob, oldRoom, map[string]any{"new_version": "11"})
 		mustStatus(t, "an upgrade by a member without power", err, 403, "M_FORBIDDEN")
@@ -102,6 +107,10 @@ func TestRoomUpgrade(t *testing.T) {
 		newRoom, err := upgradeRoom(alice, oldRoom, map[string]any{"new_version": "11"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// A client's retry gets the same room, not a second one.
+		if again, err := upgradeRoom(alice, oldRoom, map[string]any{"new_version": "11"}); err != nil || again != newRoom {
+			t.Errorf("repeated upgrade = %s (%v), want %s again", again, err, newRoom)
 		}
 
 		// The tombstone, and the create event pointing back at it.
@@ -208,6 +217,12 @@ func TestRoomUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitMessages(t, alice, newRoom, []string{"hello from the new room"})
+		// Her server copied her tag when she joined the successor.
+		waitFor(t, "carol's tag on the new room", func() (bool, error) {
+			tags, err := carol.GetTags(ctx, newRoom)
+			_, ok := tags.Tags["u.work"]
+			return err == nil && ok, err
+		})
 
 		// v11 → v12 with bob as an additional creator: the predecessor has
 		// no event_id, the creators are listed in the create event and

@@ -93,7 +93,12 @@ func (s *Service) copyMember(ctx context.Context, user id.UserID, from, to id.Ro
 	tags, err := s.accountData.Get(ctx, user, from, "m.tag")
 	switch {
 	case err == nil:
-		if _, err := s.accountData.Put(ctx, user, to, "m.tag", tags); err != nil {
+		// Tags already set on the new room win (a second copy, on join).
+		_, err := s.accountData.Get(ctx, user, to, "m.tag")
+		if errors.Is(err, mxerr.NotFound) {
+			_, err = s.accountData.Put(ctx, user, to, "m.tag", tags)
+		}
+		if err != nil {
 			return err
 		}
 	case !errors.Is(err, mxerr.NotFound):

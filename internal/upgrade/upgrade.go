@@ -33,6 +33,7 @@ type Service struct {
 	accountData *accountdata.Store
 	push        *push.Service
 	log         *slog.Logger
+	flights     flights
 }
 
 // New returns an upgrade Service.
@@ -75,7 +76,18 @@ var copied = []string{
 //
 // Then, as Synapse does, the directory listing moves and local members'
 // tags, m.direct entries and push rules about the room are copied.
+//
+// One upgrade of a room runs at a time, and a repeated request within
+// five minutes gets the first one's room.
 func (s *Service) Upgrade(ctx context.Context, req Request) (id.RoomID, error) {
+	return s.flights.do(ctx, flightKey{req.Room, req.User, req.Version}, func() (id.RoomID, error) {
+		// The upgrade outlives a client that gives up: it is a chain
+		// of events that should not stop halfway.
+		return s.upgrade(context.WithoutCancel(ctx), req)
+	})
+}
+
+func (s *Service) upgrade(ctx context.Context, req Request) (id.RoomID, error) {
 	if !pdu.IsSupported(req.Version) {
 		return "", mxerr.UnsupportedRoomVer.With("room version %q is not supported", req.Version)
 	}
