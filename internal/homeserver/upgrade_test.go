@@ -226,8 +226,9 @@ func TestRoomUpgrade(t *testing.T) {
 
 		// v11 → v12 with bob as an additional creator: the predecessor has
 		// no event_id, the creators are listed in the create event and
-		// have no power level.
-		v12Room, err := upgradeRoom(alice, newRoom, map[string]any{"new_version": "12", "additional_creators": []id.UserID{bob.UserID}})
+		// have no power level. Bob listed twice, and alice (the upgrader), make
+		// one additional creator.
+		v12Room, err := upgradeRoom(alice, newRoom, map[string]any{"new_version": "12", "additional_creators": []id.UserID{bob.UserID, bob.UserID, alice.UserID}})
 		if err != nil {
 			t.Fatal(err)
 		}

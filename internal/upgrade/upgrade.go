@@ -93,11 +93,18 @@ func (s *Service) upgrade(ctx context.Context, req Request) (id.RoomID, error) {
 	}
 	v12 := req.Version.PrivilegedRoomCreators()
 	if v12 {
+		// The upgrader is the creator already, and a user listed
+		// twice is one creator.
+		var creators []id.UserID
 		for _, u := range req.AdditionalCreators {
 			if _, _, err := u.ParseAndValidateRelaxed(); err != nil {
 				return "", mxerr.BadJSON.With("additional_creators: %q is not a valid user ID", u)
 			}
+			if u != req.User && !slices.Contains(creators, u) {
+				creators = append(creators, u)
+			}
 		}
+		req.AdditionalCreators = creators
 	} else {
 		req.AdditionalCreators = nil
 	}
