@@ -80,13 +80,28 @@ func runJSSDK(t *testing.T, script string, input, out any) {
 }
 
 // ensureJSSDKDeps runs npm ci in tests/jssdk when its node_modules is
-// missing, holding a lock on the directory so that test processes running
+// missing or holds another sdk version than package.json pins, holding a lock on the directory so that test processes running
 // at once install it once.
 func ensureJSSDKDeps(t *testing.T) {
 	t.Helper()
+	// Installed means the sdk in node_modules is the version package.json
+	// pins (a stale install after a version change counts as missing).
 	installed := func() bool {
-		_, err := os.Stat(filepath.Join(jssdkDir, "node_modules", "matrix-js-sdk", "package.json"))
-		return err == nil
+		var want struct {
+			Dependencies map[string]string `json:"dependencies"`
+		}
+		var got struct {
+			Version string `json:"version"`
+		}
+		pkg, err := os.ReadFile(filepath.Join(jssdkDir, "package.json"))
+		if err == nil {
+			err = json.Unmarshal(pkg, &want)
+		}
+		if err != nil {
+			t.Fatalf("reading %s/package.json: %v", jssdkDir, err)
+		}
+		sdk, err := os.ReadFile(filepath.Join(jssdkDir, "node_modules", "matrix-js-sdk", "package.json"))
+		return err == nil && json.Unmarshal(sdk, &got) == nil && got.Version == want.Dependencies["matrix-js-sdk"]
 	}
 	if installed() {
 		return
