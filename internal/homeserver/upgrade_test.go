@@ -47,7 +47,7 @@ func TestRoomUpgrade(t *testing.T) {
 		ctx := context.Background()
 		hs := mxtest.Federation(t, engine, 2)
 		alice, bob, dave := hs[0].Client("alice"), hs[0].Client("bob"), hs[0].Client("dave")
-		carol := hs[1].Client("carol")
+		carol, frank := hs[1].Client("carol"), hs[1].Client("frank")
 		alias := fmt.Sprintf("upg%d", time.Now().UnixNano())
 		fullAlias := id.NewRoomAlias(alias, hs[0].Config.ServerName)
 		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{
@@ -63,7 +63,7 @@ func TestRoomUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 		oldRoom := created.RoomID
-		joinAll(t, oldRoom, hs[0].Config.ServerName, alice, bob, carol)
+		joinAll(t, oldRoom, hs[0].Config.ServerName, alice, bob, carol, frank)
 		if _, err := alice.BanUser(ctx, oldRoom, &mautrix.ReqBanUser{UserID: dave.UserID, Reason: "spam"}); err != nil {
 			t.Fatal(err)
 		}
@@ -91,8 +91,19 @@ func TestRoomUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// Carol's tag is on her own server, which the upgrade does not reach.
+		// Carol's and frank's tags, an alias and a directory listing are on
+		// their own server, which the upgrade does not reach.
 		if err := carol.AddTag(ctx, oldRoom, "u.work", 0.5); err != nil {
+			t.Fatal(err)
+		}
+		if err := frank.AddTag(ctx, oldRoom, "u.later", 0.5); err != nil {
+			t.Fatal(err)
+		}
+		remoteAlias := id.NewRoomAlias(alias+"-remote", hs[1].Config.ServerName)
+		if _, err := carol.CreateAlias(ctx, remoteAlias, oldRoom); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := carol.MakeRequest(ctx, http.MethodPut, carol.BuildClientURL("v3", "directory", "list", "room", oldRoom), map[string]string{"visibility": "public"}, nil); err != nil {
 			t.Fatal(err)
 		}
 
@@ -217,12 +228,29 @@ func TestRoomUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitMessages(t, alice, newRoom, []string{"hello from the new room"})
-		// Her server copied her tag when she joined the successor.
-		waitFor(t, "carol's tag on the new room", func() (bool, error) {
-			tags, err := carol.GetTags(ctx, newRoom)
-			_, ok := tags.Tags["u.work"]
-			return err == nil && ok, err
+		// Her server, joining the successor, learnt of the upgrade: her tag,
+		// frank's (who has not joined yet), the alias and the listing there
+		// moved as they did on the upgrader's server (frank's tag is copied
+		// last, so the listing has moved once it is there).
+		for _, c := range []struct {
+			cli *mautrix.Client
+			tag event.RoomTag
+		}{{carol, "u.work"}, {frank, "u.later"}} {
+			waitFor(t, fmt.Sprintf("%s's tag on the new room", c.cli.UserID), func() (bool, error) {
+				tags, err := c.cli.GetTags(ctx, newRoom)
+				_, ok := tags.Tags[c.tag]
+				return err == nil && ok, err
+			})
+		}
+		waitFor(t, "the remote alias to move", func() (bool, error) {
+			res, err := carol.ResolveAlias(ctx, remoteAlias)
+			return err == nil && res.RoomID == newRoom, err
 		})
+		for room, want := range map[id.RoomID]string{oldRoom: "private", newRoom: "public"} {
+			if vis := rawGet(t, carol, "directory", "list", "room", room)["visibility"]; vis != want {
+				t.Errorf("visibility of %s on carol's server = %v, want %s", room, vis, want)
+			}
+		}
 
 		// v11 → v12 with bob as an additional creator: the predecessor has
 		// no event_id, the creators are listed in the create event and
