@@ -3,9 +3,13 @@
 // the old room's state and handed to room.Service.Create, then the old
 // room's tombstone and restricted power levels, the move of its aliases
 // and directory listing, and the copy of each local member's tags, direct
-// chat entry and room-specific push rules, as Synapse does.
+// chat entry and room-specific push rules, as Synapse does. The same copy
+// runs when a local user joins an upgraded room later (Joined), and, for a
+// room upgraded on another server, the first local join moves this
+// server's aliases and listing of the old room.
 //
-// Every event goes through room like any other; upgrade holds no state. It
+// Every event goes through room like any other; upgrade holds no state
+// but the upgrades in progress. It
 // imports room, accountdata, push, pdu and mxerr, and is imported only by
 // clientapi (the handler) and homeserver (wiring).
 package upgrade
