@@ -38,6 +38,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/spaces"
 	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/typing"
+	"github.com/myelin-chat/myelin/internal/upgrade"
 	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
 )
@@ -88,6 +89,9 @@ type API struct {
 	// spaces answers space hierarchies and room summaries; nil leaves
 	// their routes unregistered.
 	spaces *spaces.Service
+	// upgrades performs room upgrades (room_upgrades.yaml); nil leaves
+	// the route unrecognized.
+	upgrades *upgrade.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

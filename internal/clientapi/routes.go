@@ -108,6 +108,7 @@ func (a *API) Register(mux httpx.Router) {
 		{"POST", "/rooms/{roomId}/invite", v3r0, a.authed(a.inviteUser)},
 		{"POST", "/rooms/{roomId}/leave", v3r0, a.guestAuthed(a.leaveRoom)},
 		{"POST", "/rooms/{roomId}/forget", v3r0, a.authed(a.forgetRoom)},
+		{"POST", "/rooms/{roomId}/upgrade", v3r0, a.authed(a.upgradeRoom)},
 		{"POST", "/rooms/{roomId}/kick", v3r0, a.authed(a.kick)},
 		{"POST", "/rooms/{roomId}/ban", v3r0, a.authed(a.ban)},
 		{"POST", "/rooms/{roomId}/unban", v3r0, a.authed(a.unban)},

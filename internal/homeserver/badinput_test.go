@@ -96,6 +96,7 @@ var goodBodies = map[string]string{
 	"/rooms/{roomId}/kick":                              `{"user_id":"@nobody:SERVER","reason":"r"}`,
 	"/rooms/{roomId}/ban":                               `{"user_id":"@nobody:SERVER","reason":"r"}`,
 	"/rooms/{roomId}/leave":                             `{"reason":"r"}`,
+	"/rooms/{roomId}/upgrade":                           `{"new_version":"12","additional_creators":["@a:SERVER"]}`,
 	"/rooms/{roomId}/read_markers":                      `{"m.fully_read":"$x","m.read":"$x"}`,
 	"/receipt/{receiptType}/{eventId}":                  `{"thread_id":"main"}`,
 	"/typing/{userId}":                                  `{"typing":true,"timeout":1000}`,

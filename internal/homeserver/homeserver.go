@@ -46,6 +46,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/typing"
+	"github.com/myelin-chat/myelin/internal/upgrade"
 	"github.com/myelin-chat/myelin/internal/userdir"
 	"github.com/myelin-chat/myelin/internal/users"
 )
@@ -135,6 +136,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	// The evictor sends leaves through s.Rooms, which its hook is part of:
 	// it is made once the rooms exist, before any event is written.
 	var evictor *guests.Evictor
+	// upgrades is made once the room service exists; the membership hook
+	// runs only after commits, when the server is serving.
+	var upgrades *upgrade.Service
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
 		room.WithIndexer(rels), room.WithDecorator(rels),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
@@ -157,6 +161,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			if membership == "join" {
 				if err := keys.Joined(ctx, roomID, user); err != nil {
 					log.Warn("announcing a joiner's devices failed", "room_id", roomID, "user_id", user, "err", err)
+				}
+				// A local joiner of an upgraded room keeps their tags
+				// and push rules about its predecessor.
+				if upgrades != nil && s.Users.IsLocal(user) {
+					upgrades.Joined(ctx, roomID, user)
 				}
 			}
 		}))
@@ -193,6 +202,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return fail(err)
 	}
 	pushRules := push.New(db, accountData)
+	upgrades = upgrade.New(s.Rooms, accountData, pushRules, log)
 	s.Reports = reports.New(db)
 	reportRate, reportBurst := 0.0, 0 // no limit when rate limiting is off
 	if cfg.RateLimit.Enabled {
@@ -210,7 +220,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		append(previewOpts, clientapi.WithMedia(s.Media), clientapi.WithPush(pushRules),
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
 			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
-			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp), clientapi.WithPresence(s.presence))...)
+			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp), clientapi.WithPresence(s.presence),
+			clientapi.WithUpgrades(upgrades))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,

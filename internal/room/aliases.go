@@ -66,6 +66,15 @@ func (s *Service) Aliases(ctx context.Context, roomID id.RoomID) ([]id.RoomAlias
 	return out, rows.Err()
 }
 
+// MoveAliases points every local alias of the room from at the room to
+// (a room upgrade moves them to the replacement room).
+func (s *Service) MoveAliases(ctx context.Context, from, to id.RoomID) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE room_aliases SET room_id = $2 WHERE room_id = $1`, from.String(), to.String()); err != nil {
+		return fmt.Errorf("moving aliases of %s to %s: %w", from, to, err)
+	}
+	return nil
+}
+
 // Membership of a local user as the sync and listing endpoints see it.
 type Membership struct {
 	RoomID     id.RoomID

@@ -18,16 +18,33 @@ import (
 // built, authorized and persisted in one transaction: the room appears whole
 // or not at all.
 func (s *Service) Create(ctx context.Context, version id.RoomVersion, protos []pdu.Proto) (id.RoomID, []*Stored, error) {
+	var roomID id.RoomID
+	if !version.RoomIDIsCreateEventID() {
+		roomID = s.NewRoomID()
+	}
+	return s.CreateWithID(ctx, roomID, version, protos)
+}
+
+// NewRoomID returns a fresh room ID of this server, for a room of a
+// version before 12 (where the create event's hash is the room ID) that
+// must be named before it exists: a room upgrade's tombstone points at the
+// new room, and the new room's create event at the tombstone.
+func (s *Service) NewRoomID() id.RoomID { return newRoomID(s.serverName) }
+
+// CreateWithID is Create with the room ID chosen by the caller (from
+// NewRoomID); roomID must be "" for versions whose room ID is the create
+// event's hash.
+func (s *Service) CreateWithID(ctx context.Context, roomID id.RoomID, version id.RoomVersion, protos []pdu.Proto) (id.RoomID, []*Stored, error) {
 	if !pdu.IsSupported(version) {
 		return "", nil, mxerr.UnsupportedRoomVer.With("room version %q is not supported", version)
 	}
 	if len(protos) == 0 || protos[0].Type != "m.room.create" {
 		return "", nil, fmt.Errorf("creating room: first event must be m.room.create")
 	}
-	work := &info{loaded: true, exists: true, version: version, state: State{}, localJoined: map[id.UserID]struct{}{}}
-	if !version.RoomIDIsCreateEventID() {
-		work.roomID = newRoomID(s.serverName)
+	if version.RoomIDIsCreateEventID() != (roomID == "") {
+		return "", nil, fmt.Errorf("creating room: room ID %q does not fit version %s", roomID, version)
 	}
+	work := &info{loaded: true, exists: true, version: version, state: State{}, localJoined: map[id.UserID]struct{}{}, roomID: roomID}
 	var stored []*Stored
 	err := s.db.WriteTx(ctx, func(tx *storage.Tx) error {
 		for i, p := range protos {

@@ -392,3 +392,24 @@ func (s *Service) MemberSummary(ctx context.Context, roomID id.RoomID, user id.U
 	}
 	return counts, heroes, rows.Err()
 }
+
+// MembersWith lists the users whose current membership of the room is
+// membership (a room upgrade copies the bans), from the current state
+// table's membership column rather than the events.
+func (s *Service) MembersWith(ctx context.Context, roomID id.RoomID, membership string) ([]id.UserID, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state_key FROM current_state
+		WHERE room_id = $1 AND type = 'm.room.member' AND membership = $2 ORDER BY state_key`, roomID.String(), membership)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s members of %s: %w", membership, roomID, err)
+	}
+	defer rows.Close()
+	var out []id.UserID
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out = append(out, id.UserID(u))
+	}
+	return out, rows.Err()
+}
