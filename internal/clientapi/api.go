@@ -27,6 +27,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/mxerr"
 	"github.com/myelin-chat/myelin/internal/presence"
+	"github.com/myelin-chat/myelin/internal/notifications"
 	"github.com/myelin-chat/myelin/internal/preview"
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/pushers"
@@ -78,6 +79,8 @@ type API struct {
 	// relations is the relations index; nil leaves /relations and
 	// /threads unrecognized.
 	relations *relations.Store
+	// notifications serves GET /notifications; nil answers M_UNRECOGNIZED.
+	notifications *notifications.Service
 	// userdir answers user directory searches (users.yaml).
 	userdir *userdir.Service
 	// threepids validates and stores e-mail addresses; nil: none.

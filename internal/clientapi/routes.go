@@ -179,6 +179,8 @@ func (a *API) Register(mux httpx.Router) {
 		{"GET", "/pushers", v3r0, a.authed(a.getPushers)},
 		{"POST", "/pushers/set", v3r0, a.authed(a.postPusher)},
 
+		// notifications.yaml
+		{"GET", "/notifications", v3r0, a.authed(a.getNotifications)},
 		// pushrules.yaml
 		{"GET", "/pushrules/{$}", v3r0, a.authed(a.getPushRules)},
 		{"GET", "/pushrules/global/{$}", v3r0, a.authed(a.getPushRulesGlobal)},

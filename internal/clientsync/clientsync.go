@@ -15,6 +15,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/e2ee"
+	"github.com/myelin-chat/myelin/internal/notifications"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/presence"
 	"github.com/myelin-chat/myelin/internal/receipts"
@@ -52,6 +53,10 @@ type Service struct {
 	// ignored holds each recent syncer's m.ignored_user_list, likewise
 	// until an account data change is notified.
 	ignored *lru.Cache[id.UserID, cachedIgnored]
+	// notifications holds the unread counts (nil: all zero), counts each
+	// recent syncer's counts until a count change is notified.
+	notifications *notifications.Service
+	counts        *lru.Cache[id.UserID, cachedCounts]
 }
 
 type deviceKey struct {

@@ -81,6 +81,10 @@ type JoinedRoom struct {
 	Ephemeral           EventList           `json:"ephemeral"`
 	AccountData         EventList           `json:"account_data"`
 	UnreadNotifications UnreadNotifications `json:"unread_notifications"`
+	// UnreadThreadNotifications holds the counts of each thread with any,
+	// when the filter asks for them (UnreadNotifications is then the main
+	// timeline's).
+	UnreadThreadNotifications map[id.EventID]UnreadNotifications `json:"unread_thread_notifications,omitempty"`
 
 	// section backs State or StateAfter, saving an allocation per room.
 	section StateSection

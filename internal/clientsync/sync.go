@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/e2ee"
+	"github.com/myelin-chat/myelin/internal/notifications"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
@@ -44,6 +45,8 @@ type Request struct {
 	// presenceUpto is the presence serial next_batch carries (0 when
 	// presence is off).
 	presenceUpto int64
+	// unread holds the user's unread notification counts by room.
+	unread map[id.RoomID]*notifications.RoomCounts
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -141,6 +144,9 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	if req.receipts, err = s.loadReceipts(ctx, req, memberships, since, now); err != nil {
 		return nil, err
 	}
+	if req.unread, err = s.unreadCounts(ctx, &req, now); err != nil {
+		return nil, err
+	}
 	req.timelines = &timelineBatch{}
 	rf := &req.Filter.Room
 	var blocksInvites *bool
@@ -161,7 +167,8 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 				}
 			}
 			full := fresh || req.FullState
-			if !full && !changed && !hasEvents && !s.hasRoomEphemeral(m.RoomID, req, since) && !s.hasRoomAccountData(m.RoomID, req) {
+			if !full && !changed && !hasEvents && !s.hasRoomEphemeral(m.RoomID, req, since) && !s.hasRoomAccountData(m.RoomID, req) &&
+				!req.countsChanged(m.RoomID, since, now) {
 				continue
 			}
 			jr, err := s.joinedRoom(ctx, req, m, since, now, full, fresh)
@@ -169,6 +176,7 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 				return nil, err
 			}
 			if jr != nil {
+				req.fillUnread(m.RoomID, jr)
 				resp.Rooms.Join[m.RoomID] = jr
 			}
 		case "invite":

@@ -136,6 +136,8 @@ type Config struct {
 	Push Push `yaml:"push"`
 	// Presence configures online/offline status (the spec's Presence module).
 	Presence Presence `yaml:"presence"`
+	// Notifications configures push rule evaluation.
+	Notifications Notifications `yaml:"notifications"`
 	// Notes are what Load has to tell the operator about the file read
 	// (a Synapse config's ignored and unknown keys); the caller logs them.
 	Notes []Note `yaml:"-"`
@@ -179,6 +181,17 @@ type Presence struct {
 // PresenceTimeouts are the presence timers; see Presence.Timeouts.
 type PresenceTimeouts struct {
 	Idle, SyncOnline, ActiveGranularity, Federation, FederationPing time.Duration
+}
+
+// Notifications configures push rule evaluation: the notifications and
+// unread counts of /sync, GET /notifications and pushes.
+type Notifications struct {
+	// EvaluatePushRules evaluates every member's push rules on every
+	// event. Off, no notifications are recorded, every unread count stays
+	// zero and nothing is pushed; events sent meanwhile are never
+	// evaluated. For comparisons (benchmarks), not for production.
+	// Default true. Env: MYELIN_NOTIFICATIONS_EVALUATE_PUSH_RULES.
+	EvaluatePushRules bool `yaml:"evaluate_push_rules"`
 }
 
 // Recaptcha holds the reCAPTCHA keys used to verify registrations.
@@ -278,6 +291,7 @@ func Defaults() Config {
 		BcryptCost:              12,
 		DefaultRoomVersion:      "12",
 		AutocreateAutoJoinRooms: true,
+		Notifications:           Notifications{EvaluatePushRules: true},
 		Federation:              Federation{AllowPublicRooms: true},
 		Recaptcha:               Recaptcha{SiteverifyAPI: "https://www.recaptcha.net/recaptcha/api/siteverify"},
 		MediaStorage:            MediaStorage{S3: S3{UseSSL: true}},
@@ -544,6 +558,7 @@ func applyEnv(c *Config, env func(string) (string, bool)) error {
 		boolean("MYELIN_PPROF", &c.Pprof),
 		boolean("MYELIN_PRESENCE_ENABLED", &c.Presence.Enabled),
 		boolean("MYELIN_USER_DIRECTORY_SEARCH_ALL_USERS", &c.UserDirectory.SearchAllUsers),
+		boolean("MYELIN_NOTIFICATIONS_EVALUATE_PUSH_RULES", &c.Notifications.EvaluatePushRules),
 		boolean("MYELIN_RECAPTCHA", &c.Recaptcha.Enabled),
 		boolean("MYELIN_FEDERATION_PUBLIC_ROOMS", &c.Federation.AllowPublicRooms),
 		boolean("MYELIN_AUTOCREATE_AUTO_JOIN_ROOMS", &c.AutocreateAutoJoinRooms),

@@ -30,6 +30,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/media"
 	"github.com/myelin-chat/myelin/internal/metrics"
 	"github.com/myelin-chat/myelin/internal/netguard"
+	"github.com/myelin-chat/myelin/internal/notifications"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/pdu"
 	"github.com/myelin-chat/myelin/internal/pducheck"
@@ -69,8 +70,10 @@ type Server struct {
 	notifier *notifier.Notifier
 	typing   *typing.Tracker
 	presence *presence.Tracker
-	handler  http.Handler
-	mux      *httpx.Mux
+	// notifications evaluates push rules on the event stream.
+	notifications *notifications.Service
+	handler       http.Handler
+	mux           *httpx.Mux
 
 	sender    *sender.Sender
 	transport *transport
@@ -139,8 +142,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	// upgrades is made once the room service exists; the membership hook
 	// runs only after commits, when the server is serving.
 	var upgrades *upgrade.Service
+	accountData := accountdata.New(db, n, accountdata.WithDefault(push.AccountDataType, push.DefaultAccountData))
+	pushRules := push.New(db, accountData)
+	s.notifications = notifications.New(db, cfg.ServerName, pushRules, rels, n, log,
+		notifications.WithEvaluation(cfg.Notifications.EvaluatePushRules), notifications.WithSink(s.Pushers))
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
-		room.WithIndexer(rels), room.WithDecorator(rels),
+		room.WithIndexer(rels), room.WithDecorator(rels), room.WithIndexer(s.notifications),
+		room.WithStateHook(s.notifications.RoomStateChanged),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
 		room.WithPersistObserver(s.metrics.ObservePersist),
 		room.WithStateHook(dir.RoomStateChanged),
@@ -178,8 +186,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
-	accountData := accountdata.New(db, n, accountdata.WithDefault(push.AccountDataType, push.DefaultAccountData))
-	rcpts := receipts.New(db, n, s.Rooms.LocalJoined)
+		rcpts := receipts.New(db, n, s.Rooms.LocalJoined, receipts.WithReadHook(s.notifications.ReceiptStored))
 	pt := cfg.Presence.Timeouts
 	s.presence = presence.New(db, n, s.Rooms, s.sender, cfg.ServerName, log, presence.Options{
 		Enabled: cfg.Presence.Enabled,
@@ -187,7 +194,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			Federation: pt.Federation, FederationPing: pt.FederationPing},
 	})
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys),
-		clientsync.WithPresence(s.presence))
+		clientsync.WithPresence(s.presence), clientsync.WithNotifications(s.notifications))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
 
 	if s.Media, err = s.newMedia(ctx, fed); err != nil {
@@ -201,7 +208,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return fail(err)
 	}
-	pushRules := push.New(db, accountData)
 	upgrades = upgrade.New(s.Rooms, accountData, pushRules, log)
 	s.Reports = reports.New(db)
 	reportRate, reportBurst := 0.0, 0 // no limit when rate limiting is off
@@ -221,7 +227,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
 			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
 			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp), clientapi.WithPresence(s.presence),
-			clientapi.WithUpgrades(upgrades))...)
+			clientapi.WithUpgrades(upgrades), clientapi.WithNotifications(s.notifications))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,
@@ -290,6 +296,11 @@ func (s *Server) Start() error {
 	s.cancel = cancel
 	s.sender.Start(ctx)
 	s.Pushers.Start(ctx)
+	if err := s.notifications.Start(ctx, s.Rooms); err != nil {
+		cancel()
+		_ = s.httpSrv.Close()
+		return err
+	}
 	s.janitorDone = make(chan struct{})
 	go func() {
 		defer close(s.janitorDone)
@@ -331,6 +342,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.janitorDone != nil {
 		<-s.janitorDone
 	}
+	s.notifications.Wait()
 	s.sender.Close()
 	s.Pushers.Close()
 	if err := s.db.Close(); err != nil {
@@ -358,6 +370,11 @@ func (s *Server) janitor(ctx context.Context) {
 			s.log.Warn("janitor", "err", err)
 		} else if n > 0 {
 			s.log.Debug("janitor: forgot old transaction IDs", "count", n)
+		}
+		if n, err := s.notifications.Prune(ctx, time.Now().Add(-notifications.Retention)); err != nil {
+			s.log.Warn("janitor", "err", err)
+		} else if n > 0 {
+			s.log.Debug("janitor: forgot old notifications", "count", n)
 		}
 		s.retainMedia(ctx)
 		t.Reset(time.Hour)

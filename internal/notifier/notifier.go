@@ -66,6 +66,9 @@ const (
 	// Presence: the presence of the user or of a user sharing a room
 	// with them.
 	Presence
+	// Notifications: the user's unread notification counts in a room
+	// changed (push rule evaluation, a read receipt).
+	Notifications
 
 	numKinds = iota
 	// All is every kind.

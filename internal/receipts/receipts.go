@@ -45,11 +45,27 @@ type Store struct {
 	notifier *notifier.Notifier
 	joined   JoinedFunc
 	now      func() time.Time
+	onRead   []ReadHook
 }
 
+// ReadHook is told of every stored receipt in the transaction that stores
+// it, so that what it derives (notification counts) commits with the
+// receipt. An error aborts the transaction.
+type ReadHook func(ctx context.Context, tx *storage.Tx, r Receipt) error
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithReadHook calls h for every receipt stored.
+func WithReadHook(h ReadHook) Option { return func(s *Store) { s.onRead = append(s.onRead, h) } }
+
 // New returns a Store that wakes the users joined lists through n.
-func New(db *storage.DB, n *notifier.Notifier, joined JoinedFunc) *Store {
-	return &Store{db: db, notifier: n, joined: joined, now: time.Now}
+func New(db *storage.DB, n *notifier.Notifier, joined JoinedFunc, opts ...Option) *Store {
+	s := &Store{db: db, notifier: n, joined: joined, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Receipt is one stored receipt.
@@ -84,13 +100,20 @@ func (s *Store) Put(ctx context.Context, roomID id.RoomID, receiptType string, u
 		if pos, err = storage.NextID(ctx, tx, "stream", 1); err != nil {
 			return err
 		}
+		ts := s.now().UnixMilli()
 		_, err = tx.ExecContext(ctx, `INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (room_id, receipt_type, user_id, thread_id)
 			DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, stream_pos = excluded.stream_pos`,
-			roomID.String(), receiptType, user.String(), threadID, eventID.String(), s.now().UnixMilli(), pos)
+			roomID.String(), receiptType, user.String(), threadID, eventID.String(), ts, pos)
 		if err != nil {
 			return err
+		}
+		r := Receipt{RoomID: roomID, Type: receiptType, User: user, ThreadID: threadID, EventID: eventID, TS: ts, StreamPos: pos}
+		for _, h := range s.onRead {
+			if err := h(ctx, tx, r); err != nil {
+				return err
+			}
 		}
 		tx.AfterCommit(func() { s.notifier.Notify(notifier.Receipts, wake...) })
 		return nil

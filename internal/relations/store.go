@@ -3,6 +3,8 @@ package relations
 import (
 	"cmp"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -226,4 +228,27 @@ func (s *Store) Aggregations(ctx context.Context, user id.UserID, parents []id.E
 		out[i] = e.Edge
 	}
 	return threads, out, nil
+}
+
+// ThreadOf returns the thread ev belongs to (spec "Threaded read
+// receipts"): the root of the first m.thread relation found following
+// ev's relations up to hops deep, or "main" for the main timeline (thread
+// roots included).
+func (s *Store) ThreadOf(ctx context.Context, ev id.EventID, hops int) (string, error) {
+	cur := ev.String()
+	for range hops {
+		var relType, parent string
+		err := s.db.QueryRowContext(ctx, `SELECT rel_type, parent_id FROM event_relations WHERE child_id = $1`, cur).Scan(&relType, &parent)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "main", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("finding the thread of %s: %w", ev, err)
+		}
+		if relType == "m.thread" {
+			return parent, nil
+		}
+		cur = parent
+	}
+	return "main", nil
 }

@@ -1,0 +1,440 @@
+package notifications
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/notifier"
+	"github.com/myelin-chat/myelin/internal/push"
+	"github.com/myelin-chat/myelin/internal/receipts"
+	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/storage"
+)
+
+// batchSize is how many events one worker transaction evaluates at most.
+const batchSize = 100
+
+// loadCursor reads the position up to which events are evaluated.
+func (s *Service) loadCursor(ctx context.Context) (int64, error) {
+	var pos int64
+	err := s.db.QueryRowContext(ctx, `SELECT stream_pos FROM notification_cursor WHERE id = 1`).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("loading the notification cursor: %w", err)
+	}
+	return pos, nil
+}
+
+func storeCursor(ctx context.Context, tx *storage.Tx, pos int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO notification_cursor (id, stream_pos) VALUES (1, $1)
+		ON CONFLICT (id) DO UPDATE SET stream_pos = excluded.stream_pos`, pos)
+	if err != nil {
+		return fmt.Errorf("storing the notification cursor: %w", err)
+	}
+	return nil
+}
+
+// batch evaluates the accepted timeline events after cursor (up to
+// batchSize of them) and records the outcome with the new cursor in one
+// transaction. It returns the new cursor and whether more events wait.
+//
+// Positions commit in stream order (see storage), so every event at or
+// below the current position is visible: none can appear behind the
+// cursor later. Backfilled history and outliers have negative positions
+// and are never evaluated.
+func (s *Service) batch(ctx context.Context, cursor int64) (int64, bool, error) {
+	upto, err := s.db.CurrentID(ctx, "stream")
+	if err != nil {
+		return cursor, false, err
+	}
+	if upto <= cursor {
+		return cursor, false, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT event_id, stream_pos FROM events
+		WHERE stream_pos > $1 AND stream_pos <= $2 AND outlier = 0 AND rejected = 0 AND soft_failed = 0
+		ORDER BY stream_pos LIMIT $3`, cursor, upto, batchSize)
+	if err != nil {
+		return cursor, false, fmt.Errorf("reading events after %d: %w", cursor, err)
+	}
+	var ids []id.EventID
+	var last int64
+	for rows.Next() {
+		var evID string
+		if err := rows.Scan(&evID, &last); err != nil {
+			rows.Close()
+			return cursor, false, err
+		}
+		ids = append(ids, id.EventID(evID))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return cursor, false, err
+	}
+	if len(ids) == 0 {
+		// Receipts and account data took the positions: nothing to
+		// store, and the cursor row can stay behind (the range is empty).
+		s.published(upto)
+		return upto, false, nil
+	}
+	next, more := upto, len(ids) == batchSize
+	if more {
+		next = last
+	}
+	evs, err := s.rooms.Events(ctx, ids)
+	if err != nil {
+		return cursor, false, err
+	}
+	byID := make(map[id.EventID]*room.Stored, len(evs))
+	for _, ev := range evs {
+		byID[ev.ID] = ev
+	}
+	var ps []pending
+	var marks []mark
+	for _, evID := range ids {
+		ev := byID[evID]
+		if ev == nil {
+			continue
+		}
+		p, own, err := s.evaluateEvent(ctx, ev)
+		if err != nil {
+			return cursor, false, fmt.Errorf("evaluating push rules for %s: %w", evID, err)
+		}
+		ps = append(ps, p...)
+		if own != nil {
+			marks = append(marks, *own)
+		}
+	}
+	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
+		changed, err := s.record(ctx, tx, ps, marks)
+		if err != nil {
+			return err
+		}
+		if err := storeCursor(ctx, tx, next); err != nil {
+			return err
+		}
+		tx.AfterCommit(func() {
+			s.notifier.Notify(notifier.Notifications, changed...)
+			s.published(next)
+		})
+		return nil
+	})
+	if err != nil {
+		return cursor, false, fmt.Errorf("recording notifications after %d: %w", cursor, err)
+	}
+	return next, more, nil
+}
+
+// pair names a user's notifications in one room.
+type pair struct {
+	user id.UserID
+	room id.RoomID
+}
+
+// record stores the notifications ps, applies the read marks of the
+// senders' own events, raises or recounts the counts, and hands each
+// unread notification to the sink. It returns the users whose counts
+// changed.
+func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, marks []mark) ([]id.UserID, error) {
+	if len(ps) == 0 && len(marks) == 0 {
+		return nil, nil
+	}
+	// A receipt stored after the batch was read but before this
+	// transaction may cover its events: those notifications are read.
+	covering, err := coveringReceipts(ctx, tx, ps)
+	if err != nil {
+		return nil, err
+	}
+	all := append(covering, marks...)
+	byPair := map[pair][]mark{}
+	for _, m := range all {
+		byPair[pair{m.user, m.room}] = append(byPair[pair{m.user, m.room}], m)
+	}
+	read := func(p *pending) bool {
+		for _, m := range byPair[pair{p.user, p.ev.RoomID()}] {
+			if m.pos >= p.ev.StreamPos && (m.thread == "" || m.thread == p.thread) {
+				return true
+			}
+		}
+		return false
+	}
+	type threadKey struct {
+		pair
+		thread string
+	}
+	incr := map[threadKey][2]int64{}
+	unread := ps[:0:0]
+	ts := s.now().UnixMilli()
+	var rowArgs []any
+	var rowVals []string
+	flush := func() error {
+		if len(rowVals) == 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO notifications (user_id, stream_pos, room_id, event_id, thread_id, actions, highlight, unread, ts)
+			VALUES `+strings.Join(rowVals, ", ")+` ON CONFLICT DO NOTHING`, rowArgs...)
+		rowArgs, rowVals = rowArgs[:0], rowVals[:0]
+		if err != nil {
+			return fmt.Errorf("storing notifications: %w", err)
+		}
+		return nil
+	}
+	for i := range ps {
+		p := &ps[i]
+		r := read(p)
+		actions, _ := json.Marshal(p.actions)
+		n := len(rowArgs)
+		rowVals = append(rowVals, "("+storage.Placeholders(n+1, 9)+")")
+		rowArgs = append(rowArgs, p.user.String(), p.ev.StreamPos, p.ev.RoomID().String(), p.ev.ID.String(), p.thread,
+			string(actions), storage.Bool(p.highlight), storage.Bool(!r), ts)
+		if len(rowVals) == 100 {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		if r {
+			continue
+		}
+		unread = append(unread, *p)
+		k := threadKey{pair{p.user, p.ev.RoomID()}, p.thread}
+		c := incr[k]
+		c[0]++
+		if p.highlight {
+			c[1]++
+		}
+		incr[k] = c
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	// The senders' own events mark their earlier notifications read.
+	recount := map[pair]bool{}
+	for _, m := range marks {
+		n, err := markRead(ctx, tx, m)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			recount[pair{m.user, m.room}] = true
+		}
+	}
+	if len(incr) == 0 && len(recount) == 0 {
+		return nil, nil
+	}
+	pos, err := storage.NextID(ctx, tx, "stream", 1)
+	if err != nil {
+		return nil, err
+	}
+	changed := map[id.UserID]bool{}
+	for pr := range recount {
+		if err := writeRecount(ctx, tx, pr.user, pr.room, pos); err != nil {
+			return nil, err
+		}
+		changed[pr.user] = true
+	}
+	var cArgs []any
+	var cVals []string
+	flushCounts := func() error {
+		if len(cVals) == 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO notification_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)
+			VALUES `+strings.Join(cVals, ", ")+` ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET
+			notification_count = notification_counts.notification_count + excluded.notification_count,
+			highlight_count = notification_counts.highlight_count + excluded.highlight_count,
+			stream_pos = excluded.stream_pos`, cArgs...)
+		cArgs, cVals = cArgs[:0], cVals[:0]
+		if err != nil {
+			return fmt.Errorf("raising notification counts: %w", err)
+		}
+		return nil
+	}
+	for k, c := range incr {
+		if recount[k.pair] {
+			continue // the recount included these rows
+		}
+		n := len(cArgs)
+		cVals = append(cVals, "("+storage.Placeholders(n+1, 6)+")")
+		cArgs = append(cArgs, k.user.String(), k.room.String(), k.thread, c[0], c[1], pos)
+		changed[k.user] = true
+		if len(cVals) == 100 {
+			if err := flushCounts(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flushCounts(); err != nil {
+		return nil, err
+	}
+	if s.sink != nil {
+		if err := s.deliver(ctx, tx, unread); err != nil {
+			return nil, err
+		}
+	}
+	users := make([]id.UserID, 0, len(changed))
+	for u := range changed {
+		users = append(users, u)
+	}
+	return users, nil
+}
+
+// deliver hands the unread notifications to the sink, each with the
+// user's unread count over all rooms once it is counted.
+func (s *Service) deliver(ctx context.Context, tx *storage.Tx, ps []pending) error {
+	totals := map[id.UserID]int{}
+	for _, p := range ps {
+		if _, ok := totals[p.user]; ok {
+			continue
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(notification_count), 0) FROM notification_counts WHERE user_id = $1`,
+			p.user.String()).Scan(&n); err != nil {
+			return fmt.Errorf("summing the unread count of %s: %w", p.user, err)
+		}
+		totals[p.user] = n
+	}
+	// Each notification carries the count as of itself: the later ones
+	// of the batch are counted in the total read after the batch.
+	later := map[id.UserID]int{}
+	for i := len(ps) - 1; i >= 0; i-- {
+		p := ps[i]
+		n := push.Notification{UserID: p.user, RoomID: p.ev.RoomID(), EventID: p.ev.ID, Event: clientJSON(p.ev),
+			Actions: p.actions, Tweaks: tweaks(p.actions), Highlight: p.highlight,
+			Unread: totals[p.user] - later[p.user], StreamPos: p.ev.StreamPos}
+		later[p.user]++
+		if err := s.sink.Notified(ctx, tx, n); err != nil {
+			return fmt.Errorf("queueing the push of %s to %s: %w", p.ev.ID, p.user, err)
+		}
+	}
+	return nil
+}
+
+// coveringReceipts returns the read marks of the read receipts (public or
+// private) that point at or after the first event of ps in each room: the
+// only receipts that can cover notifications not stored yet.
+func coveringReceipts(ctx context.Context, tx *storage.Tx, ps []pending) ([]mark, error) {
+	first := map[id.RoomID]int64{}
+	for _, p := range ps {
+		r := p.ev.RoomID()
+		if f, ok := first[r]; !ok || p.ev.StreamPos < f {
+			first[r] = p.ev.StreamPos
+		}
+	}
+	var out []mark
+	for roomID, from := range first {
+		rows, err := tx.QueryContext(ctx, `SELECT r.user_id, r.thread_id, e.stream_pos FROM receipts r
+			JOIN events e ON e.event_id = r.event_id
+			WHERE r.room_id = $1 AND r.receipt_type IN ($2, $3) AND e.stream_pos >= $4`,
+			roomID.String(), receipts.Read, receipts.ReadPrivate, from)
+		if err != nil {
+			return nil, fmt.Errorf("reading the receipts of %s: %w", roomID, err)
+		}
+		for rows.Next() {
+			m := mark{room: roomID}
+			if err := rows.Scan(&m.user, &m.thread, &m.pos); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// markRead marks the user's unread notifications in the room up to m.pos
+// (in m.thread, or every thread) read, and returns how many.
+func markRead(ctx context.Context, tx *storage.Tx, m mark) (int64, error) {
+	q := `UPDATE notifications SET unread = 0 WHERE user_id = $1 AND room_id = $2 AND unread = 1 AND stream_pos <= $3`
+	args := []any{m.user.String(), m.room.String(), m.pos}
+	if m.thread != "" {
+		q += ` AND thread_id = $4`
+		args = append(args, m.thread)
+	}
+	res, err := tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("marking the notifications of %s in %s read: %w", m.user, m.room, err)
+	}
+	return res.RowsAffected()
+}
+
+// writeRecount sets the user's counts in the room from their unread
+// notifications there, as of stream position pos.
+func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, pos int64) error {
+	rows, err := tx.QueryContext(ctx, `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM notifications
+		WHERE user_id = $1 AND room_id = $2 AND unread = 1 GROUP BY thread_id`, user.String(), roomID.String())
+	if err != nil {
+		return fmt.Errorf("recounting the notifications of %s in %s: %w", user, roomID, err)
+	}
+	type count struct {
+		thread        string
+		notif, highlt int64
+	}
+	var counts []count
+	for rows.Next() {
+		var c count
+		if err := rows.Scan(&c.thread, &c.notif, &c.highlt); err != nil {
+			rows.Close()
+			return err
+		}
+		counts = append(counts, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE notification_counts SET notification_count = 0, highlight_count = 0, stream_pos = $3
+		WHERE user_id = $1 AND room_id = $2`, user.String(), roomID.String(), pos); err != nil {
+		return fmt.Errorf("clearing the counts of %s in %s: %w", user, roomID, err)
+	}
+	for _, c := range counts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO notification_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET
+			notification_count = excluded.notification_count, highlight_count = excluded.highlight_count, stream_pos = excluded.stream_pos`,
+			user.String(), roomID.String(), c.thread, c.notif, c.highlt, pos); err != nil {
+			return fmt.Errorf("storing the counts of %s in %s: %w", user, roomID, err)
+		}
+	}
+	return nil
+}
+
+// ReceiptStored marks the notifications a read receipt covers read and
+// recounts, in the receipt's transaction (receipts.ReadHook): m.read and
+// m.read.private alike (spec "Marking notifications as read"), in the
+// receipt's thread, or every thread for an unthreaded one. A receipt
+// behind an earlier one finds nothing unread, so the further-ahead
+// receipt of the two is what counts.
+func (s *Service) ReceiptStored(ctx context.Context, tx *storage.Tx, r receipts.Receipt) error {
+	if r.Type != receipts.Read && r.Type != receipts.ReadPrivate {
+		return nil
+	}
+	var pos int64
+	err := tx.QueryRowContext(ctx, `SELECT stream_pos FROM events WHERE event_id = $1 AND room_id = $2 AND outlier = 0`,
+		r.EventID.String(), r.RoomID.String()).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // an event not held: nothing of it was notified
+	}
+	if err != nil {
+		return fmt.Errorf("finding the position of %s: %w", r.EventID, err)
+	}
+	n, err := markRead(ctx, tx, mark{user: r.User, room: r.RoomID, thread: r.ThreadID, pos: pos})
+	if err != nil || n == 0 {
+		return err
+	}
+	// The receipt's own position orders the count change for /sync.
+	if err := writeRecount(ctx, tx, r.User, r.RoomID, r.StreamPos); err != nil {
+		return err
+	}
+	tx.AfterCommit(func() { s.notifier.Notify(notifier.Notifications, r.User) })
+	return nil
+}
