@@ -53,10 +53,8 @@ type Service struct {
 	// ignored holds each recent syncer's m.ignored_user_list, likewise
 	// until an account data change is notified.
 	ignored *lru.Cache[id.UserID, cachedIgnored]
-	// notifications holds the unread counts (nil: all zero), counts each
-	// recent syncer's counts until a count change is notified.
+	// notifications holds the unread counts (nil: all zero).
 	notifications *notifications.Service
-	counts        *lru.Cache[id.UserID, cachedCounts]
 }
 
 type deviceKey struct {

@@ -2,67 +2,39 @@ package clientsync
 
 import (
 	"context"
-	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/notifications"
-	"github.com/myelin-chat/myelin/internal/notifier"
 )
 
 // WithNotifications fills unread_notifications (and, when the filter asks,
 // unread_thread_notifications) from the push rule evaluation's counts.
 // Without it every room reports zero.
 func WithNotifications(n *notifications.Service) Option {
-	return func(s *Service) {
-		s.notifications = n
-		s.counts, _ = lru.New[id.UserID, cachedCounts](maxCachedMemberships)
-	}
+	return func(s *Service) { s.notifications = n }
 }
 
-// evaluationWait bounds how long a sync waits for the events it is about
-// to send to be evaluated, so that their count changes come with them
-// (spec: "The updated notification count from a new event MUST appear in
-// the same /sync response as the event itself"). Past it (overload), the
-// counts follow in a later response, which the worker's wake-up starts.
-const evaluationWait = 100 * time.Millisecond
-
-// cachedCounts are a user's unread counts as of a notifier generation.
-// Shared: read them, never change them.
-type cachedCounts struct {
-	wake   Wake
-	counts map[id.RoomID]*notifications.RoomCounts
-}
-
-// unreadCounts returns the user's counts by room, from the cache while no
-// count change was notified after it was filled. Before reading, it waits
-// (briefly) for the events up to now to be evaluated when events were
-// notified.
-func (s *Service) unreadCounts(ctx context.Context, req *Request, now int64) (map[id.RoomID]*notifications.RoomCounts, error) {
+// unreadCounts returns the user's counts by room (notifications keeps
+// them in memory) and the position the response may cover: now, or less
+// while the events up to now are not evaluated yet (waiting briefly for
+// them first, see notifications.SyncWait), so that every event goes out
+// with its counts.
+func (s *Service) unreadCounts(ctx context.Context, req *Request, now int64) (map[id.RoomID]*notifications.RoomCounts, int64, error) {
 	if s.notifications == nil {
-		return nil, nil
+		return nil, now, nil
 	}
-	if req.changed&notifier.Room != 0 {
-		s.notifications.WaitEvaluated(ctx, now, evaluationWait)
-	}
-	// The wait may have let a count change in: read the generation again,
-	// so the cache entry is no newer than what it was filled from.
-	wake := Wake{Epoch: s.notifier.Epoch(), Gen: s.notifier.Generation(req.User)}
-	if c, ok := s.counts.Get(req.User); ok && s.changedSince(req.User, c.wake)&notifier.Notifications == 0 {
-		return c.counts, nil
-	}
+	upto := s.notifications.WaitEvaluated(ctx, req.User, now)
 	counts, err := s.notifications.Unread(ctx, req.User)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if len(counts) <= maxCachedRooms {
-		s.counts.Add(req.User, cachedCounts{wake: wake, counts: counts})
-	}
-	return counts, nil
+	return counts, upto, nil
 }
 
-// countsChanged reports whether the room's counts changed in (since, now].
+// countsChanged reports whether the room's counts changed in (since, now]:
+// at the position of the event or receipt that changed them, which every
+// response covering it was built after (see unreadCounts).
 func (req *Request) countsChanged(roomID id.RoomID, since, now int64) bool {
 	rc := req.unread[roomID]
 	return rc != nil && rc.StreamPos > since && rc.StreamPos <= now

@@ -99,6 +99,11 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	if err != nil {
 		return nil, err
 	}
+	// Events are sent once their notification counts are, which can
+	// hold now back a little (see notifications.SyncWait).
+	if req.unread, now, err = s.unreadCounts(ctx, &req, now); err != nil {
+		return nil, err
+	}
 	resp := newResponse()
 	var since int64
 	if req.Since != nil {
@@ -142,9 +147,6 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 		return nil, err
 	}
 	if req.receipts, err = s.loadReceipts(ctx, req, memberships, since, now); err != nil {
-		return nil, err
-	}
-	if req.unread, err = s.unreadCounts(ctx, &req, now); err != nil {
 		return nil, err
 	}
 	req.timelines = &timelineBatch{}

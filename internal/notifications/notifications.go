@@ -48,6 +48,21 @@ type Service struct {
 	// each time it moves.
 	evaluated int64
 	caught    chan struct{}
+	// counts holds the unread counts of the users /sync asked for, kept
+	// current by the worker (increments, applied after commit) and
+	// dropped on receipts; version counts each user's changes, and
+	// inflight the worker transactions that may change them, so that a
+	// fill racing with a change does not enter the cache.
+	counts   map[id.UserID]map[id.RoomID]*RoomCounts
+	version  map[id.UserID]uint64
+	inflight map[id.UserID]int
+	// gaveUp holds the users whose syncs held events back because their
+	// evaluation was not done within SyncWait; the next move of the
+	// evaluated position wakes them.
+	gaveUp map[id.UserID]struct{}
+	// failing is set while the worker's batches fail: syncs then do not
+	// hold events back.
+	failing bool
 }
 
 // Option configures a Service.
@@ -68,7 +83,8 @@ func WithEvaluation(on bool) Option { return func(s *Service) { s.evaluate = on 
 func New(db *storage.DB, serverName string, rules *push.Service, rels *relations.Store, n *notifier.Notifier, log *slog.Logger, opts ...Option) *Service {
 	s := &Service{db: db, server: serverName, rules: rules, rels: rels, notifier: n, log: log, evaluate: true, now: time.Now,
 		wake: make(chan struct{}, 1), cache: map[id.RoomID]*roomInfo{}, gens: map[id.RoomID]uint64{},
-		caught: make(chan struct{})}
+		caught: make(chan struct{}), counts: map[id.UserID]map[id.RoomID]*RoomCounts{},
+		version: map[id.UserID]uint64{}, inflight: map[id.UserID]int{}, gaveUp: map[id.UserID]struct{}{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -128,6 +144,13 @@ func (s *Service) run(ctx context.Context, cursor int64) {
 			return
 		case err != nil:
 			s.log.Warn("evaluating push rules failed; retrying", "after", cursor, "err", err)
+			// Syncs stop holding events back for a worker that fails
+			// (see WaitEvaluated); the waiting ones go on now.
+			s.mu.Lock()
+			s.failing = true
+			wake := s.takeGaveUpLocked()
+			s.mu.Unlock()
+			s.notifier.Notify(notifier.Room, wake...)
 			select {
 			case <-ctx.Done():
 				return
@@ -135,6 +158,9 @@ func (s *Service) run(ctx context.Context, cursor int64) {
 			}
 			continue
 		}
+		s.mu.Lock()
+		s.failing = false
+		s.mu.Unlock()
 		cursor = next
 		if more {
 			continue
@@ -147,49 +173,89 @@ func (s *Service) run(ctx context.Context, cursor int64) {
 	}
 }
 
-// published records that everything up to pos is evaluated.
+// published records that everything up to pos is evaluated, and wakes
+// the syncs that held events back for it.
 func (s *Service) published(pos int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if pos > s.evaluated {
-		s.evaluated = pos
-		close(s.caught)
-		s.caught = make(chan struct{})
-	}
+	wake := s.publishedLocked(pos)
+	s.mu.Unlock()
+	s.notifier.Notify(notifier.Room, wake...)
 }
 
+// publishedLocked moves the evaluated position to pos and returns the
+// users to wake. s.mu is held.
+func (s *Service) publishedLocked(pos int64) []id.UserID {
+	if pos <= s.evaluated {
+		return nil
+	}
+	s.evaluated = pos
+	close(s.caught)
+	s.caught = make(chan struct{})
+	return s.takeGaveUpLocked()
+}
+
+// takeGaveUpLocked empties gaveUp into a list. s.mu is held.
+func (s *Service) takeGaveUpLocked() []id.UserID {
+	if len(s.gaveUp) == 0 {
+		return nil
+	}
+	out := make([]id.UserID, 0, len(s.gaveUp))
+	for u := range s.gaveUp {
+		out = append(out, u)
+	}
+	clear(s.gaveUp)
+	return out
+}
+
+// SyncWait bounds how long a sync waits for the events it is about to
+// send to be evaluated. The spec wants a new event's count change "in the
+// same /sync response as the event itself", so a sync sends events only
+// up to the evaluated position: past SyncWait it answers with what is
+// evaluated (an empty response keeps waiting), and the worker wakes it
+// when it moves on.
+const SyncWait = 100 * time.Millisecond
+
 // WaitEvaluated blocks until the events up to stream position pos have
-// been evaluated and their counts committed, ctx ends, or max passes. It
-// reports whether they were. /sync calls it so that a message's count
-// change reaches the client in the response that carries the message
-// (spec "Server behaviour"), in all but overload.
-func (s *Service) WaitEvaluated(ctx context.Context, pos int64, max time.Duration) bool {
+// been evaluated and their counts committed, ctx ends, or SyncWait
+// passes, and returns the position up to which a sync for user may send
+// events: pos, or the evaluated position below it. In the latter case the
+// next move of the evaluated position wakes the user (notifier Room).
+// With evaluation off, or while the worker fails, it is pos.
+func (s *Service) WaitEvaluated(ctx context.Context, user id.UserID, pos int64) int64 {
 	if !s.evaluate {
-		return true
+		return pos
 	}
 	var timeout <-chan time.Time
 	for {
 		s.mu.Lock()
-		done, ch := s.evaluated >= pos, s.caught
+		evaluated, ch, failing := s.evaluated, s.caught, s.failing
 		s.mu.Unlock()
-		if done {
-			return true
+		if evaluated >= pos || failing {
+			return pos
 		}
 		if timeout == nil {
 			// Positions taken by receipts or account data move no
 			// worker by themselves.
 			s.poke()
-			t := time.NewTimer(max)
+			t := time.NewTimer(SyncWait)
 			defer t.Stop()
 			timeout = t.C
 		}
 		select {
 		case <-ch:
+			continue
 		case <-ctx.Done():
-			return false
 		case <-timeout:
-			return false
 		}
+		// Under the lock the worker publishes with: either it published
+		// before (and the position says so) or it wakes the user.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.evaluated >= pos || s.failing {
+			return pos
+		}
+		s.gaveUp[user] = struct{}{}
+		return s.evaluated
 	}
 }
 

@@ -36,8 +36,36 @@ func (rc *RoomCounts) Total() Counts {
 	return c
 }
 
-// Unread returns the user's counts in every room that has had any.
+// maxCachedUsers bounds the counts cache; past it the cache starts over.
+const maxCachedUsers = 100_000
+
+// Unread returns the user's counts in every room that has had any, from
+// the cache when they are there. The map is shared: read it, never change
+// it.
 func (s *Service) Unread(ctx context.Context, user id.UserID) (map[id.RoomID]*RoomCounts, error) {
+	s.mu.Lock()
+	c, ok := s.counts[user]
+	v, busy := s.version[user], s.inflight[user] > 0
+	s.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := s.loadUnread(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if !busy && s.inflight[user] == 0 && s.version[user] == v {
+		if len(s.counts) >= maxCachedUsers {
+			clear(s.counts)
+		}
+		s.counts[user] = c
+	}
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *Service) loadUnread(ctx context.Context, user id.UserID) (map[id.RoomID]*RoomCounts, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT room_id, thread_id, notification_count, highlight_count, stream_pos
 		FROM notification_counts WHERE user_id = $1`, user.String())
 	if err != nil {

@@ -17,8 +17,13 @@ import (
 	"github.com/myelin-chat/myelin/internal/storage"
 )
 
-// batchSize is how many events one worker transaction evaluates at most.
-const batchSize = 100
+// batchSize is how many events one worker transaction evaluates at most,
+// maxRowsPerBatch about how many notifications it writes (a message in a
+// room of a thousand members makes a thousand).
+const (
+	batchSize       = 100
+	maxRowsPerBatch = 2000
+)
 
 // loadCursor reads the position up to which events are evaluated.
 func (s *Service) loadCursor(ctx context.Context) (int64, error) {
@@ -50,6 +55,11 @@ func storeCursor(ctx context.Context, tx *storage.Tx, pos int64) error {
 // below the current position is visible: none can appear behind the
 // cursor later. Backfilled history and outliers have negative positions
 // and are never evaluated.
+//
+// The users whose counts changed are woken only if a sync of theirs gave
+// up waiting for the evaluation (see WaitEvaluated): every other sync
+// that sent one of the events waited and carried the counts, so a
+// wake-up would only build an empty response per member.
 func (s *Service) batch(ctx context.Context, cursor int64) (int64, bool, error) {
 	upto, err := s.db.CurrentID(ctx, "stream")
 	if err != nil {
@@ -111,9 +121,38 @@ func (s *Service) batch(ctx context.Context, cursor int64) (int64, bool, error) 
 		if own != nil {
 			marks = append(marks, *own)
 		}
+		if len(ps) >= maxRowsPerBatch && ev.StreamPos < next {
+			// The rest waits for the next transaction, so that the
+			// sends queued behind this one do not wait long.
+			next, more = ev.StreamPos, true
+			break
+		}
 	}
+	// The users whose counts this batch may change: no fill of their
+	// cached counts may race with it.
+	touched := map[id.UserID]bool{}
+	for _, p := range ps {
+		touched[p.user] = true
+	}
+	for _, m := range marks {
+		touched[m.user] = true
+	}
+	s.mu.Lock()
+	for u := range touched {
+		s.inflight[u]++
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		for u := range touched {
+			if s.inflight[u]--; s.inflight[u] == 0 {
+				delete(s.inflight, u)
+			}
+		}
+		s.mu.Unlock()
+	}()
 	err = s.db.WriteTx(ctx, func(tx *storage.Tx) error {
-		changed, err := s.record(ctx, tx, ps, marks)
+		ch, err := s.record(ctx, tx, ps, marks)
 		if err != nil {
 			return err
 		}
@@ -121,8 +160,13 @@ func (s *Service) batch(ctx context.Context, cursor int64) (int64, bool, error) 
 			return err
 		}
 		tx.AfterCommit(func() {
-			s.notifier.Notify(notifier.Notifications, changed...)
-			s.published(next)
+			s.mu.Lock()
+			s.applyLocked(ch)
+			wake := s.publishedLocked(next)
+			s.mu.Unlock()
+			// The held-back syncs have news of every kind; those that
+			// sent the events waited for these counts and have none.
+			s.notifier.Notify(notifier.Room|notifier.Notifications, wake...)
 		})
 		return nil
 	})
@@ -138,19 +182,84 @@ type pair struct {
 	room id.RoomID
 }
 
+// changes are what a batch did to the counts: increments per user, room
+// and thread at a position, and the pairs recounted from the rows.
+type changes struct {
+	incr      map[threadKey]increment
+	recounted map[pair]bool
+}
+
+type threadKey struct {
+	pair
+	thread string
+}
+
+type increment struct {
+	notif, highlight, pos int64
+}
+
+// applyLocked brings the cached counts up to date with a committed batch.
+// s.mu is held.
+func (s *Service) applyLocked(ch changes) {
+	users := map[id.UserID]bool{}
+	for pr := range ch.recounted {
+		users[pr.user] = true
+		delete(s.counts, pr.user)
+	}
+	updated := map[id.UserID]map[id.RoomID]*RoomCounts{}
+	for k, inc := range ch.incr {
+		users[k.user] = true
+		if ch.recounted[k.pair] {
+			continue
+		}
+		cur, ok := s.counts[k.user]
+		if !ok {
+			continue
+		}
+		// Copy on write: syncs hold the maps they were given.
+		m := updated[k.user]
+		if m == nil {
+			m = make(map[id.RoomID]*RoomCounts, len(cur))
+			for r, rc := range cur {
+				m[r] = rc
+			}
+			updated[k.user] = m
+		}
+		old := m[k.room]
+		rc := &RoomCounts{Threads: map[string]Counts{}}
+		if old != nil {
+			for t, c := range old.Threads {
+				rc.Threads[t] = c
+			}
+			rc.StreamPos = old.StreamPos
+		}
+		c := rc.Threads[k.thread]
+		c.Notifications += inc.notif
+		c.Highlights += inc.highlight
+		rc.Threads[k.thread] = c
+		rc.StreamPos = inc.pos
+		m[k.room] = rc
+	}
+	for u, m := range updated {
+		s.counts[u] = m
+	}
+	for u := range users {
+		s.version[u]++
+	}
+}
+
 // record stores the notifications ps, applies the read marks of the
 // senders' own events, raises or recounts the counts, and hands each
-// unread notification to the sink. It returns the users whose counts
-// changed.
-func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, marks []mark) ([]id.UserID, error) {
+// unread notification to the sink. It returns what changed in the counts.
+func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, marks []mark) (changes, error) {
 	if len(ps) == 0 && len(marks) == 0 {
-		return nil, nil
+		return changes{}, nil
 	}
 	// A receipt stored after the batch was read but before this
 	// transaction may cover its events: those notifications are read.
 	covering, err := coveringReceipts(ctx, tx, ps)
 	if err != nil {
-		return nil, err
+		return changes{}, err
 	}
 	all := append(covering, marks...)
 	byPair := map[pair][]mark{}
@@ -165,11 +274,11 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		}
 		return false
 	}
-	type threadKey struct {
-		pair
-		thread string
-	}
 	incr := map[threadKey][2]int64{}
+	// at is the position each pair's counts change at: that of the
+	// newest event changing them, so a sync that sent the events and
+	// waited for their evaluation does not send the counts again.
+	at := map[pair]int64{}
 	unread := ps[:0:0]
 	ts := s.now().UnixMilli()
 	var rowArgs []any
@@ -186,17 +295,31 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		}
 		return nil
 	}
+	// Members with the same rule share its actions slice: one encoding.
+	encoded := map[*json.RawMessage]string{}
+	encode := func(a []json.RawMessage) string {
+		if len(a) == 0 {
+			return "[]"
+		}
+		e, ok := encoded[&a[0]]
+		if !ok {
+			b, _ := json.Marshal(a)
+			e = string(b)
+			encoded[&a[0]] = e
+		}
+		return e
+	}
 	for i := range ps {
 		p := &ps[i]
 		r := read(p)
-		actions, _ := json.Marshal(p.actions)
+		actions := encode(p.actions)
 		n := len(rowArgs)
 		rowVals = append(rowVals, "("+storage.Placeholders(n+1, 9)+")")
 		rowArgs = append(rowArgs, p.user.String(), p.ev.StreamPos, p.ev.RoomID().String(), p.ev.ID.String(), p.thread,
-			string(actions), storage.Bool(p.highlight), storage.Bool(!r), ts)
-		if len(rowVals) == 100 {
+			actions, storage.Bool(p.highlight), storage.Bool(!r), ts)
+		if len(rowVals) == rowsPerStatement {
 			if err := flush(); err != nil {
-				return nil, err
+				return changes{}, err
 			}
 		}
 		if r {
@@ -204,6 +327,7 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		}
 		unread = append(unread, *p)
 		k := threadKey{pair{p.user, p.ev.RoomID()}, p.thread}
+		at[k.pair] = max(at[k.pair], p.ev.StreamPos)
 		c := incr[k]
 		c[0]++
 		if p.highlight {
@@ -212,32 +336,28 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		incr[k] = c
 	}
 	if err := flush(); err != nil {
-		return nil, err
+		return changes{}, err
 	}
 	// The senders' own events mark their earlier notifications read.
 	recount := map[pair]bool{}
 	for _, m := range marks {
 		n, err := markRead(ctx, tx, m)
 		if err != nil {
-			return nil, err
+			return changes{}, err
 		}
 		if n > 0 {
-			recount[pair{m.user, m.room}] = true
+			pr := pair{m.user, m.room}
+			recount[pr] = true
+			at[pr] = max(at[pr], m.pos)
 		}
 	}
 	if len(incr) == 0 && len(recount) == 0 {
-		return nil, nil
+		return changes{}, nil
 	}
-	pos, err := storage.NextID(ctx, tx, "stream", 1)
-	if err != nil {
-		return nil, err
-	}
-	changed := map[id.UserID]bool{}
 	for pr := range recount {
-		if err := writeRecount(ctx, tx, pr.user, pr.room, pos); err != nil {
-			return nil, err
+		if err := writeRecount(ctx, tx, pr.user, pr.room, at[pr]); err != nil {
+			return changes{}, err
 		}
-		changed[pr.user] = true
 	}
 	var cArgs []any
 	var cVals []string
@@ -262,27 +382,26 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		}
 		n := len(cArgs)
 		cVals = append(cVals, "("+storage.Placeholders(n+1, 6)+")")
-		cArgs = append(cArgs, k.user.String(), k.room.String(), k.thread, c[0], c[1], pos)
-		changed[k.user] = true
-		if len(cVals) == 100 {
+		cArgs = append(cArgs, k.user.String(), k.room.String(), k.thread, c[0], c[1], at[k.pair])
+		if len(cVals) == rowsPerStatement {
 			if err := flushCounts(); err != nil {
-				return nil, err
+				return changes{}, err
 			}
 		}
 	}
 	if err := flushCounts(); err != nil {
-		return nil, err
+		return changes{}, err
 	}
 	if s.sink != nil {
 		if err := s.deliver(ctx, tx, unread); err != nil {
-			return nil, err
+			return changes{}, err
 		}
 	}
-	users := make([]id.UserID, 0, len(changed))
-	for u := range changed {
-		users = append(users, u)
+	ch := changes{incr: map[threadKey]increment{}, recounted: recount}
+	for k, c := range incr {
+		ch.incr[k] = increment{notif: c[0], highlight: c[1], pos: at[k.pair]}
 	}
-	return users, nil
+	return ch, nil
 }
 
 // deliver hands the unread notifications to the sink, each with the
@@ -435,6 +554,28 @@ func (s *Service) ReceiptStored(ctx context.Context, tx *storage.Tx, r receipts.
 	if err := writeRecount(ctx, tx, r.User, r.RoomID, r.StreamPos); err != nil {
 		return err
 	}
-	tx.AfterCommit(func() { s.notifier.Notify(notifier.Notifications, r.User) })
+	// The cached counts go now, and none are cached until the commit is
+	// done: a sync that sees the receipt's position must read its counts.
+	// (A rollback leaves the user uncached, which costs only reads.)
+	s.mu.Lock()
+	delete(s.counts, r.User)
+	s.version[r.User]++
+	s.inflight[r.User]++
+	s.mu.Unlock()
+	tx.AfterCommit(func() {
+		s.mu.Lock()
+		delete(s.counts, r.User)
+		s.version[r.User]++
+		if s.inflight[r.User]--; s.inflight[r.User] == 0 {
+			delete(s.inflight, r.User)
+		}
+		s.mu.Unlock()
+		s.notifier.Notify(notifier.Notifications, r.User)
+	})
 	return nil
 }
+
+// rowsPerStatement is how many rows one INSERT carries: enough to save
+// most round trips, few enough that binding the parameters (quadratic in
+// their number in SQLite) stays cheap.
+const rowsPerStatement = 25
