@@ -16,10 +16,9 @@ func WithNotifications(n *notifications.Service) Option {
 }
 
 // unreadCounts returns the user's counts by room (notifications keeps
-// them in memory) and the position the response may cover: now, or less
-// while the events up to now are not evaluated yet (waiting briefly for
-// them first, see notifications.SyncWait), so that every event goes out
-// with its counts.
+// them in memory), having waited briefly (notifications.SyncWait) for the
+// events up to now to be evaluated, and the position they were evaluated
+// up to, which next_batch carries when it is below now (Token.Counted).
 func (s *Service) unreadCounts(ctx context.Context, req *Request, now int64) (map[id.RoomID]*notifications.RoomCounts, int64, error) {
 	if s.notifications == nil {
 		return nil, now, nil
@@ -32,11 +31,15 @@ func (s *Service) unreadCounts(ctx context.Context, req *Request, now int64) (ma
 	return counts, upto, nil
 }
 
-// countsChanged reports whether the room's counts changed in (since, now]:
-// at the position of the event or receipt that changed them, which every
-// response covering it was built after (see unreadCounts).
+// countsChanged reports whether the room's counts changed in (since, now]
+// or, when the since token's response went out before the evaluation of
+// everything it sent, after what it had counted. A change is at the
+// position of the event or receipt that made it.
 func (req *Request) countsChanged(roomID id.RoomID, since, now int64) bool {
 	rc := req.unread[roomID]
+	if req.Since != nil && req.Since.Counted > 0 {
+		since = min(since, req.Since.Counted)
+	}
 	return rc != nil && rc.StreamPos > since && rc.StreamPos <= now
 }
 

@@ -99,9 +99,8 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	if err != nil {
 		return nil, err
 	}
-	// Events are sent once their notification counts are, which can
-	// hold now back a little (see notifications.SyncWait).
-	if req.unread, now, err = s.unreadCounts(ctx, &req, now); err != nil {
+	var counted int64
+	if req.unread, counted, err = s.unreadCounts(ctx, &req, now); err != nil {
 		return nil, err
 	}
 	resp := newResponse()
@@ -122,6 +121,9 @@ func (s *Service) build(ctx context.Context, req Request, wake Wake) (*Response,
 	req.typingUpto = typingSerial
 	req.presenceUpto = s.presenceSerial()
 	next := Token{Pos: now, Typing: typingSerial, Wake: wake, Presence: req.presenceUpto}
+	if counted < now {
+		next.Counted = max(counted, 1)
+	}
 	req.wake = wake
 
 	memberships, err := s.localMemberships(ctx, req.User, wake)

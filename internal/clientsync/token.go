@@ -30,12 +30,18 @@ import (
 //
 // Presence is the presence serial (presence.Tracker.Serial) the response
 // covered; zero in tokens that predate presence or carry none.
+//
+// Counted, when set, is the position up to which events had been
+// evaluated for notification counts when the response was built, if that
+// was below Pos: the counts of later events were not in it, so the next
+// sync sends the rooms whose counts changed after Counted.
 type Token struct {
 	Pos      int64
 	Typing   int64
 	Wake     Wake
 	ToDevice e2ee.ToDeviceCursor
 	Presence int64
+	Counted  int64
 }
 
 // Wake is a notifier generation with the epoch it belongs to; the zero
@@ -48,9 +54,12 @@ type Wake struct {
 // String renders the token as s<pos>_<typing>, followed by
 // _<epoch>.<generation> when it carries a Wake or a to-device cursor, and
 // then _<pos>.<seq> for the cursor, and then _<presence> (the earlier
-// parts written as zeros when only the presence serial is set).
+// parts written as zeros when only the presence serial is set), then
+// _c<counted>.
 func (t Token) String() string {
 	switch {
+	case t.Counted > 0:
+		return fmt.Sprintf("s%d_%d_%d.%d_%d.%d_%d_c%d", t.Pos, t.Typing, t.Wake.Epoch, t.Wake.Gen, t.ToDevice.Pos, t.ToDevice.Seq, t.Presence, t.Counted)
 	case t.Presence != 0:
 		return fmt.Sprintf("s%d_%d_%d.%d_%d.%d_%d", t.Pos, t.Typing, t.Wake.Epoch, t.Wake.Gen, t.ToDevice.Pos, t.ToDevice.Seq, t.Presence)
 	case t.ToDevice != (e2ee.ToDeviceCursor{}):
@@ -108,6 +117,15 @@ func ParseToken(s string) (Token, error) {
 		if p, err := strconv.ParseInt(parts[4], 10, 64); err == nil && p > 0 {
 			t.Presence = p
 		}
+	}
+	if len(parts) > 5 {
+		// Not a hint: counts after it were not sent.
+		c, ok := strings.CutPrefix(parts[5], "c")
+		n, err := strconv.ParseInt(c, 10, 64)
+		if !ok || err != nil || n <= 0 || n > t.Pos {
+			return Token{}, mxerr.InvalidParam.With("malformed token %q", s)
+		}
+		t.Counted = n
 	}
 	return t, nil
 }

@@ -186,7 +186,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s.typing = typing.New(n, s.Rooms.LocalJoined, log)
-		rcpts := receipts.New(db, n, s.Rooms.LocalJoined, receipts.WithReadHook(s.notifications.ReceiptStored))
+	rcpts := receipts.New(db, n, s.Rooms.LocalJoined, receipts.WithReadHook(s.notifications.ReceiptStored))
 	pt := cfg.Presence.Timeouts
 	s.presence = presence.New(db, n, s.Rooms, s.sender, cfg.ServerName, log, presence.Options{
 		Enabled: cfg.Presence.Enabled,

@@ -56,12 +56,13 @@ type Service struct {
 	counts   map[id.UserID]map[id.RoomID]*RoomCounts
 	version  map[id.UserID]uint64
 	inflight map[id.UserID]int
-	// gaveUp holds the users whose syncs held events back because their
-	// evaluation was not done within SyncWait; the next move of the
-	// evaluated position wakes them.
-	gaveUp map[id.UserID]struct{}
+	// gaveUp holds the users whose syncs sent events before their
+	// evaluation was done (SyncWait passed), lastWake when the worker
+	// last woke them for the counts.
+	gaveUp   map[id.UserID]struct{}
+	lastWake time.Time
 	// failing is set while the worker's batches fail: syncs then do not
-	// hold events back.
+	// wait for it.
 	failing bool
 }
 
@@ -108,10 +109,10 @@ func (s *Service) Start(ctx context.Context, rooms *room.Service) error {
 		if err := s.db.WriteTx(ctx, func(tx *storage.Tx) error { return storeCursor(ctx, tx, upto) }); err != nil {
 			return fmt.Errorf("moving the notification cursor: %w", err)
 		}
-		s.published(upto)
+		s.published(upto, true)
 		return nil
 	}
-	s.published(cursor)
+	s.published(cursor, false)
 	s.done = make(chan struct{})
 	go s.run(ctx, cursor)
 	return nil
@@ -150,7 +151,7 @@ func (s *Service) run(ctx context.Context, cursor int64) {
 			s.failing = true
 			wake := s.takeGaveUpLocked()
 			s.mu.Unlock()
-			s.notifier.Notify(notifier.Room, wake...)
+			s.notifier.Notify(notifier.Notifications, wake...)
 			select {
 			case <-ctx.Done():
 				return
@@ -173,24 +174,28 @@ func (s *Service) run(ctx context.Context, cursor int64) {
 	}
 }
 
-// published records that everything up to pos is evaluated, and wakes
-// the syncs that held events back for it.
-func (s *Service) published(pos int64) {
+// published records that everything up to pos is evaluated; caughtUp
+// says no more events wait.
+func (s *Service) published(pos int64, caughtUp bool) {
 	s.mu.Lock()
-	wake := s.publishedLocked(pos)
+	wake := s.publishedLocked(pos, caughtUp)
 	s.mu.Unlock()
-	s.notifier.Notify(notifier.Room, wake...)
+	s.notifier.Notify(notifier.Notifications, wake...)
 }
 
 // publishedLocked moves the evaluated position to pos and returns the
-// users to wake. s.mu is held.
-func (s *Service) publishedLocked(pos int64) []id.UserID {
-	if pos <= s.evaluated {
+// users to wake for the counts they went on without: when the worker has
+// caught up, or wakeEvery after the last such wake-up. s.mu is held.
+func (s *Service) publishedLocked(pos int64, caughtUp bool) []id.UserID {
+	if pos > s.evaluated {
+		s.evaluated = pos
+		close(s.caught)
+		s.caught = make(chan struct{})
+	}
+	if len(s.gaveUp) == 0 || (!caughtUp && time.Since(s.lastWake) < wakeEvery) {
 		return nil
 	}
-	s.evaluated = pos
-	close(s.caught)
-	s.caught = make(chan struct{})
+	s.lastWake = time.Now()
 	return s.takeGaveUpLocked()
 }
 
@@ -208,19 +213,23 @@ func (s *Service) takeGaveUpLocked() []id.UserID {
 }
 
 // SyncWait bounds how long a sync waits for the events it is about to
-// send to be evaluated. The spec wants a new event's count change "in the
-// same /sync response as the event itself", so a sync sends events only
-// up to the evaluated position: past SyncWait it answers with what is
-// evaluated (an empty response keeps waiting), and the worker wakes it
-// when it moves on.
+// send to be evaluated, so that their count changes come with them (spec
+// "Server behaviour": "The updated notification count from a new event
+// MUST appear in the same /sync response as the event itself"). Past it
+// (overload, a backlog after a restart) the events go out first and the
+// counts follow: the worker wakes such syncs when it catches up, or once
+// a second while it lags (wakeEvery).
 const SyncWait = 100 * time.Millisecond
+
+// wakeEvery is how often a lagging worker wakes the syncs that went on
+// without its counts.
+const wakeEvery = time.Second
 
 // WaitEvaluated blocks until the events up to stream position pos have
 // been evaluated and their counts committed, ctx ends, or SyncWait
-// passes, and returns the position up to which a sync for user may send
-// events: pos, or the evaluated position below it. In the latter case the
-// next move of the evaluated position wakes the user (notifier Room).
-// With evaluation off, or while the worker fails, it is pos.
+// passes, and returns the position evaluated up to (pos when evaluation
+// is off or failing). When that is below pos, the worker wakes user
+// later (notifier Notifications) for the counts it then commits.
 func (s *Service) WaitEvaluated(ctx context.Context, user id.UserID, pos int64) int64 {
 	if !s.evaluate {
 		return pos

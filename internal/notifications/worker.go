@@ -56,10 +56,10 @@ func storeCursor(ctx context.Context, tx *storage.Tx, pos int64) error {
 // cursor later. Backfilled history and outliers have negative positions
 // and are never evaluated.
 //
-// The users whose counts changed are woken only if a sync of theirs gave
-// up waiting for the evaluation (see WaitEvaluated): every other sync
-// that sent one of the events waited and carried the counts, so a
-// wake-up would only build an empty response per member.
+// Only users whose syncs went on without the evaluation are woken (see
+// WaitEvaluated): every other sync that sent one of the events waited
+// and carried the counts, so a wake-up would only build an empty
+// response per member.
 func (s *Service) batch(ctx context.Context, cursor int64) (int64, bool, error) {
 	upto, err := s.db.CurrentID(ctx, "stream")
 	if err != nil {
@@ -91,7 +91,7 @@ func (s *Service) batch(ctx context.Context, cursor int64) (int64, bool, error) 
 	if len(ids) == 0 {
 		// Receipts and account data took the positions: nothing to
 		// store, and the cursor row can stay behind (the range is empty).
-		s.published(upto)
+		s.published(upto, true)
 		return upto, false, nil
 	}
 	next, more := upto, len(ids) == batchSize
@@ -162,11 +162,9 @@ func (s *Service) batch(ctx context.Context, cursor int64) (int64, bool, error) 
 		tx.AfterCommit(func() {
 			s.mu.Lock()
 			s.applyLocked(ch)
-			wake := s.publishedLocked(next)
+			wake := s.publishedLocked(next, !more)
 			s.mu.Unlock()
-			// The held-back syncs have news of every kind; those that
-			// sent the events waited for these counts and have none.
-			s.notifier.Notify(notifier.Room|notifier.Notifications, wake...)
+			s.notifier.Notify(notifier.Notifications, wake...)
 		})
 		return nil
 	})
@@ -275,6 +273,7 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		return false
 	}
 	incr := map[threadKey][2]int64{}
+	firstOf := map[threadKey]int64{}
 	// at is the position each pair's counts change at: that of the
 	// newest event changing them, so a sync that sent the events and
 	// waited for their evaluation does not send the counts again.
@@ -327,6 +326,9 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		}
 		unread = append(unread, *p)
 		k := threadKey{pair{p.user, p.ev.RoomID()}, p.thread}
+		if _, ok := firstOf[k]; !ok {
+			firstOf[k] = p.ev.StreamPos // ps are in stream order
+		}
 		at[k.pair] = max(at[k.pair], p.ev.StreamPos)
 		c := incr[k]
 		c[0]++
@@ -365,11 +367,13 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 		if len(cVals) == 0 {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO notification_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)
+		_, err := tx.ExecContext(ctx, `INSERT INTO notification_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos, first_unread)
 			VALUES `+strings.Join(cVals, ", ")+` ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET
 			notification_count = notification_counts.notification_count + excluded.notification_count,
 			highlight_count = notification_counts.highlight_count + excluded.highlight_count,
-			stream_pos = excluded.stream_pos`, cArgs...)
+			stream_pos = excluded.stream_pos,
+			first_unread = CASE WHEN notification_counts.notification_count = 0 THEN excluded.first_unread
+				ELSE notification_counts.first_unread END`, cArgs...)
 		cArgs, cVals = cArgs[:0], cVals[:0]
 		if err != nil {
 			return fmt.Errorf("raising notification counts: %w", err)
@@ -381,8 +385,8 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 			continue // the recount included these rows
 		}
 		n := len(cArgs)
-		cVals = append(cVals, "("+storage.Placeholders(n+1, 6)+")")
-		cArgs = append(cArgs, k.user.String(), k.room.String(), k.thread, c[0], c[1], at[k.pair])
+		cVals = append(cVals, "("+storage.Placeholders(n+1, 7)+")")
+		cArgs = append(cArgs, k.user.String(), k.room.String(), k.thread, c[0], c[1], at[k.pair], firstOf[k])
 		if len(cVals) == rowsPerStatement {
 			if err := flushCounts(); err != nil {
 				return changes{}, err
@@ -474,10 +478,26 @@ func coveringReceipts(ctx context.Context, tx *storage.Tx, ps []pending) ([]mark
 // markRead marks the user's unread notifications in the room up to m.pos
 // (in m.thread, or every thread) read, and returns how many.
 func markRead(ctx context.Context, tx *storage.Tx, m mark) (int64, error) {
-	q := `UPDATE notifications SET unread = 0 WHERE user_id = $1 AND room_id = $2 AND unread = 1 AND stream_pos <= $3`
+	// Only counted notifications are unread: the scan starts at the
+	// oldest, and nothing is scanned when there are none.
+	q := `SELECT COALESCE(MIN(first_unread), 0) FROM notification_counts
+		WHERE user_id = $1 AND room_id = $2 AND notification_count > 0 AND first_unread <= $3`
 	args := []any{m.user.String(), m.room.String(), m.pos}
 	if m.thread != "" {
 		q += ` AND thread_id = $4`
+		args = append(args, m.thread)
+	}
+	var from int64
+	if err := tx.QueryRowContext(ctx, q, args...).Scan(&from); err != nil {
+		return 0, fmt.Errorf("finding the unread notifications of %s in %s: %w", m.user, m.room, err)
+	}
+	if from == 0 {
+		return 0, nil
+	}
+	q = `UPDATE notifications SET unread = 0 WHERE user_id = $1 AND room_id = $2 AND stream_pos >= $3 AND stream_pos <= $4 AND unread = 1`
+	args = []any{m.user.String(), m.room.String(), from, m.pos}
+	if m.thread != "" {
+		q += ` AND thread_id = $5`
 		args = append(args, m.thread)
 	}
 	res, err := tx.ExecContext(ctx, q, args...)
@@ -490,19 +510,19 @@ func markRead(ctx context.Context, tx *storage.Tx, m mark) (int64, error) {
 // writeRecount sets the user's counts in the room from their unread
 // notifications there, as of stream position pos.
 func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, pos int64) error {
-	rows, err := tx.QueryContext(ctx, `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0) FROM notifications
+	rows, err := tx.QueryContext(ctx, `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0), MIN(stream_pos) FROM notifications
 		WHERE user_id = $1 AND room_id = $2 AND unread = 1 GROUP BY thread_id`, user.String(), roomID.String())
 	if err != nil {
 		return fmt.Errorf("recounting the notifications of %s in %s: %w", user, roomID, err)
 	}
 	type count struct {
-		thread        string
-		notif, highlt int64
+		thread               string
+		notif, highlt, first int64
 	}
 	var counts []count
 	for rows.Next() {
 		var c count
-		if err := rows.Scan(&c.thread, &c.notif, &c.highlt); err != nil {
+		if err := rows.Scan(&c.thread, &c.notif, &c.highlt, &c.first); err != nil {
 			rows.Close()
 			return err
 		}
@@ -512,15 +532,16 @@ func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE notification_counts SET notification_count = 0, highlight_count = 0, stream_pos = $3
+	if _, err := tx.ExecContext(ctx, `UPDATE notification_counts SET notification_count = 0, highlight_count = 0, stream_pos = $3, first_unread = 0
 		WHERE user_id = $1 AND room_id = $2`, user.String(), roomID.String(), pos); err != nil {
 		return fmt.Errorf("clearing the counts of %s in %s: %w", user, roomID, err)
 	}
 	for _, c := range counts {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO notification_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET
-			notification_count = excluded.notification_count, highlight_count = excluded.highlight_count, stream_pos = excluded.stream_pos`,
-			user.String(), roomID.String(), c.thread, c.notif, c.highlt, pos); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO notification_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos, first_unread)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET
+			notification_count = excluded.notification_count, highlight_count = excluded.highlight_count, stream_pos = excluded.stream_pos,
+			first_unread = excluded.first_unread`,
+			user.String(), roomID.String(), c.thread, c.notif, c.highlt, pos, c.first); err != nil {
 			return fmt.Errorf("storing the counts of %s in %s: %w", user, roomID, err)
 		}
 	}

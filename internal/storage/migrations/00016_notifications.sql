@@ -9,6 +9,12 @@
 -- highlight, the thread the event belongs to ("main" or a thread root's
 -- event ID) and whether a read receipt (or the user's own later event)
 -- has covered it. stream_pos is the event's position, unique per user.
+--
+-- Keyed by user and room, so that one user's rows of a room are
+-- neighbours: a message in a room of a thousand members writes a row per
+-- member, each in a different part of the tree, and every further index
+-- keyed by user would dirty as many pages again. Marking read scans the
+-- user's rows of the room from notification_counts.first_unread on.
 CREATE TABLE notifications (
     user_id    TEXT NOT NULL,
     stream_pos BIGINT NOT NULL,
@@ -19,18 +25,18 @@ CREATE TABLE notifications (
     highlight  BIGINT NOT NULL,
     unread     BIGINT NOT NULL,
     ts         BIGINT NOT NULL,
-    PRIMARY KEY (user_id, stream_pos)
+    PRIMARY KEY (user_id, room_id, stream_pos)
 );
--- Receipts mark a user's notifications of one room read up to a position.
-CREATE INDEX notifications_unread ON notifications (user_id, room_id, unread, stream_pos);
--- The janitor forgets old notifications.
+-- The janitor forgets old notifications (ts grows with stream_pos: the
+-- worker evaluates in stream order, so this index is appended to).
 CREATE INDEX notifications_ts ON notifications (ts);
 
 -- notification_counts is the unread count per user, room and thread that
 -- /sync reports, kept by the worker (increments) and by receipts
--- (recounted). stream_pos is the position of the last change, a
--- position of its own in the events' stream, so an incremental sync
--- finds rooms whose counts changed after its token.
+-- (recounted). stream_pos is the position of the last change (the event
+-- or receipt that made it), so an incremental sync finds rooms whose
+-- counts changed after its token. first_unread is the
+-- position of the oldest unread notification counted (0 for none).
 CREATE TABLE notification_counts (
     user_id            TEXT NOT NULL,
     room_id            TEXT NOT NULL,
@@ -38,6 +44,7 @@ CREATE TABLE notification_counts (
     notification_count BIGINT NOT NULL,
     highlight_count    BIGINT NOT NULL,
     stream_pos         BIGINT NOT NULL,
+    first_unread       BIGINT NOT NULL,
     PRIMARY KEY (user_id, room_id, thread_id)
 );
 
