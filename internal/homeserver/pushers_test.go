@@ -22,7 +22,6 @@ import (
 // room, and the gateway receives the notification. It needs rule
 // evaluation wired to Server.Pushers (the push.Sink).
 func TestPushEndToEnd(t *testing.T) {
-	t.Skip("needs the notifications producer from branch push-counts; the merger enables it")
 	mxtest.Engines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
 		var mu sync.Mutex
