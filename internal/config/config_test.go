@@ -165,6 +165,21 @@ func TestUserDirectoryEnvironment(t *testing.T) {
 	}
 }
 
+// TestPushEvaluationSetting: notifications.evaluate_push_rules is on by
+// default, and MYELIN_NOTIFICATIONS_EVALUATE_PUSH_RULES=false turns it off.
+func TestPushEvaluationSetting(t *testing.T) {
+	cfg := Defaults()
+	if !cfg.Notifications.EvaluatePushRules {
+		t.Fatal("push rule evaluation is off by default")
+	}
+	if err := applyEnv(&cfg, envOf(map[string]string{"MYELIN_NOTIFICATIONS_EVALUATE_PUSH_RULES": "false"})); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Notifications.EvaluatePushRules {
+		t.Error("evaluate_push_rules not turned off from the environment")
+	}
+}
+
 // TestGuestAccessSetting: allow_guest_access is off by default and set by
 // its YAML key (Synapse's too) and MYELIN_ALLOW_GUEST_ACCESS.
 func TestGuestAccessSetting(t *testing.T) {
