@@ -11,10 +11,18 @@
 // costs the send path nothing but the wake-up. In one write transaction
 // per batch of events it stores the notification rows, raises the counts,
 // hands each notification to the push.Sink (pusher delivery, optional),
-// and advances its cursor; after commit it wakes the affected users' /sync
-// with notifier.Notifications. Read receipts (receipts.ReadHook) and the
-// user's own events mark notifications read and recount in their
+// and advances its cursor; after commit it updates the counts it keeps in
+// memory for /sync. A sync waits up to SyncWait for the events it sends
+// to be evaluated, so their counts come with them; a sync that went on
+// without them is woken (notifier.Notifications) when the worker catches
+// up, or once a second while it lags. Read receipts (receipts.ReadHook)
+// and the user's own events mark notifications read and recount in their
 // transaction.
+//
+// Not done: invites received for rooms this server is not in (kept in
+// remote_invites, outside the event stream the worker reads), dropping the
+// notifications of redacted events, and skipping senders the user
+// ignores (Synapse does all three).
 //
 // Rooms' members, display names and power levels are cached per room and
 // dropped on each change of the room's state (room.StateHook), so
