@@ -91,6 +91,15 @@ func TestRoomUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		// Carol's power reaches her server before she uses it there.
+		waitFor(t, "carol's power level on her server", func() (bool, error) {
+			got := map[string]any{}
+			if err := carol.StateEvent(ctx, oldRoom, event.StatePowerLevels, "", &got); err != nil {
+				return false, err
+			}
+			users, _ := got["users"].(map[string]any)
+			return users[carol.UserID.String()] == float64(50), nil
+		})
 		// Carol's and frank's tags, an alias and a directory listing are on
 		// their own server, which the upgrade does not reach.
 		if err := carol.AddTag(ctx, oldRoom, "u.work", 0.5); err != nil {
