@@ -36,6 +36,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/relations"
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/slidingsync"
 	"github.com/myelin-chat/myelin/internal/spaces"
 	"github.com/myelin-chat/myelin/internal/threepid"
 	"github.com/myelin-chat/myelin/internal/typing"
@@ -95,6 +96,9 @@ type API struct {
 	// upgrades performs room upgrades (room_upgrades.yaml); nil leaves
 	// the route unrecognized.
 	upgrades *upgrade.Service
+	// slidingSync serves simplified sliding sync (MSC4186); nil leaves
+	// its route out.
+	slidingSync *slidingsync.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).
@@ -131,6 +135,10 @@ func WithPush(p *push.Service) Option { return func(a *API) { a.push = p } }
 // WithThreePIDs serves e-mail validation, binding and password resets
 // through t.
 func WithThreePIDs(t *threepid.Service) Option { return func(a *API) { a.threepids = t } }
+
+// WithSlidingSync serves simplified sliding sync (MSC4186) from ss and
+// advertises it in /versions.
+func WithSlidingSync(ss *slidingsync.Service) Option { return func(a *API) { a.slidingSync = ss } }
 
 type ctxKey int
 

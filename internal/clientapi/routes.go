@@ -252,6 +252,10 @@ func (a *API) Register(mux httpx.Router) {
 	if a.media != nil {
 		routes = append(routes, a.mediaRoutes()...)
 	}
+	if a.slidingSync != nil {
+		// MSC4186 (simplified sliding sync); spec v1.19 has no stable path.
+		routes = append(routes, route{"POST", "/sync", []string{"/_matrix/client/unstable/org.matrix.simplified_msc3575"}, a.authed(a.slidingSyncRequest)})
+	}
 	for _, rt := range routes {
 		h := a.http.Wrap(rt.h)
 		for _, prefix := range rt.versions {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/myelin-chat/myelin/internal/httpx"
+	"github.com/myelin-chat/myelin/internal/slidingsync"
 )
 
 // specVersions are the spec versions /versions advertises. Clients choose
@@ -74,6 +75,11 @@ func (a *API) getVersions(w http.ResponseWriter, r *http.Request) error {
 		// Besides v1.11, clients that predate it learn of the
 		// authenticated media endpoints by this flag (Synapse sets it).
 		unstable["org.matrix.msc3916.stable"] = true
+	}
+	if a.slidingSync != nil {
+		// Clients (Element X, matrix-rust-sdk) use sliding sync only when
+		// the server advertises it.
+		unstable[slidingsync.UnstableFeature] = true
 	}
 	return httpx.OK(w, map[string]any{
 		"versions":          specVersions,

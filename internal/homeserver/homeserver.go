@@ -43,6 +43,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
 	"github.com/myelin-chat/myelin/internal/sender"
+	"github.com/myelin-chat/myelin/internal/slidingsync"
 	"github.com/myelin-chat/myelin/internal/spaces"
 	"github.com/myelin-chat/myelin/internal/storage"
 	"github.com/myelin-chat/myelin/internal/threepid"
@@ -146,8 +147,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	pushRules := push.New(db, accountData)
 	s.notifications = notifications.New(db, cfg.ServerName, pushRules, rels, n, log,
 		notifications.WithEvaluation(cfg.Notifications.EvaluatePushRules), notifications.WithSink(s.Pushers))
+	bumps := slidingsync.NewBumps(db)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
-		room.WithIndexer(rels), room.WithDecorator(rels), room.WithIndexer(s.notifications),
+		room.WithIndexer(rels), room.WithIndexer(bumps), room.WithDecorator(rels), room.WithIndexer(s.notifications),
 		room.WithStateHook(s.notifications.RoomStateChanged),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
 		room.WithPersistObserver(s.metrics.ObservePersist),
@@ -196,6 +198,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.Sync = clientsync.New(db, s.Rooms, n, accountData, rcpts, s.typing, log, clientsync.WithE2EE(keys),
 		clientsync.WithPresence(s.presence), clientsync.WithNotifications(s.notifications))
 	hs := handshake.New(fed, checker, s.Rooms, cfg.ServerName, key, log)
+	sliding, err := slidingsync.New(ctx, slidingsync.Deps{DB: db, Rooms: s.Rooms, Sync: s.Sync, Notifier: n, AccountData: accountData,
+		Receipts: rcpts, Typing: s.typing, E2EE: keys, Bumps: bumps, Log: log})
+	if err != nil {
+		return fail(err)
+	}
 
 	if s.Media, err = s.newMedia(ctx, fed); err != nil {
 		return fail(err)
@@ -227,7 +234,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			clientapi.WithReports(s.Reports, reportRate, reportBurst), clientapi.WithRelations(rels),
 			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
 			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp), clientapi.WithPresence(s.presence),
-			clientapi.WithUpgrades(upgrades), clientapi.WithNotifications(s.notifications))...)
+			clientapi.WithUpgrades(upgrades), clientapi.WithNotifications(s.notifications),
+			clientapi.WithSlidingSync(sliding))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,

@@ -1,0 +1,168 @@
+package slidingsync
+
+import (
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/myelin-chat/myelin/internal/mxerr"
+)
+
+// Req is the body of a sliding sync request. Lists and their details are
+// not sticky (the client sends them whole each time, as MSC4186 has it);
+// room subscriptions are, until unsubscribe_rooms names them, so that a
+// client sending them once and one sending them every time both work.
+type Req struct {
+	ConnID            string                    `json:"conn_id,omitempty"`
+	TxnID             string                    `json:"txn_id,omitempty"`
+	Lists             map[string]ListReq        `json:"lists,omitempty"`
+	RoomSubscriptions map[id.RoomID]RoomDetails `json:"room_subscriptions,omitempty"`
+	UnsubscribeRooms  []id.RoomID               `json:"unsubscribe_rooms,omitempty"`
+	Extensions        ExtensionsReq             `json:"extensions"`
+}
+
+// RoomDetails is what the client wants of each room of a list or
+// subscription.
+type RoomDetails struct {
+	// RequiredState holds [type, state_key] pairs; "*" matches any type or
+	// key, "$ME" is the user, and ["m.room.member", "$LAZY"] the members
+	// who sent the timeline's events.
+	RequiredState [][]string `json:"required_state,omitempty"`
+	TimelineLimit int        `json:"timeline_limit"`
+}
+
+// ListReq is one named list: the ranges of its rooms, sorted by recency,
+// that the client wants, and the filters choosing them.
+type ListReq struct {
+	Ranges [][]int64 `json:"ranges,omitempty"`
+	RoomDetails
+	Filters *Filters `json:"filters,omitempty"`
+}
+
+// Filters select a list's rooms. Every field set must hold (AND); an
+// absent field does not filter.
+type Filters struct {
+	IsDM        *bool       `json:"is_dm,omitempty"`
+	Spaces      []id.RoomID `json:"spaces,omitempty"`
+	IsEncrypted *bool       `json:"is_encrypted,omitempty"`
+	IsInvite    *bool       `json:"is_invite,omitempty"`
+	// RoomTypes and NotRoomTypes hold create-event types; null stands for
+	// rooms without one. NotRoomTypes wins where both name a type.
+	RoomTypes    []*string `json:"room_types,omitempty"`
+	NotRoomTypes []*string `json:"not_room_types,omitempty"`
+	// Tags and NotTags (Synapse) match the room's m.tag account data;
+	// NotTags wins.
+	Tags    []string `json:"tags,omitempty"`
+	NotTags []string `json:"not_tags,omitempty"`
+}
+
+// ExtensionsReq configures the extensions.
+type ExtensionsReq struct {
+	ToDevice    *ToDeviceReq `json:"to_device,omitempty"`
+	E2EE        *EnabledReq  `json:"e2ee,omitempty"`
+	AccountData *ScopedReq   `json:"account_data,omitempty"`
+	Receipts    *ScopedReq   `json:"receipts,omitempty"`
+	Typing      *ScopedReq   `json:"typing,omitempty"`
+}
+
+// EnabledReq turns an extension on.
+type EnabledReq struct {
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// on reports whether the extension is enabled.
+func (e *EnabledReq) on() bool { return e != nil && e.Enabled != nil && *e.Enabled }
+
+// ToDeviceReq configures the to-device extension: since acknowledges the
+// messages of the response whose next_batch it is.
+type ToDeviceReq struct {
+	EnabledReq
+	Limit *int   `json:"limit,omitempty"`
+	Since string `json:"since,omitempty"`
+}
+
+// ScopedReq configures an extension about rooms: lists and rooms name the
+// lists whose windows and the subscribed rooms it covers. Absent, it
+// covers every list, and every subscription; "*" in rooms stands for every
+// subscription.
+type ScopedReq struct {
+	EnabledReq
+	Lists []string `json:"lists,omitempty"`
+	// nil (absent) differs from empty: empty covers nothing.
+	Rooms []id.RoomID `json:"rooms,omitempty"`
+}
+
+// Limits on what one request may ask.
+const (
+	maxLists         = 100
+	maxTimelineLimit = 1000
+	maxRequiredState = 1000
+	maxRangeEnd      = 1 << 31
+	maxConnIDLength  = 255
+	// maxTimeout caps a long-poll.
+	maxTimeout = 5 * time.Minute
+)
+
+// validate checks a request against the MSC's shapes, so that bad input
+// gets 400 M_INVALID_PARAM rather than surprising the builder.
+func (r *Req) validate() error {
+	if len(r.ConnID) > maxConnIDLength {
+		return mxerr.InvalidParam.With("conn_id is too long")
+	}
+	if len(r.Lists) > maxLists {
+		return mxerr.InvalidParam.With("too many lists")
+	}
+	for name, l := range r.Lists {
+		for _, rg := range l.Ranges {
+			if len(rg) != 2 || rg[0] < 0 || rg[1] < rg[0] || rg[1] > maxRangeEnd {
+				return mxerr.InvalidParam.With("list %q: each range must be [start, end] with 0 <= start <= end", name)
+			}
+		}
+		if err := l.RoomDetails.validate(); err != nil {
+			return err
+		}
+		if f := l.Filters; f != nil {
+			for _, s := range f.Spaces {
+				if !validRoomID(s) {
+					return mxerr.InvalidParam.With("list %q: bad space ID", name)
+				}
+			}
+		}
+	}
+	for roomID, d := range r.RoomSubscriptions {
+		if !validRoomID(roomID) {
+			return mxerr.InvalidParam.With("room_subscriptions: bad room ID")
+		}
+		if err := d.validate(); err != nil {
+			return err
+		}
+	}
+	for _, roomID := range r.UnsubscribeRooms {
+		if !validRoomID(roomID) {
+			return mxerr.InvalidParam.With("unsubscribe_rooms: bad room ID")
+		}
+	}
+	if td := r.Extensions.ToDevice; td != nil && td.Limit != nil && *td.Limit < 0 {
+		return mxerr.InvalidParam.With("to_device limit must not be negative")
+	}
+	return nil
+}
+
+func (d *RoomDetails) validate() error {
+	if d.TimelineLimit < 0 || d.TimelineLimit > maxTimelineLimit {
+		return mxerr.InvalidParam.With("timeline_limit must be between 0 and %d", maxTimelineLimit)
+	}
+	if len(d.RequiredState) > maxRequiredState {
+		return mxerr.InvalidParam.With("required_state is too long")
+	}
+	for _, pair := range d.RequiredState {
+		if len(pair) != 2 {
+			return mxerr.InvalidParam.With("required_state entries must be [type, state_key]")
+		}
+	}
+	return nil
+}
+
+// validRoomID reports whether r looks like a room ID: the sigil and
+// something after it.
+func validRoomID(r id.RoomID) bool { return len(r) > 1 && r[0] == '!' }
