@@ -13,12 +13,22 @@ import (
 // slidingSyncRequest serves POST
 // /_matrix/client/unstable/org.matrix.simplified_msc3575/sync (MSC4186,
 // simplified sliding sync; no OpenAPI file yet): pos, timeout and
-// set_presence in the query, the lists, subscriptions and extensions in
-// the body.
+// set_presence in the query (or, as the MSC's later revision has them, in
+// the body), the lists, subscriptions and extensions in the body.
 func (a *API) slidingSyncRequest(w http.ResponseWriter, r *http.Request) error {
 	sess := session(r)
+	req := slidingsync.Request{User: sess.UserID, Device: sess.DeviceID}
+	if err := httpx.DecodeJSON(r, &req.Body); err != nil {
+		return err
+	}
 	q := r.URL.Query()
-	req := slidingsync.Request{User: sess.UserID, Device: sess.DeviceID, Pos: q.Get("pos")}
+	req.Pos = req.Body.Pos
+	if q.Has("pos") {
+		req.Pos = q.Get("pos")
+	}
+	if req.Body.Timeout != nil && *req.Body.Timeout > 0 {
+		req.Timeout = min(time.Duration(*req.Body.Timeout)*time.Millisecond, maxSyncTimeout)
+	}
 	if v := q.Get("timeout"); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms < 0 {
@@ -26,14 +36,10 @@ func (a *API) slidingSyncRequest(w http.ResponseWriter, r *http.Request) error {
 		}
 		req.Timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
 	}
-	switch q.Get("set_presence") {
-	case "", "online", "offline", "unavailable":
-		// Presence is not served yet: accepted, and changes nothing.
-	default:
-		return mxerr.InvalidParam.With("set_presence must be online, offline or unavailable")
-	}
-	if err := httpx.DecodeJSON(r, &req.Body); err != nil {
-		return err
+	if q.Has("set_presence") {
+		// Presence is not served yet: the value is checked, and changes
+		// nothing.
+		req.Body.SetPresence = q.Get("set_presence")
 	}
 	resp, err := a.slidingSync.Sync(r.Context(), req)
 	if err != nil {

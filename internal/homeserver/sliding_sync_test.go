@@ -434,3 +434,278 @@ func TestSlidingSyncUnknownPos(t *testing.T) {
 		}
 	})
 }
+
+// ssExtResp is the part of the room extensions the tests read.
+type ssExtResp struct {
+	Pos        string `json:"pos"`
+	Extensions struct {
+		AccountData struct {
+			Global []struct{ Type string }               `json:"global"`
+			Rooms  map[id.RoomID][]struct{ Type string } `json:"rooms"`
+		} `json:"account_data"`
+		Receipts struct {
+			Rooms map[id.RoomID]json.RawMessage `json:"rooms"`
+		} `json:"receipts"`
+		Typing struct {
+			Rooms map[id.RoomID]struct {
+				Content struct {
+					UserIDs []id.UserID `json:"user_ids"`
+				} `json:"content"`
+			} `json:"rooms"`
+		} `json:"typing"`
+	} `json:"extensions"`
+}
+
+func slidingSyncExt(t *testing.T, cli *mautrix.Client, pos string, timeoutMS int, body any) *ssExtResp {
+	t.Helper()
+	q := map[string]string{"timeout": fmt.Sprint(timeoutMS)}
+	if pos != "" {
+		q["pos"] = pos
+	}
+	u := cli.BuildURLWithQuery(mautrix.ClientURLPath{"unstable", "org.matrix.simplified_msc3575", "sync"}, q)
+	var resp ssExtResp
+	if _, err := cli.MakeRequest(context.Background(), http.MethodPost, u, body, &resp); err != nil {
+		t.Fatalf("sliding sync: %v", err)
+	}
+	return &resp
+}
+
+// TestSlidingSyncRoomExtensions: receipts, typing and account data arrive
+// for the rooms of the lists they are scoped to, and not for others.
+func TestSlidingSyncRoomExtensions(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		roomID := publicRoom(t, alice, "", bob)
+		body := func(lists []string) map[string]any {
+			scoped := map[string]any{"enabled": true}
+			if lists != nil {
+				scoped["lists"] = lists
+			}
+			return map[string]any{
+				"lists":      map[string]any{"l": list([][]int{{0, 9}}, 1, nil, nil)},
+				"extensions": map[string]any{"receipts": scoped, "typing": scoped, "account_data": scoped},
+			}
+		}
+		first := slidingSyncExt(t, alice, "", 0, body(nil))
+		sent, err := bob.SendText(ctx, roomID, "read me")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.SendReceipt(ctx, roomID, sent.EventID, event.ReceiptTypeRead, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.UserTyping(ctx, roomID, true, 30*1e9); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.SetAccountData(ctx, "org.example.global", map[string]any{"a": 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.SetRoomAccountData(ctx, roomID, "org.example.room", map[string]any{"a": 1}); err != nil {
+			t.Fatal(err)
+		}
+		// The changes may land over several responses: follow the chain
+		// until each has arrived.
+		pos := first.Pos
+		var gotReceipt, gotTyping, gotGlobal, gotRoom bool
+		for range 10 {
+			r := slidingSyncExt(t, alice, pos, 5000, body(nil))
+			pos = r.Pos
+			_, ok := r.Extensions.Receipts.Rooms[roomID]
+			gotReceipt = gotReceipt || ok
+			gotTyping = gotTyping || slices.Contains(r.Extensions.Typing.Rooms[roomID].Content.UserIDs, bob.UserID)
+			for _, e := range r.Extensions.AccountData.Global {
+				gotGlobal = gotGlobal || e.Type == "org.example.global"
+			}
+			for _, e := range r.Extensions.AccountData.Rooms[roomID] {
+				gotRoom = gotRoom || e.Type == "org.example.room"
+			}
+			if gotReceipt && gotTyping && gotGlobal && gotRoom {
+				break
+			}
+		}
+		if !gotReceipt || !gotTyping || !gotGlobal || !gotRoom {
+			t.Fatalf("receipt %v, typing %v, global account data %v, room account data %v: want all", gotReceipt, gotTyping, gotGlobal, gotRoom)
+		}
+		// Scoped to no list, a new connection gets none of the room's.
+		none := slidingSyncExt(t, alice, "", 0, body([]string{}))
+		if len(none.Extensions.Receipts.Rooms) != 0 || len(none.Extensions.Typing.Rooms) != 0 || len(none.Extensions.AccountData.Rooms) != 0 {
+			t.Fatalf("extensions scoped to no list carry rooms: %+v", none.Extensions)
+		}
+		if len(none.Extensions.AccountData.Global) == 0 {
+			t.Fatalf("global account data missing from a new connection")
+		}
+	})
+}
+
+// TestSlidingSyncSubscriptions: a subscribed room outside every window is
+// sent, stays subscribed without being named again, and an unsubscribed
+// one is no longer followed. Joining a room the connection had as an
+// invite sends it whole.
+func TestSlidingSyncSubscriptions(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		var rooms []id.RoomID
+		for i := range 3 {
+			created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Name: fmt.Sprintf("s%d", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rooms = append(rooms, created.RoomID)
+		}
+		lists := map[string]any{"top": list([][]int{{0, 0}}, 1, nil, nil)}
+		first := mustSlidingSync(t, alice, "", 0, map[string]any{"lists": lists,
+			"room_subscriptions": map[id.RoomID]any{rooms[0]: map[string]any{"timeline_limit": 2, "required_state": [][]string{{"m.room.name", ""}}}}})
+		if _, ok := first.Rooms[rooms[0]]; !ok || len(first.Rooms) != 2 {
+			t.Fatalf("first response rooms %v, want the newest and the subscribed one", first.Rooms)
+		}
+		if _, err := alice.SendText(ctx, rooms[1], "unwatched"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.SendText(ctx, rooms[0], "watched"); err != nil {
+			t.Fatal(err)
+		}
+		// rooms[0] now has the newest message: it is both in the window
+		// and subscribed. Follow with the window moved off it.
+		second := mustSlidingSync(t, alice, first.Pos, 5000, map[string]any{"lists": map[string]any{"top": list([][]int{{2, 2}}, 1, nil, nil)}})
+		r0, ok := second.Rooms[rooms[0]]
+		if !ok || r0.Initial || !slices.Contains(timelineBodies(t, r0), "watched") {
+			t.Fatalf("sticky subscription: %+v (present %v), want a delta with the message", r0, ok)
+		}
+		third := mustSlidingSync(t, alice, second.Pos, 0, map[string]any{"lists": map[string]any{"top": list([][]int{{2, 2}}, 1, nil, nil)},
+			"unsubscribe_rooms": []id.RoomID{rooms[0]}})
+		if _, err := alice.SendText(ctx, rooms[0], "after unsubscribing"); err != nil {
+			t.Fatal(err)
+		}
+		fourth := mustSlidingSync(t, alice, third.Pos, 300, map[string]any{"lists": map[string]any{"top": list([][]int{{2, 2}}, 1, nil, nil)}})
+		if _, ok := fourth.Rooms[rooms[0]]; ok {
+			t.Fatalf("unsubscribed room still sent")
+		}
+
+		// An invite becomes a join: sent whole again.
+		invited, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Name: "inv", Invite: []id.UserID{alice.UserID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := map[string]any{"lists": map[string]any{"all": list([][]int{{0, 9}}, 5, nil, nil)}}
+		a := mustSlidingSync(t, alice, "", 0, all)
+		if r := a.Rooms[invited.RoomID]; !r.Initial || len(r.InviteState) == 0 {
+			t.Fatalf("the invite: %+v, want initial with invite_state", r)
+		}
+		if _, err := alice.JoinRoomByID(ctx, invited.RoomID); err != nil {
+			t.Fatal(err)
+		}
+		b := mustSlidingSync(t, alice, a.Pos, 5000, all)
+		if r, ok := b.Rooms[invited.RoomID]; !ok || !r.Initial || len(r.InviteState) != 0 || len(r.Timeline) == 0 {
+			t.Fatalf("after joining: %+v (present %v), want it initial with a timeline and no invite_state", r, ok)
+		}
+	})
+}
+
+// TestSlidingSyncLeaves: a room the user was kicked from stays in the
+// list (they may not have seen the kick), one they left themselves does
+// not, unless the connection had it.
+func TestSlidingSyncLeaves(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		kickedFrom := publicRoom(t, bob, "", alice)
+		left := publicRoom(t, bob, "", alice)
+		all := map[string]any{"lists": map[string]any{"all": list([][]int{{0, 9}}, 1, nil, nil)}}
+		first := mustSlidingSync(t, alice, "", 0, all)
+		if _, err := bob.KickUser(ctx, kickedFrom, &mautrix.ReqKickUser{UserID: alice.UserID}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.LeaveRoom(ctx, left); err != nil {
+			t.Fatal(err)
+		}
+		// The connection had both: both come with the departure.
+		var got map[id.RoomID]ssRoom = map[id.RoomID]ssRoom{}
+		pos := first.Pos
+		for range 5 {
+			r := mustSlidingSync(t, alice, pos, 5000, all)
+			pos = r.Pos
+			for k, v := range r.Rooms {
+				got[k] = v
+			}
+			if len(got) == 2 {
+				break
+			}
+		}
+		if _, ok := got[kickedFrom]; !ok {
+			t.Errorf("the kick did not reach the connection")
+		}
+		if _, ok := got[left]; !ok {
+			t.Errorf("the departure did not reach the connection that had the room")
+		}
+		fresh := mustSlidingSync(t, alice, "", 0, all)
+		if _, ok := fresh.Rooms[kickedFrom]; !ok || fresh.Lists["all"].Count != 1 {
+			t.Errorf("new connection: rooms %v count %d, want only the room alice was kicked from", fresh.Rooms, fresh.Lists["all"].Count)
+		}
+	})
+}
+
+// TestSlidingSyncLaterRevision: the MSC's later request forms (range,
+// required_state as an object with lazy_members, is_invited, pos and
+// timeout in the body) work like the earlier ones, and a larger timeline
+// limit resends the latest events marked expanded_timeline.
+func TestSlidingSyncLaterRevision(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		roomID := publicRoom(t, alice, "", bob)
+		for i := range 3 {
+			if _, err := bob.SendText(ctx, roomID, fmt.Sprintf("m%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		body := func(limit int, pos string) map[string]any {
+			b := map[string]any{"lists": map[string]any{"l": map[string]any{
+				"range": []int{0, 0}, "timeline_limit": limit,
+				"required_state": map[string]any{"include": []any{map[string]any{"type": "m.room.create"}},
+					"exclude": []any{}, "lazy_members": true},
+				"filters": map[string]any{"is_invited": false},
+			}}}
+			if pos != "" {
+				b["pos"] = pos
+				b["timeout"] = 0
+			}
+			return b
+		}
+		first := mustSlidingSync(t, alice, "", 0, body(1, ""))
+		r := first.Rooms[roomID]
+		var types []string
+		for _, ev := range r.RequiredState {
+			types = append(types, ev.Type+"|"+ev.StateKey)
+		}
+		slices.Sort(types)
+		want := []string{"m.room.create|", "m.room.member|" + bob.UserID.String()}
+		if !slices.Equal(types, want) || !slices.Equal(timelineBodies(t, r), []string{"m2"}) {
+			t.Fatalf("object required_state: state %v timeline %v, want %v and [m2]", types, timelineBodies(t, r), want)
+		}
+		var raw struct {
+			Rooms map[id.RoomID]struct {
+				Expanded bool `json:"expanded_timeline"`
+			} `json:"rooms"`
+		}
+		u := alice.BuildURLWithQuery(mautrix.ClientURLPath{"unstable", "org.matrix.simplified_msc3575", "sync"}, nil)
+		var second ssResp
+		resp, err := alice.MakeRequest(ctx, http.MethodPost, u, body(3, first.Pos), &second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(resp, &raw); err != nil {
+			t.Fatal(err)
+		}
+		r = second.Rooms[roomID]
+		if !raw.Rooms[roomID].Expanded || r.Initial || !slices.Equal(timelineBodies(t, r), []string{"m0", "m1", "m2"}) {
+			t.Fatalf("after raising the limit: expanded %v initial %v timeline %v, want expanded, not initial, [m0 m1 m2]",
+				raw.Rooms[roomID].Expanded, r.Initial, timelineBodies(t, r))
+		}
+	})
+}

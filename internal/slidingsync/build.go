@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
@@ -49,9 +48,13 @@ type build struct {
 // wanted is a room the response covers, with the merged details of every
 // list and subscription that asks for it.
 type wanted struct {
-	c          candidate
-	limit      int
+	c     candidate
+	limit int
+	// required and exclude are the union of the configs' pairs (so an
+	// exclusion of one config applies to the others too: rare, and only
+	// ever sends less).
 	required   [][]string
+	exclude    [][]string
 	lists      []string
 	subscribed bool
 }
@@ -67,11 +70,8 @@ func (b *build) want(c candidate, d RoomDetails, list string) {
 		b.order = append(b.order, c.m.RoomID)
 	}
 	w.limit = max(w.limit, d.TimelineLimit)
-	for _, pair := range d.RequiredState {
-		if !slices.ContainsFunc(w.required, func(p []string) bool { return p[0] == pair[0] && p[1] == pair[1] }) {
-			w.required = append(w.required, pair)
-		}
-	}
+	w.required = addPairs(w.required, d.RequiredState.Include)
+	w.exclude = addPairs(w.exclude, d.RequiredState.Exclude)
 	if list == "" {
 		w.subscribed = true
 	} else if !slices.Contains(w.lists, list) {
@@ -79,15 +79,29 @@ func (b *build) want(c candidate, d RoomDetails, list string) {
 	}
 }
 
-// config is the key of what the room is sent with: the client has its
-// state as required_state asked, so asking for other state sends it again.
-func (w *wanted) config() string {
-	keys := make([]string, len(w.required))
-	for i, p := range w.required {
-		keys[i] = p[0] + "\x00" + p[1]
+// addPairs adds the pairs of add that list lacks.
+func addPairs(list, add [][]string) [][]string {
+	for _, pair := range add {
+		if !slices.ContainsFunc(list, func(p []string) bool { return p[0] == pair[0] && p[1] == pair[1] }) {
+			list = append(list, pair)
+		}
 	}
-	slices.Sort(keys)
-	return strings.Join(keys, "\x01") + "\x02" + strconv.Itoa(w.limit)
+	return list
+}
+
+// stateConfig is the key of the state the room is sent with: the client
+// has its state as required_state asked, so asking for other state sends
+// it again.
+func (w *wanted) stateConfig() string {
+	key := func(pairs [][]string) string {
+		keys := make([]string, len(pairs))
+		for i, p := range pairs {
+			keys[i] = p[0] + "\x00" + p[1]
+		}
+		slices.Sort(keys)
+		return strings.Join(keys, "\x01")
+	}
+	return key(w.required) + "\x02" + key(w.exclude)
 }
 
 // build assembles the response to r from base, as of the database now.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,9 +72,12 @@ type sentRoom struct {
 	// events and state.
 	pos        int64
 	membership string
-	// config is the key of the required_state and timeline limit sent;
+	// state is the key of the required_state sent (wanted.stateConfig);
 	// a different one sends the room's state in full again.
-	config string
+	state string
+	// limit is the timeline limit last asked for: a larger one sends the
+	// latest events up to it again (expanded_timeline).
+	limit int
 }
 
 // child returns a copy of st to build the next state in.
@@ -180,22 +184,27 @@ func (c *connections) load(ctx context.Context, key connKey, pos string) (*conne
 }
 
 // store records st as the connection's newest state and returns its pos.
-// States older than the one the request continued from (base) are dropped:
-// the client has moved past them.
+// States older than the one the request continued from (base) are
+// dropped: the client has moved past them. base itself stays, with the
+// newest others, since clients cancel a request and send it again from
+// the same pos when their lists change.
 func (c *connections) store(conn *connection, base, st *connState) string {
 	conn.mu.Lock()
 	defer conn.mu.Unlock()
 	st.seq = conn.next
 	conn.next++
-	kept := conn.states[:0:0]
+	var kept []*connState
 	for _, old := range conn.states {
-		if old.seq >= base.seq || base.fresh {
+		if base.fresh || old.seq > base.seq {
 			kept = append(kept, old)
 		}
 	}
 	kept = append(kept, st)
-	if len(kept) > keptStates {
-		kept = kept[len(kept)-keptStates:]
+	if len(kept) > keptStates-1 {
+		kept = kept[len(kept)-(keptStates-1):]
+	}
+	if !base.fresh && slices.Contains(conn.states, base) {
+		kept = append([]*connState{base}, kept...)
 	}
 	conn.states = kept
 	return posToken{epoch: c.epoch, seq: st.seq, pos: st.pos, typing: st.typing}.String()

@@ -25,9 +25,11 @@ type candidate struct {
 	stamp int64
 }
 
-// candidates returns the rooms lists choose from, newest first. A room the
-// user left (or was kicked from) is shown once, in the first response
-// after the change, so the client learns of it; a ban stays.
+// candidates returns the rooms lists choose from, newest first: joins,
+// invites, knocks and bans, and rooms left (MSC4186 "Lists") if the
+// connection was sent them before, or the user was kicked (they may not
+// have seen it otherwise); a room the user left themselves is not worth
+// the bandwidth.
 func (s *Service) candidates(ctx context.Context, b *build) ([]candidate, error) {
 	var joined []id.RoomID
 	for _, m := range b.memberships {
@@ -58,8 +60,14 @@ func (s *Service) candidates(ctx context.Context, b *build) ([]candidate, error)
 			}
 		case "knock", "ban":
 		case "leave":
-			if b.base.fresh || m.StreamPos <= b.since {
-				continue
+			if _, sent := b.base.rooms[m.RoomID]; !sent {
+				kicked, err := s.kicked(ctx, b.user, m)
+				if err != nil {
+					return nil, err
+				}
+				if !kicked {
+					continue
+				}
 			}
 		default:
 			continue
@@ -76,6 +84,24 @@ func (s *Service) candidates(ctx context.Context, b *build) ([]candidate, error)
 		return strings.Compare(string(a.m.RoomID), string(b.m.RoomID))
 	})
 	return out, nil
+}
+
+// kicked reports whether a leave was someone else's doing (a kick, or a
+// rejected knock or withdrawn invite): the sender of an event never
+// changes, so the answer is cached by event.
+func (s *Service) kicked(ctx context.Context, user id.UserID, m room.Membership) (bool, error) {
+	if sender, ok := s.leaveSenders.Get(m.EventID); ok {
+		return sender != user, nil
+	}
+	ev, err := s.rooms.Event(ctx, m.EventID)
+	if errors.Is(err, mxerr.NotFound) {
+		return false, nil // a remote invite rejected: the user's own doing
+	}
+	if err != nil {
+		return false, err
+	}
+	s.leaveSenders.Add(m.EventID, ev.Sender)
+	return ev.Sender != user, nil
 }
 
 // facts are what filters ask of a room, loaded once per build and only

@@ -1,6 +1,9 @@
 package slidingsync
 
 import (
+	"bytes"
+	"encoding/json"
+	"slices"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -13,6 +16,12 @@ import (
 // room subscriptions are, until unsubscribe_rooms names them, so that a
 // client sending them once and one sending them every time both work.
 type Req struct {
+	// Pos, Timeout (milliseconds) and SetPresence may come in the body, as
+	// the MSC's later revision has them; the query parameters win.
+	Pos         string `json:"pos,omitempty"`
+	Timeout     *int64 `json:"timeout,omitempty"`
+	SetPresence string `json:"set_presence,omitempty"`
+
 	ConnID            string                    `json:"conn_id,omitempty"`
 	TxnID             string                    `json:"txn_id,omitempty"`
 	Lists             map[string]ListReq        `json:"lists,omitempty"`
@@ -24,17 +33,75 @@ type Req struct {
 // RoomDetails is what the client wants of each room of a list or
 // subscription.
 type RoomDetails struct {
-	// RequiredState holds [type, state_key] pairs; "*" matches any type or
-	// key, "$ME" is the user, and ["m.room.member", "$LAZY"] the members
-	// who sent the timeline's events.
-	RequiredState [][]string `json:"required_state,omitempty"`
-	TimelineLimit int        `json:"timeline_limit"`
+	RequiredState RequiredState `json:"required_state"`
+	TimelineLimit int           `json:"timeline_limit"`
+}
+
+// RequiredState is the state a room's entry carries. Include holds
+// [type, state_key] pairs: "*" matches any type or key, "$ME" is the
+// user, and ["m.room.member", "$LAZY"] the members who sent the
+// timeline's events. Exclude holds pairs left out of what Include
+// matches (lazy members are never excluded).
+type RequiredState struct {
+	Include [][]string
+	Exclude [][]string
+}
+
+// stateElement is one entry of the object form: a missing field matches
+// anything.
+type stateElement struct {
+	Type     *string `json:"type"`
+	StateKey *string `json:"state_key"`
+}
+
+func (e stateElement) pair() []string {
+	p := []string{"*", "*"}
+	if e.Type != nil {
+		p[0] = *e.Type
+	}
+	if e.StateKey != nil {
+		p[1] = *e.StateKey
+	}
+	return p
+}
+
+// UnmarshalJSON reads either form of required_state: the list of
+// [type, state_key] pairs that clients send today, or the MSC's later
+// {"include": [...], "exclude": [...], "lazy_members": true}.
+func (rs *RequiredState) UnmarshalJSON(b []byte) error {
+	trimmed := bytes.TrimSpace(b)
+	switch {
+	case len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")):
+		return nil
+	case trimmed[0] == '[':
+		return json.Unmarshal(trimmed, &rs.Include)
+	}
+	var obj struct {
+		Include     []stateElement `json:"include"`
+		Exclude     []stateElement `json:"exclude"`
+		LazyMembers bool           `json:"lazy_members"`
+	}
+	if err := json.Unmarshal(trimmed, &obj); err != nil {
+		return err
+	}
+	for _, e := range obj.Include {
+		rs.Include = append(rs.Include, e.pair())
+	}
+	for _, e := range obj.Exclude {
+		rs.Exclude = append(rs.Exclude, e.pair())
+	}
+	if obj.LazyMembers {
+		rs.Include = append(rs.Include, []string{"m.room.member", "$LAZY"})
+	}
+	return nil
 }
 
 // ListReq is one named list: the ranges of its rooms, sorted by recency,
 // that the client wants, and the filters choosing them.
 type ListReq struct {
 	Ranges [][]int64 `json:"ranges,omitempty"`
+	// Range is the later revision's single range.
+	Range []int64 `json:"range,omitempty"`
 	RoomDetails
 	Filters *Filters `json:"filters,omitempty"`
 }
@@ -46,6 +113,8 @@ type Filters struct {
 	Spaces      []id.RoomID `json:"spaces,omitempty"`
 	IsEncrypted *bool       `json:"is_encrypted,omitempty"`
 	IsInvite    *bool       `json:"is_invite,omitempty"`
+	// IsInvited is the later revision's name of IsInvite.
+	IsInvited *bool `json:"is_invited,omitempty"`
 	// RoomTypes and NotRoomTypes hold create-event types; null stands for
 	// rooms without one. NotRoomTypes wins where both name a type.
 	RoomTypes    []*string `json:"room_types,omitempty"`
@@ -112,7 +181,23 @@ func (r *Req) validate() error {
 	if len(r.Lists) > maxLists {
 		return mxerr.InvalidParam.With("too many lists")
 	}
+	switch r.SetPresence {
+	case "", "online", "offline", "unavailable":
+	default:
+		return mxerr.InvalidParam.With("set_presence must be online, offline or unavailable")
+	}
+	if r.Timeout != nil && *r.Timeout < 0 {
+		return mxerr.InvalidParam.With("timeout must not be negative")
+	}
 	for name, l := range r.Lists {
+		if l.Range != nil {
+			l.Ranges = append(l.Ranges, l.Range)
+			l.Range = nil
+		}
+		if f := l.Filters; f != nil && f.IsInvite == nil {
+			f.IsInvite = f.IsInvited
+		}
+		r.Lists[name] = l
 		for _, rg := range l.Ranges {
 			if len(rg) != 2 || rg[0] < 0 || rg[1] < rg[0] || rg[1] > maxRangeEnd {
 				return mxerr.InvalidParam.With("list %q: each range must be [start, end] with 0 <= start <= end", name)
@@ -152,10 +237,10 @@ func (d *RoomDetails) validate() error {
 	if d.TimelineLimit < 0 || d.TimelineLimit > maxTimelineLimit {
 		return mxerr.InvalidParam.With("timeline_limit must be between 0 and %d", maxTimelineLimit)
 	}
-	if len(d.RequiredState) > maxRequiredState {
+	if len(d.RequiredState.Include)+len(d.RequiredState.Exclude) > maxRequiredState {
 		return mxerr.InvalidParam.With("required_state is too long")
 	}
-	for _, pair := range d.RequiredState {
+	for _, pair := range slices.Concat(d.RequiredState.Include, d.RequiredState.Exclude) {
 		if len(pair) != 2 {
 			return mxerr.InvalidParam.With("required_state entries must be [type, state_key]")
 		}

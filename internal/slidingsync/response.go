@@ -26,21 +26,28 @@ type ListResp struct {
 // RoomResp is one room of a response. A room the connection has already
 // been sent carries only what changed since (initial unset).
 type RoomResp struct {
-	Name          string                     `json:"name,omitempty"`
-	Avatar        *string                    `json:"avatar,omitempty"`
-	Heroes        []Hero                     `json:"heroes,omitempty"`
-	Initial       bool                       `json:"initial,omitempty"`
-	IsDM          bool                       `json:"is_dm,omitempty"`
-	InviteState   []clientsync.StrippedEvent `json:"invite_state,omitempty"`
-	KnockState    []clientsync.StrippedEvent `json:"knock_state,omitempty"`
-	RequiredState []room.ClientEvent         `json:"required_state,omitempty"`
-	Timeline      []room.ClientEvent         `json:"timeline,omitempty"`
-	PrevBatch     string                     `json:"prev_batch,omitempty"`
-	Limited       bool                       `json:"limited,omitempty"`
-	NumLive       *int                       `json:"num_live,omitempty"`
-	BumpStamp     *int64                     `json:"bump_stamp,omitempty"`
-	JoinedCount   *int                       `json:"joined_count,omitempty"`
-	InvitedCount  *int                       `json:"invited_count,omitempty"`
+	Name       string  `json:"name,omitempty"`
+	Avatar     *string `json:"avatar,omitempty"`
+	Heroes     []Hero  `json:"heroes,omitempty"`
+	Initial    bool    `json:"initial,omitempty"`
+	Membership string  `json:"membership,omitempty"`
+	// Lists names the lists whose windows hold the room.
+	Lists []string `json:"lists,omitempty"`
+	// ExpandedTimeline marks a timeline resent longer because the
+	// timeline limit grew; clients read the unstable name.
+	ExpandedTimeline         bool                       `json:"expanded_timeline,omitempty"`
+	UnstableExpandedTimeline bool                       `json:"unstable_expanded_timeline,omitempty"`
+	IsDM                     bool                       `json:"is_dm,omitempty"`
+	InviteState              []clientsync.StrippedEvent `json:"invite_state,omitempty"`
+	KnockState               []clientsync.StrippedEvent `json:"knock_state,omitempty"`
+	RequiredState            []room.ClientEvent         `json:"required_state,omitempty"`
+	Timeline                 []room.ClientEvent         `json:"timeline,omitempty"`
+	PrevBatch                string                     `json:"prev_batch,omitempty"`
+	Limited                  bool                       `json:"limited,omitempty"`
+	NumLive                  *int                       `json:"num_live,omitempty"`
+	BumpStamp                *int64                     `json:"bump_stamp,omitempty"`
+	JoinedCount              *int                       `json:"joined_count,omitempty"`
+	InvitedCount             *int                       `json:"invited_count,omitempty"`
 	// The counts of unread notifications come from push rule evaluation,
 	// which does not count them yet: 0 until it does.
 	NotificationCount *int `json:"notification_count,omitempty"`

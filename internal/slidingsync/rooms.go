@@ -22,9 +22,9 @@ const heroCount = 5
 func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sentRoom, error) {
 	m := w.c.m
 	sent, had := b.base.rooms[m.RoomID]
-	cfg := w.config()
+	stateCfg := w.stateConfig()
 	fresh := !had || sent.membership != m.Membership
-	entry := sentRoom{pos: b.now, membership: m.Membership, config: cfg}
+	entry := sentRoom{pos: b.now, membership: m.Membership, state: stateCfg, limit: w.limit}
 	switch m.Membership {
 	case "invite", "knock":
 		if !fresh {
@@ -35,21 +35,25 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 		entry.pos = m.StreamPos
 	}
 	upto := entry.pos
-	cfgChanged := !fresh && sent.config != cfg
-	if !fresh && !cfgChanged {
+	cfgChanged := !fresh && sent.state != stateCfg
+	// A larger timeline limit resends the latest events up to it, at once
+	// (MSC4186 "Changes to timeline_limit").
+	expanded := !fresh && w.limit > sent.limit
+	if !fresh && !cfgChanged && !expanded {
 		if latest, ok := b.latest[m.RoomID]; !ok || latest <= sent.pos || sent.pos >= upto {
 			return nil, entry, nil
 		}
 	}
 	after := int64(0)
-	if !fresh {
+	if !fresh && !expanded {
 		after = sent.pos
 	}
 	evs, limited, err := s.timeline(ctx, b, m, after, upto, w.limit)
 	if err != nil {
 		return nil, entry, err
 	}
-	rr := &RoomResp{Initial: fresh, Limited: limited}
+	rr := &RoomResp{Initial: fresh, Limited: limited, Membership: m.Membership, Lists: w.lists,
+		ExpandedTimeline: expanded, UnstableExpandedTimeline: expanded}
 	if m.Membership == "join" {
 		rr.BumpStamp = &w.c.stamp
 	}
@@ -81,7 +85,7 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 	if err != nil {
 		return nil, entry, err
 	}
-	rs := parseRequired(w.required, b.user)
+	rs := parseRequired(w.required, w.exclude, b.user)
 	full := fresh || cfgChanged
 	var stateEvs []*room.Stored
 	nameChanged, memberChanged := full, full
@@ -177,12 +181,12 @@ func (s *Service) timeline(ctx context.Context, b *build, m room.Membership, aft
 // the user may see, with the room's name and avatar from it.
 func (s *Service) strippedRoom(ctx context.Context, b *build, w *wanted) (*RoomResp, sentRoom, error) {
 	m := w.c.m
-	entry := sentRoom{pos: b.now, membership: m.Membership, config: w.config()}
+	entry := sentRoom{pos: b.now, membership: m.Membership, state: w.stateConfig(), limit: w.limit}
 	stripped, err := s.sync.InviteState(ctx, b.user, m)
 	if err != nil {
 		return nil, entry, err
 	}
-	rr := &RoomResp{Initial: true, BumpStamp: &w.c.stamp}
+	rr := &RoomResp{Initial: true, BumpStamp: &w.c.stamp, Membership: m.Membership, Lists: w.lists}
 	if m.Membership == "invite" {
 		rr.InviteState = stripped
 	} else {
@@ -252,6 +256,8 @@ func (s *Service) members(ctx context.Context, b *build, roomID id.RoomID, st ro
 // requiredState is a parsed required_state.
 type requiredState struct {
 	all bool
+	// exclude holds what is left out of the matches.
+	exclude *requiredState
 	// types holds the types asked for with any key, keys the exact
 	// (type, key) pairs, anyType the keys asked for with any type.
 	types   map[string]bool
@@ -262,8 +268,18 @@ type requiredState struct {
 }
 
 // parseRequired reads [type, state_key] pairs: "*" is a wildcard, "$ME"
-// the user, and ["m.room.member", "$LAZY"] the timeline senders' members.
-func parseRequired(pairs [][]string, user id.UserID) requiredState {
+// the user, and ["m.room.member", "$LAZY"] the timeline senders' members;
+// what exclude matches is left out.
+func parseRequired(pairs, exclude [][]string, user id.UserID) requiredState {
+	rs := parsePairs(pairs, user)
+	if len(exclude) > 0 {
+		ex := parsePairs(exclude, user)
+		rs.exclude = &ex
+	}
+	return rs
+}
+
+func parsePairs(pairs [][]string, user id.UserID) requiredState {
 	rs := requiredState{types: map[string]bool{}, keys: map[room.StateKeyT]bool{}, anyType: map[string]bool{}}
 	for _, p := range pairs {
 		typ, key := p[0], p[1]
@@ -287,6 +303,9 @@ func parseRequired(pairs [][]string, user id.UserID) requiredState {
 }
 
 func (rs *requiredState) matches(typ, key string) bool {
+	if rs.exclude != nil && rs.exclude.matches(typ, key) {
+		return false
+	}
 	return rs.all || rs.types[typ] || rs.anyType[key] || rs.keys[room.StateKeyOf(typ, key)]
 }
 

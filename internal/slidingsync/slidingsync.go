@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/accountdata"
@@ -50,7 +51,10 @@ type Service struct {
 	e2ee        *e2ee.Service // nil: no e2ee or to_device extension data
 	bumps       *Bumps
 	conns       *connections
-	log         *slog.Logger
+	// leaveSenders caches who sent each leave of a user, to tell kicks
+	// from departures (see candidates).
+	leaveSenders *lru.Cache[id.EventID, id.UserID]
+	log          *slog.Logger
 }
 
 // Deps are the subsystems sliding sync reads.
@@ -80,6 +84,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		receipts: d.Receipts, typing: d.Typing, e2ee: d.E2EE, bumps: d.Bumps, log: d.Log,
 		conns: newConnections(epoch)}
 	s.conns.known = s.knownEpoch
+	s.leaveSenders, _ = lru.New[id.EventID, id.UserID](100000)
 	return s, nil
 }
 
