@@ -399,30 +399,45 @@ func TestSlidingSyncExtensionsExactlyOnce(t *testing.T) {
 	})
 }
 
-// TestSlidingSyncUnknownPos: a pos the server never issued, or one it
-// has moved past, answers 400 M_UNKNOWN_POS; after a restart, a pos is
-// rebuilt and its rooms come whole again.
+// TestSlidingSyncUnknownPos: a pos the server never issued answers 400
+// M_UNKNOWN_POS; the pos before the latest may be retried; after a
+// restart a pos is rebuilt: its rooms come whole again, and the
+// extensions enabled once (clients send "enabled" only in their first
+// request) stay enabled.
 func TestSlidingSyncUnknownPos(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
 		srv := mxtest.Start(t, engine)
 		alice := srv.Client("alice")
 		roomID := publicRoom(t, alice, "")
-		body := map[string]any{"lists": map[string]any{"l": list([][]int{{0, 9}}, 1, nil, nil)}}
-		first := mustSlidingSync(t, alice, "", 0, body)
-		for _, pos := range []string{"garbage", "1_2_3_4"} {
+		lists := map[string]any{"l": list([][]int{{0, 9}}, 1, nil, nil)}
+		body := map[string]any{"lists": lists}
+		first := mustSlidingSync(t, alice, "", 0, map[string]any{"lists": lists,
+			"extensions": map[string]any{"to_device": map[string]any{"enabled": true}, "e2ee": map[string]any{"enabled": true}}})
+		for _, pos := range []string{"garbage", "1_2_3_4_0"} {
 			_, err := slidingSync(alice, pos, 0, body)
 			var httpErr mautrix.HTTPError
 			if !errors.As(err, &httpErr) || httpErr.RespError == nil || httpErr.RespError.ErrCode != "M_UNKNOWN_POS" || httpErr.Response.StatusCode != 400 {
 				t.Fatalf("pos %q: %v, want 400 M_UNKNOWN_POS", pos, err)
 			}
 		}
-		// Moving on twice from first leaves it behind... still usable as
-		// the base of a retry while kept.
 		second := mustSlidingSync(t, alice, first.Pos, 0, body)
+		if second.Extensions.ToDevice == nil || second.Extensions.E2EE == nil {
+			t.Fatalf("extensions enabled in the first request are gone from the second: %+v", second.Extensions)
+		}
 		if _, err := slidingSync(alice, first.Pos, 0, body); err != nil {
 			t.Fatalf("retrying the previous pos: %v", err)
 		}
+		// A new connection under the same conn_id replaces the old one.
+		other := mustSlidingSync(t, alice, "", 0, map[string]any{"lists": lists, "conn_id": "other"})
+		if _, err := slidingSync(alice, second.Pos, 0, body); err != nil {
+			t.Fatalf("a connection of another conn_id replaced this one: %v", err)
+		}
+		mustSlidingSync(t, alice, "", 0, map[string]any{"lists": lists, "conn_id": "other"})
+		if _, err := slidingSync(alice, other.Pos, 0, map[string]any{"lists": lists, "conn_id": "other"}); err == nil {
+			t.Fatalf("the pos of a replaced connection still works")
+		}
+
 		if _, err := alice.SendText(ctx, roomID, "before restart"); err != nil {
 			t.Fatal(err)
 		}
@@ -431,6 +446,9 @@ func TestSlidingSyncUnknownPos(t *testing.T) {
 		r, ok := after.Rooms[roomID]
 		if !ok || !r.Initial || !slices.Equal(timelineBodies(t, r), []string{"before restart"}) {
 			t.Fatalf("after a restart: %+v (present %v), want the room whole with the message", r, ok)
+		}
+		if after.Extensions.ToDevice == nil || after.Extensions.E2EE == nil {
+			t.Fatalf("extensions lost across the restart: %+v", after.Extensions)
 		}
 	})
 }

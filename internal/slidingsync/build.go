@@ -16,7 +16,11 @@ import (
 
 // build holds one response while it is assembled.
 type build struct {
-	req    *Req
+	req *Req
+	// lists and ext are the request's lists and extension configs, with
+	// what the connection kept of earlier requests (see stickyExtensions).
+	lists  map[string]ListReq
+	ext    ExtensionsReq
 	user   id.UserID
 	device id.DeviceID
 	base   *connState
@@ -120,15 +124,18 @@ func (s *Service) build(ctx context.Context, r Request, base *connState, wake cl
 		b.changed = s.sync.ChangedSince(r.User, base.wake)
 	}
 	b.next = base.child()
+	// Lists are not sticky (clients send them whole), but a request that
+	// has none keeps the connection's.
+	b.lists = r.Body.Lists
+	if b.lists == nil {
+		b.lists = base.lists
+	}
+	b.ext = stickyExtensions(base.ext, r.Body.Extensions)
+	b.next.lists, b.next.ext = b.lists, b.ext
 	b.next.pos, b.next.wake, b.next.typing = now, wake, s.typing.Serial()
 
-	if base.memberships != nil && s.sync.ChangedSince(r.User, base.memberWake)&notifier.Membership == 0 {
-		b.memberships = base.memberships
-	} else {
-		if b.memberships, err = s.sync.Memberships(ctx, r.User, wake); err != nil {
-			return nil, nil, false, err
-		}
-		b.next.memberships, b.next.memberWake = b.memberships, wake
+	if b.memberships, err = s.memberships(ctx, r.User, wake); err != nil {
+		return nil, nil, false, err
 	}
 	if b.ignored, err = s.sync.IgnoredUsers(ctx, r.User, wake); err != nil {
 		return nil, nil, false, err
@@ -163,6 +170,29 @@ func (s *Service) build(ctx context.Context, r Request, base *connState, wake cl
 	}
 	news := base.fresh || len(resp.Rooms) > 0 || extNews || !maps.Equal(base.counts, b.next.counts)
 	return resp, b.next, news, nil
+}
+
+// cachedMemberships is a user's membership list as of a notifier
+// generation. Shared: never change it.
+type cachedMemberships struct {
+	wake clientsync.Wake
+	list []room.Membership
+}
+
+// memberships returns the user's memberships, from the cache until a
+// membership change is notified after it was filled. /sync's own cache
+// keeps only users of at most a hundred rooms; sliding sync is for the
+// users with many more, and every connection of a user shares the entry.
+func (s *Service) memberships(ctx context.Context, user id.UserID, wake clientsync.Wake) ([]room.Membership, error) {
+	if c, ok := s.memberCache.Get(user); ok && s.sync.ChangedSince(user, c.wake)&notifier.Membership == 0 {
+		return c.list, nil
+	}
+	list, err := s.sync.Memberships(ctx, user, wake)
+	if err != nil {
+		return nil, err
+	}
+	s.memberCache.Add(user, cachedMemberships{wake: wake, list: list})
+	return list, nil
 }
 
 // subscriptions applies the request's subscriptions and unsubscriptions to

@@ -8,13 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/clientsync"
 	"github.com/myelin-chat/myelin/internal/mxerr"
-	"github.com/myelin-chat/myelin/internal/room"
 )
 
 // connKey names a connection: a client may keep several per device, told
@@ -31,7 +31,6 @@ type connKey struct {
 // never been sent.
 type connection struct {
 	mu     sync.Mutex
-	next   int64
 	states []*connState // oldest first, at most keptStates
 }
 
@@ -51,15 +50,13 @@ type connState struct {
 	wake   clientsync.Wake
 	// rooms holds what the client has of each room sent.
 	rooms map[id.RoomID]sentRoom
-	// subs are the sticky room subscriptions.
-	subs map[id.RoomID]RoomDetails
+	// subs are the sticky room subscriptions; lists and ext the lists and
+	// extension configs in force (see build).
+	subs  map[id.RoomID]RoomDetails
+	lists map[string]ListReq
+	ext   ExtensionsReq
 	// counts are the lists' counts last sent: a change alone is news.
 	counts map[string]int
-	// memberships is the user's membership list as of memberWake, reused
-	// until a membership change is notified (the /sync cache keeps only
-	// users of at most a hundred rooms).
-	memberships []room.Membership
-	memberWake  clientsync.Wake
 	// toDevice is the to-device next_batch last handed out.
 	toDevice string
 	// fresh marks the state of a connection with no response yet.
@@ -85,7 +82,7 @@ func (st *connState) child() *connState {
 	return &connState{
 		pos: st.pos, typing: st.typing, wake: st.wake,
 		rooms: maps.Clone(st.rooms), subs: maps.Clone(st.subs), counts: map[string]int{},
-		memberships: st.memberships, memberWake: st.memberWake, toDevice: st.toDevice,
+		toDevice: st.toDevice, lists: st.lists, ext: st.ext,
 	}
 }
 
@@ -96,6 +93,9 @@ type connections struct {
 	cache *lru.Cache[connKey, *connection]
 	// known reports whether an earlier process issued an epoch.
 	known func(ctx context.Context, epoch uint32) (bool, error)
+	// seq numbers the states of every connection, so that the pos of a
+	// connection replaced by a new one (same key) names nothing.
+	seq atomic.Int64
 }
 
 // maxConnections bounds the connections held. A connection's state grows
@@ -109,32 +109,79 @@ func newConnections(epoch uint32) *connections {
 	return &connections{epoch: epoch, cache: c}
 }
 
-// posToken is a parsed pos: <epoch>_<seq>_<stream pos>_<typing serial>.
-// The epoch names the process that issued it; seq the connection state.
+// posToken is a parsed pos: <epoch>_<seq>_<stream pos>_<typing
+// serial>_<extensions>. The epoch names the process that issued it, seq
+// the connection state; extensions is a bit set of the extensions enabled,
+// so that a connection rebuilt after a restart keeps them (clients send
+// "enabled" only once).
 type posToken struct {
 	epoch  uint32
 	seq    int64
 	pos    int64
 	typing int64
+	ext    uint8
 }
 
+// The bits of posToken.ext.
+const (
+	extToDevice uint8 = 1 << iota
+	extE2EE
+	extAccountData
+	extReceipts
+	extTyping
+)
+
 func (p posToken) String() string {
-	return fmt.Sprintf("%d_%d_%d_%d", p.epoch, p.seq, p.pos, p.typing)
+	return fmt.Sprintf("%d_%d_%d_%d_%d", p.epoch, p.seq, p.pos, p.typing, p.ext)
 }
 
 func parsePos(s string) (posToken, bool) {
 	parts := strings.Split(s, "_")
-	if len(parts) != 4 {
+	if len(parts) != 5 {
 		return posToken{}, false
 	}
 	e, err1 := strconv.ParseUint(parts[0], 10, 32)
 	seq, err2 := strconv.ParseInt(parts[1], 10, 64)
 	pos, err3 := strconv.ParseInt(parts[2], 10, 64)
 	ty, err4 := strconv.ParseInt(parts[3], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || seq < 0 || pos < 0 || ty < 0 {
+	ext, err5 := strconv.ParseUint(parts[4], 10, 8)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil || seq < 0 || pos < 0 || ty < 0 {
 		return posToken{}, false
 	}
-	return posToken{epoch: uint32(e), seq: seq, pos: pos, typing: ty}, true
+	return posToken{epoch: uint32(e), seq: seq, pos: pos, typing: ty, ext: uint8(ext)}, true
+}
+
+// extBits returns the bit set of the extensions ext enables.
+func extBits(ext ExtensionsReq) uint8 {
+	var bits uint8
+	if ext.ToDevice != nil && ext.ToDevice.on() {
+		bits |= extToDevice
+	}
+	if ext.E2EE.on() {
+		bits |= extE2EE
+	}
+	for bit, sc := range map[uint8]*ScopedReq{extAccountData: ext.AccountData, extReceipts: ext.Receipts, extTyping: ext.Typing} {
+		if sc != nil && sc.on() {
+			bits |= bit
+		}
+	}
+	return bits
+}
+
+// enabledExtensions is the config of a rebuilt connection: the extensions
+// of bits enabled, each covering every list and subscription.
+func enabledExtensions(bits uint8) ExtensionsReq {
+	on := func(bit uint8) *bool {
+		v := bits&bit != 0
+		return &v
+	}
+	return ExtensionsReq{
+		ToDevice:    &ToDeviceReq{EnabledReq: EnabledReq{Enabled: on(extToDevice)}},
+		E2EE:        &EnabledReq{Enabled: on(extE2EE)},
+		AccountData: &ScopedReq{EnabledReq: EnabledReq{Enabled: on(extAccountData)}},
+		Receipts:    &ScopedReq{EnabledReq: EnabledReq{Enabled: on(extReceipts)}},
+		Typing:      &ScopedReq{EnabledReq: EnabledReq{Enabled: on(extTyping)}},
+	}
 }
 
 // errUnknownPos is the answer to a pos the server cannot continue from;
@@ -167,7 +214,7 @@ func (c *connections) load(ctx context.Context, key connKey, pos string) (*conne
 		conn := &connection{}
 		c.cache.Add(key, conn)
 		return conn, &connState{pos: p.pos, typing: p.typing, rooms: map[id.RoomID]sentRoom{},
-			subs: map[id.RoomID]RoomDetails{}, counts: map[string]int{}}, nil
+			subs: map[id.RoomID]RoomDetails{}, counts: map[string]int{}, ext: enabledExtensions(p.ext)}, nil
 	}
 	conn, ok := c.cache.Get(key)
 	if !ok {
@@ -191,8 +238,7 @@ func (c *connections) load(ctx context.Context, key connKey, pos string) (*conne
 func (c *connections) store(conn *connection, base, st *connState) string {
 	conn.mu.Lock()
 	defer conn.mu.Unlock()
-	st.seq = conn.next
-	conn.next++
+	st.seq = c.seq.Add(1)
 	var kept []*connState
 	for _, old := range conn.states {
 		if base.fresh || old.seq > base.seq {
@@ -207,5 +253,5 @@ func (c *connections) store(conn *connection, base, st *connState) string {
 		kept = append([]*connState{base}, kept...)
 	}
 	conn.states = kept
-	return posToken{epoch: c.epoch, seq: st.seq, pos: st.pos, typing: st.typing}.String()
+	return posToken{epoch: c.epoch, seq: st.seq, pos: st.pos, typing: st.typing, ext: extBits(st.ext)}.String()
 }

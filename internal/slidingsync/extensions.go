@@ -21,7 +21,7 @@ import (
 // extensions fills the enabled extensions and reports whether any has
 // news.
 func (s *Service) extensions(ctx context.Context, b *build, resp *Resp) (bool, error) {
-	ext := &b.req.Extensions
+	ext := &b.ext
 	news := false
 	if ext.ToDevice != nil && ext.ToDevice.on() {
 		n, err := s.toDevice(ctx, b, resp)
@@ -57,6 +57,70 @@ func (s *Service) extensions(ctx context.Context, b *build, resp *Resp) (bool, e
 	return news, nil
 }
 
+// stickyExtensions merges the request's extension configs over the
+// connection's: a client may send an extension's config only in its first
+// request (matrix-js-sdk does), and a field it leaves out keeps its value.
+// The to-device since is never kept: it is the request's alone.
+func stickyExtensions(old ExtensionsReq, req ExtensionsReq) ExtensionsReq {
+	out := old
+	if td := req.ToDevice; td != nil {
+		merged := ToDeviceReq{}
+		if old.ToDevice != nil {
+			merged = *old.ToDevice
+		}
+		if td.Enabled != nil {
+			merged.Enabled = td.Enabled
+		} else if td.Since != "" && merged.Enabled == nil {
+			// A since only makes sense with the extension on.
+			on := true
+			merged.Enabled = &on
+		}
+		if td.Limit != nil {
+			merged.Limit = td.Limit
+		}
+		merged.Since = td.Since
+		out.ToDevice = &merged
+	} else if old.ToDevice != nil {
+		merged := *old.ToDevice
+		merged.Since = ""
+		out.ToDevice = &merged
+	}
+	if req.E2EE != nil {
+		merged := EnabledReq{}
+		if old.E2EE != nil {
+			merged = *old.E2EE
+		}
+		if req.E2EE.Enabled != nil {
+			merged.Enabled = req.E2EE.Enabled
+		}
+		out.E2EE = &merged
+	}
+	out.AccountData = stickyScoped(old.AccountData, req.AccountData)
+	out.Receipts = stickyScoped(old.Receipts, req.Receipts)
+	out.Typing = stickyScoped(old.Typing, req.Typing)
+	return out
+}
+
+func stickyScoped(old, req *ScopedReq) *ScopedReq {
+	if req == nil {
+		return old
+	}
+	merged := ScopedReq{}
+	if old != nil {
+		merged = *old
+	}
+	if req.Enabled != nil {
+		merged.Enabled = req.Enabled
+	}
+	if req.Lists != nil {
+		merged.Lists = req.Lists
+	}
+	if req.Rooms != nil {
+		merged.Rooms = req.Rooms
+	}
+	return &merged
+}
+
 // formatCursor renders a to-device next_batch: the position, with the
 // sequence number when the inbox was cut off inside it.
 func formatCursor(c e2ee.ToDeviceCursor) string {
@@ -86,7 +150,7 @@ func parseCursor(s string) (e2ee.ToDeviceCursor, error) {
 // what the response that issued it carried; the rest comes again until
 // acknowledged, as in /sync.
 func (s *Service) toDevice(ctx context.Context, b *build, resp *Resp) (bool, error) {
-	td := b.req.Extensions.ToDevice
+	td := b.ext.ToDevice
 	if s.e2ee == nil || b.device == "" {
 		return false, nil
 	}
@@ -177,7 +241,8 @@ func (b *build) scope(sr *ScopedReq) (current, fresh []id.RoomID) {
 	}
 	for _, roomID := range b.order {
 		w := b.wanted[roomID]
-		inList := slices.ContainsFunc(w.lists, func(l string) bool { return sr.Lists == nil || slices.Contains(sr.Lists, l) })
+		allLists := sr.Lists == nil || slices.Contains(sr.Lists, "*")
+		inList := slices.ContainsFunc(w.lists, func(l string) bool { return allLists || slices.Contains(sr.Lists, l) })
 		inSubs := (w.subscribed && allSubs) || slices.Contains(sr.Rooms, roomID)
 		if inList || inSubs {
 			add(roomID)
@@ -190,7 +255,7 @@ func (b *build) scope(sr *ScopedReq) (current, fresh []id.RoomID) {
 // the last response (all of it on a new connection), and those of the
 // rooms in scope (all of a room's the client did not have).
 func (s *Service) accountDataExt(ctx context.Context, b *build, resp *Resp) (bool, error) {
-	current, fresh := b.scope(b.req.Extensions.AccountData)
+	current, fresh := b.scope(b.ext.AccountData)
 	out := &AccountDataResp{Rooms: map[id.RoomID][]json.RawMessage{}}
 	if b.base.fresh || b.changed&notifier.AccountData != 0 {
 		var entries []accountdata.Entry
@@ -234,7 +299,7 @@ func (s *Service) accountDataExt(ctx context.Context, b *build, resp *Resp) (boo
 // in scope changed since the last response, or all of a room's the client
 // did not have.
 func (s *Service) receiptsExt(ctx context.Context, b *build, resp *Resp) (bool, error) {
-	current, fresh := b.scope(b.req.Extensions.Receipts)
+	current, fresh := b.scope(b.ext.Receipts)
 	out := &RoomEventsResp{Rooms: map[id.RoomID]json.RawMessage{}}
 	add := func(rooms []id.RoomID, after int64) error {
 		if len(rooms) == 0 {
@@ -267,7 +332,7 @@ func (s *Service) receiptsExt(ctx context.Context, b *build, resp *Resp) (bool, 
 // that changed since the last response, and the non-empty ones of rooms
 // the client did not have.
 func (s *Service) typingExt(b *build, resp *Resp) bool {
-	current, fresh := b.scope(b.req.Extensions.Typing)
+	current, fresh := b.scope(b.ext.Typing)
 	out := &RoomEventsResp{Rooms: map[id.RoomID]json.RawMessage{}}
 	since := b.base.typing
 	if since > b.next.typing {

@@ -332,7 +332,7 @@ func (s *Service) roomTags(ctx context.Context, b *build, roomID id.RoomID) (map
 // windows applies each list's filters to the candidates and collects the
 // rooms of its ranges with the details they are wanted with.
 func (s *Service) windows(ctx context.Context, b *build, cands []candidate, resp *Resp) error {
-	for name, l := range b.req.Lists {
+	for name, l := range b.lists {
 		var filtered []candidate
 		if l.Filters == nil {
 			filtered = cands

@@ -36,6 +36,9 @@ import (
 	"github.com/myelin-chat/myelin/internal/typing"
 )
 
+// maxCachedMembers bounds the users whose memberships are cached.
+const maxCachedMembers = 1000
+
 // UnstableFeature is the /versions unstable_features flag clients look for.
 const UnstableFeature = "org.matrix.simplified_msc3575"
 
@@ -54,7 +57,11 @@ type Service struct {
 	// leaveSenders caches who sent each leave of a user, to tell kicks
 	// from departures (see candidates).
 	leaveSenders *lru.Cache[id.EventID, id.UserID]
-	log          *slog.Logger
+	// memberCache holds the membership lists of recent users (about 150
+	// bytes a room: a thousand users of a thousand rooms take 150 MB at
+	// most).
+	memberCache *lru.Cache[id.UserID, cachedMemberships]
+	log         *slog.Logger
 }
 
 // Deps are the subsystems sliding sync reads.
@@ -85,6 +92,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		conns: newConnections(epoch)}
 	s.conns.known = s.knownEpoch
 	s.leaveSenders, _ = lru.New[id.EventID, id.UserID](100000)
+	s.memberCache, _ = lru.New[id.UserID, cachedMemberships](maxCachedMembers)
 	return s, nil
 }
 
