@@ -81,24 +81,26 @@ func (b *Bumps) EventStored(ctx context.Context, tx *storage.Tx, st *room.Stored
 // did, as in Synapse.
 func (b *Bumps) EventRedacted(context.Context, *storage.Tx, id.EventID) error { return nil }
 
-// Positions returns the bump position of each of rooms that has one.
-// Rooms not cached are read in batches of 500.
-func (b *Bumps) Positions(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]int64, error) {
-	out := make(map[id.RoomID]int64, len(rooms))
-	var missing []id.RoomID
-	for _, r := range rooms {
+// Positions returns the bump position of each of rooms, in their order
+// (0 for a room with none). Rooms not cached are read in batches of 500.
+func (b *Bumps) Positions(ctx context.Context, rooms []id.RoomID) ([]int64, error) {
+	out := make([]int64, len(rooms))
+	var missing []int // indexes into rooms
+	for i, r := range rooms {
 		if p, ok := b.cache.Get(r); ok {
-			out[r] = p
+			out[i] = p
 		} else {
-			missing = append(missing, r)
+			missing = append(missing, i)
 		}
 	}
 	for len(missing) > 0 {
 		batch := missing[:min(len(missing), 500)]
 		missing = missing[len(batch):]
 		args := make([]any, len(batch))
-		for i, r := range batch {
-			args[i] = r.String()
+		at := make(map[id.RoomID]int, len(batch))
+		for j, i := range batch {
+			args[j] = rooms[i].String()
+			at[rooms[i]] = i
 		}
 		rows, err := b.db.QueryContext(ctx, `SELECT b.room_id, e.stream_pos FROM room_bumps b
 			JOIN events e ON e.event_nid = b.event_nid WHERE b.room_id IN (`+storage.Placeholders(1, len(batch))+`)`, args...)
@@ -122,7 +124,7 @@ func (b *Bumps) Positions(ctx context.Context, rooms []id.RoomID) (map[id.RoomID
 				b.cache.Add(roomID, p)
 			}
 			b.mu.Unlock()
-			out[roomID] = p
+			out[at[roomID]] = p
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {

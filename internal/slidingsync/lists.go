@@ -31,7 +31,7 @@ type candidate struct {
 // have seen it otherwise); a room the user left themselves is not worth
 // the bandwidth.
 func (s *Service) candidates(ctx context.Context, b *build) ([]candidate, error) {
-	var joined []id.RoomID
+	joined := make([]id.RoomID, 0, len(b.memberships))
 	for _, m := range b.memberships {
 		if m.Membership == "join" && m.StreamPos <= b.now {
 			joined = append(joined, m.RoomID)
@@ -42,6 +42,7 @@ func (s *Service) candidates(ctx context.Context, b *build) ([]candidate, error)
 		return nil, err
 	}
 	out := make([]candidate, 0, len(b.memberships))
+	next := 0 // index into joined and bumps, in the same order as memberships
 	for _, m := range b.memberships {
 		if m.StreamPos > b.now {
 			continue
@@ -49,9 +50,10 @@ func (s *Service) candidates(ctx context.Context, b *build) ([]candidate, error)
 		c := candidate{m: m, stamp: m.StreamPos}
 		switch m.Membership {
 		case "join":
-			if p, ok := bumps[m.RoomID]; ok && p > 0 {
+			if p := bumps[next]; p > 0 {
 				c.stamp = p
 			}
+			next++
 		case "invite":
 			if hidden, err := s.sync.InviteIgnored(ctx, b.user, b.ignored, m); err != nil {
 				return nil, err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -168,8 +167,6 @@ const (
 	maxRequiredState = 1000
 	maxRangeEnd      = 1 << 31
 	maxConnIDLength  = 255
-	// maxTimeout caps a long-poll.
-	maxTimeout = 5 * time.Minute
 )
 
 // validate checks a request against the MSC's shapes, so that bad input
