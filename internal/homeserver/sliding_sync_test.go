@@ -239,6 +239,27 @@ func TestSlidingSyncRequiredState(t *testing.T) {
 		if got := members([][]string{{"m.room.member", "$ME"}}); !slices.Equal(got, []string{alice.UserID.String()}) {
 			t.Errorf("$ME: members %v, want alice only", got)
 		}
+		// Along a connection, a member event already sent is not sent
+		// again; a new sender's is.
+		lazy := map[string]any{"lists": map[string]any{"l": list([][]int{{0, 0}}, 1, [][]string{{"m.room.member", "$LAZY"}}, nil)}}
+		pos := mustSlidingSync(t, alice, "", 0, lazy).Pos
+		for _, step := range []struct {
+			from *mautrix.Client
+			want []string
+		}{{bob, nil}, {carol, []string{carol.UserID.String()}}, {carol, nil}} {
+			if _, err := step.from.SendText(ctx, roomID, "again"); err != nil {
+				t.Fatal(err)
+			}
+			resp := mustSlidingSync(t, alice, pos, 5000, lazy)
+			pos = resp.Pos
+			var got []string
+			for _, ev := range resp.Rooms[roomID].RequiredState {
+				got = append(got, ev.StateKey)
+			}
+			if !slices.Equal(got, step.want) {
+				t.Fatalf("delta after a message of %s: members %v, want %v", step.from.UserID, got, step.want)
+			}
+		}
 		all := []string{alice.UserID.String(), bob.UserID.String(), carol.UserID.String()}
 		slices.Sort(all)
 		if got := members([][]string{{"m.room.member", "*"}}); !slices.Equal(got, all) {

@@ -75,6 +75,10 @@ type sentRoom struct {
 	// limit is the timeline limit last asked for: a larger one sends the
 	// latest events up to it again (expanded_timeline).
 	limit int
+	// members holds the member events the client was sent (by user), so
+	// that lazy members are not sent again. Shared between states: a
+	// change makes a new map.
+	members map[id.UserID]id.EventID
 }
 
 // child returns a copy of st to build the next state in.

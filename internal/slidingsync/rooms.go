@@ -3,6 +3,7 @@ package slidingsync
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 
 	"github.com/tidwall/gjson"
@@ -25,6 +26,9 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 	stateCfg := w.stateConfig()
 	fresh := !had || sent.membership != m.Membership
 	entry := sentRoom{pos: b.now, membership: m.Membership, state: stateCfg, limit: w.limit}
+	if had && !fresh && sent.state == stateCfg {
+		entry.members = sent.members
+	}
 	switch m.Membership {
 	case "invite", "knock":
 		if !fresh {
@@ -119,8 +123,12 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 		}
 		lazy := room.State{}
 		rs.addLazy(st, lazy, evs)
-		for k := range newest {
-			delete(lazy, k)
+		for k, ref := range lazy {
+			// The client has the member events it was sent (MSC4186
+			// "Lazy loaded memberships").
+			if _, changed := newest[k]; changed || sent.members[id.UserID(k.StateKey)] == ref.ID {
+				delete(lazy, k)
+			}
 		}
 		if stateEvs, err = s.rooms.StateEvents(ctx, lazy); err != nil {
 			return nil, entry, err
@@ -132,6 +140,7 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 	slices.SortFunc(stateEvs, func(a, b *room.Stored) int {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(*a.StateKey, *b.StateKey))
 	})
+	entry.members = sentMembers(entry.members, stateEvs, full)
 	rr.RequiredState = s.rooms.FormatAll(ctx, stateEvs, b.viewer, false)
 
 	if nameChanged {
@@ -152,6 +161,34 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 		}
 	}
 	return rr, entry, nil
+}
+
+// maxSentMembers bounds the member events remembered per room; past it
+// the set starts again (and some are sent twice), so a big room's
+// connection state stays small.
+const maxSentMembers = 200
+
+// sentMembers returns the member events the client holds after stateEvs:
+// old (unless full replaces everything) plus those among stateEvs. old is
+// shared with earlier states and never changed.
+func sentMembers(old map[id.UserID]id.EventID, stateEvs []*room.Stored, full bool) map[id.UserID]id.EventID {
+	var add []*room.Stored
+	for _, ev := range stateEvs {
+		if ev.Type == "m.room.member" {
+			add = append(add, ev)
+		}
+	}
+	if len(add) == 0 && !full {
+		return old
+	}
+	out := make(map[id.UserID]id.EventID, len(old)+len(add))
+	if !full && len(old)+len(add) <= maxSentMembers {
+		maps.Copy(out, old)
+	}
+	for _, ev := range add {
+		out[id.UserID(*ev.StateKey)] = ev.ID
+	}
+	return out
 }
 
 // timeline returns up to limit of the room's events in (after, upto]
