@@ -342,6 +342,17 @@ func TestSlidingSyncFilters(t *testing.T) {
 				}
 			})
 		}
+
+		// A room that stops being a DM comes again, with is_dm false.
+		all := map[string]any{"lists": map[string]any{"l": list([][]int{{0, 99}}, 0, nil, nil)}}
+		first := mustSlidingSync(t, alice, "", 0, all)
+		if err := alice.SetAccountData(ctx, "m.direct", map[string][]id.RoomID{}); err != nil {
+			t.Fatal(err)
+		}
+		next := mustSlidingSync(t, alice, first.Pos, 5000, all)
+		if r, ok := next.Rooms[dm.RoomID]; !ok || r.IsDM || len(next.Rooms) != 1 {
+			t.Fatalf("after m.direct dropped the DM: rooms %v, want only the DM, with is_dm false", next.Rooms)
+		}
 	})
 }
 

@@ -79,6 +79,8 @@ type sentRoom struct {
 	// that lazy members are not sent again. Shared between states: a
 	// change makes a new map.
 	members map[id.UserID]id.EventID
+	// dm is whether the client was told the room is a DM.
+	dm bool
 }
 
 // child returns a copy of st to build the next state in.

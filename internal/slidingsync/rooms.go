@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/clientsync"
+	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
 
@@ -29,6 +30,18 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 	if had && !fresh && sent.state == stateCfg {
 		entry.members = sent.members
 	}
+	// Whether the room is a DM changes only with m.direct (or the invite
+	// that said so): looked at again only when account data changed.
+	entry.dm = sent.dm
+	dmChanged := false
+	if fresh || b.changed&notifier.AccountData != 0 {
+		dm, err := s.isDM(ctx, b, w.c)
+		if err != nil {
+			return nil, entry, err
+		}
+		dmChanged = !fresh && dm != sent.dm
+		entry.dm = dm
+	}
 	switch m.Membership {
 	case "invite", "knock":
 		if !fresh {
@@ -45,6 +58,9 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 	expanded := !fresh && w.limit > sent.limit
 	if !fresh && !cfgChanged && !expanded {
 		if latest, ok := b.latest[m.RoomID]; !ok || latest <= sent.pos || sent.pos >= upto {
+			if dmChanged {
+				return &RoomResp{IsDM: entry.dm, Membership: m.Membership, Lists: w.lists}, entry, nil
+			}
 			return nil, entry, nil
 		}
 	}
@@ -156,10 +172,8 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 	if fresh {
 		zero := 0
 		rr.NotificationCount, rr.HighlightCount = &zero, &zero
-		if rr.IsDM, err = s.isDM(ctx, b, w.c); err != nil {
-			return nil, entry, err
-		}
 	}
+	rr.IsDM = entry.dm
 	return rr, entry, nil
 }
 
@@ -242,6 +256,7 @@ func (s *Service) strippedRoom(ctx context.Context, b *build, w *wanted) (*RoomR
 	if rr.IsDM, err = s.isDM(ctx, b, w.c); err != nil {
 		return nil, entry, err
 	}
+	entry.dm = rr.IsDM
 	return rr, entry, nil
 }
 
