@@ -260,7 +260,20 @@ func TestSlidingSyncRequiredState(t *testing.T) {
 				t.Fatalf("delta after a message of %s: members %v, want %v", step.from.UserID, got, step.want)
 			}
 		}
-		all := []string{alice.UserID.String(), bob.UserID.String(), carol.UserID.String()}
+		// A join in a gapless delta brings the joiner's member event.
+		dave := srv.Client("dave")
+		if _, err := dave.JoinRoomByID(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+		resp := mustSlidingSync(t, alice, pos, 5000, lazy)
+		var got []string
+		for _, ev := range resp.Rooms[roomID].RequiredState {
+			got = append(got, ev.StateKey)
+		}
+		if !slices.Equal(got, []string{dave.UserID.String()}) {
+			t.Fatalf("delta after dave joined: members %v, want dave", got)
+		}
+		all := []string{alice.UserID.String(), bob.UserID.String(), carol.UserID.String(), dave.UserID.String()}
 		slices.Sort(all)
 		if got := members([][]string{{"m.room.member", "*"}}); !slices.Equal(got, all) {
 			t.Errorf("*: members %v, want %v", got, all)

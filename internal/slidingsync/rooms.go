@@ -133,7 +133,9 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 			case "m.room.member":
 				memberChanged = true
 			}
-			if rs.matches(ev.Type, *ev.StateKey) {
+			// With lazy members, a gapless delta carries every membership
+			// change, so the client can keep its member list (MSC4186).
+			if rs.matches(ev.Type, *ev.StateKey) || (rs.lazy && !limited && ev.Type == "m.room.member") {
 				newest[ev.Key()] = ev
 			}
 		}
@@ -361,16 +363,23 @@ func (rs *requiredState) matches(typ, key string) bool {
 	return rs.all || rs.types[typ] || rs.anyType[key] || rs.keys[room.StateKeyOf(typ, key)]
 }
 
-// addLazy adds to picked the member events in st of the senders of evs,
-// when lazy members were asked for.
+// addLazy adds to picked the member events in st of the senders of evs
+// and the targets of its member events, when lazy members were asked for.
 func (rs *requiredState) addLazy(st, picked room.State, evs []*room.Stored) {
 	if !rs.lazy {
 		return
 	}
-	for _, ev := range evs {
-		k := room.StateKeyOf("m.room.member", ev.Sender.String())
+	add := func(user string) {
+		k := room.StateKeyOf("m.room.member", user)
 		if ref, ok := st[k]; ok {
 			picked[k] = ref
+		}
+	}
+	for _, ev := range evs {
+		add(ev.Sender.String())
+		// The target of a member event too (MSC4186).
+		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			add(*ev.StateKey)
 		}
 	}
 }
