@@ -455,6 +455,13 @@ func TestSlidingSyncUnknownPos(t *testing.T) {
 		srv := mxtest.Start(t, engine)
 		alice := srv.Client("alice")
 		roomID := publicRoom(t, alice, "")
+		versions, err := alice.Versions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !versions.UnstableFeatures["org.matrix.simplified_msc3575"] {
+			t.Fatalf("/versions does not advertise org.matrix.simplified_msc3575: %v", versions.UnstableFeatures)
+		}
 		lists := map[string]any{"l": list([][]int{{0, 9}}, 1, nil, nil)}
 		body := map[string]any{"lists": lists}
 		first := mustSlidingSync(t, alice, "", 0, map[string]any{"lists": lists,
