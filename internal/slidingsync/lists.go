@@ -211,6 +211,11 @@ func (s *Service) match(ctx context.Context, b *build, f *Filters, c candidate) 
 	}
 	if f.IsEncrypted != nil {
 		enc, ok := b.facts.encrypted[c.m.RoomID]
+		if !ok && c.m.Membership == "join" {
+			// Encryption cannot be turned off: once seen, it holds.
+			_, ok = s.encryptedRooms.Get(c.m.RoomID)
+			enc = ok
+		}
 		if !ok {
 			_, has, err := s.stateFact(ctx, b, c, "m.room.encryption")
 			if err != nil {
@@ -218,6 +223,9 @@ func (s *Service) match(ctx context.Context, b *build, f *Filters, c candidate) 
 			}
 			enc = has
 			b.facts.encrypted[c.m.RoomID] = enc
+			if has && c.m.Membership == "join" {
+				s.encryptedRooms.Add(c.m.RoomID, struct{}{})
+			}
 		}
 		if enc != *f.IsEncrypted {
 			return false, nil
@@ -225,6 +233,10 @@ func (s *Service) match(ctx context.Context, b *build, f *Filters, c candidate) 
 	}
 	if f.RoomTypes != nil || f.NotRoomTypes != nil {
 		t, ok := b.facts.roomType[c.m.RoomID]
+		if !ok && c.m.Membership == "join" {
+			// The create event never changes.
+			t, ok = s.roomTypes.Get(c.m.RoomID)
+		}
 		if !ok {
 			content, _, err := s.stateFact(ctx, b, c, "m.room.create")
 			if err != nil {
@@ -234,6 +246,9 @@ func (s *Service) match(ctx context.Context, b *build, f *Filters, c candidate) 
 				t = &v.Str
 			}
 			b.facts.roomType[c.m.RoomID] = t
+			if c.m.Membership == "join" {
+				s.roomTypes.Add(c.m.RoomID, t)
+			}
 		}
 		in := func(list []*string) bool {
 			return slices.ContainsFunc(list, func(x *string) bool { return (x == nil && t == nil) || (x != nil && t != nil && *x == *t) })

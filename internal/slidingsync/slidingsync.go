@@ -61,7 +61,11 @@ type Service struct {
 	// bytes a room: a thousand users of a thousand rooms take 150 MB at
 	// most).
 	memberCache *lru.Cache[id.UserID, cachedMemberships]
-	log         *slog.Logger
+	// encryptedRooms and roomTypes cache what filters ask of joined rooms
+	// and never changes: encryption, once on, and the create event's type.
+	encryptedRooms *lru.Cache[id.RoomID, struct{}]
+	roomTypes      *lru.Cache[id.RoomID, *string]
+	log            *slog.Logger
 }
 
 // Deps are the subsystems sliding sync reads.
@@ -93,6 +97,8 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	s.conns.known = s.knownEpoch
 	s.leaveSenders, _ = lru.New[id.EventID, id.UserID](100000)
 	s.memberCache, _ = lru.New[id.UserID, cachedMemberships](maxCachedMembers)
+	s.encryptedRooms, _ = lru.New[id.RoomID, struct{}](maxCachedBumps)
+	s.roomTypes, _ = lru.New[id.RoomID, *string](maxCachedBumps)
 	return s, nil
 }
 
