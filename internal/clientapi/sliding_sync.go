@@ -7,6 +7,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/httpx"
 	"github.com/myelin-chat/myelin/internal/mxerr"
+	"github.com/myelin-chat/myelin/internal/presence"
 	"github.com/myelin-chat/myelin/internal/slidingsync"
 )
 
@@ -37,9 +38,17 @@ func (a *API) slidingSyncRequest(w http.ResponseWriter, r *http.Request) error {
 		req.Timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
 	}
 	if q.Has("set_presence") {
-		// Presence is not served yet: the value is checked, and changes
-		// nothing.
 		req.Body.SetPresence = q.Get("set_presence")
+	}
+	switch req.Body.SetPresence {
+	case "", presence.Online, presence.Offline, presence.Unavailable:
+	default:
+		return mxerr.InvalidParam.With("set_presence must be online, offline or unavailable")
+	}
+	if a.presenceOn() {
+		// As /sync: the request counts as the user being online (unless
+		// set_presence says otherwise) until it ends.
+		defer a.presence.Syncing(sess.UserID, req.Body.SetPresence)()
 	}
 	resp, err := a.slidingSync.Sync(r.Context(), req)
 	if err != nil {
