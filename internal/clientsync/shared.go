@@ -7,6 +7,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/accountdata"
+	"github.com/myelin-chat/myelin/internal/notifications"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
@@ -73,3 +74,11 @@ func TypingEvent(users []id.UserID) json.RawMessage { return typingEvent(users) 
 // AccountDataEvent renders an account data entry as a {type, content}
 // event.
 func AccountDataEvent(e accountdata.Entry) json.RawMessage { return accountDataEvent(e) }
+
+// UnreadCounts returns the user's unread notification counts by room,
+// having waited briefly for the events up to now to be evaluated, as
+// /sync reports them; nil without push rule evaluation.
+func (s *Service) UnreadCounts(ctx context.Context, user id.UserID, now int64) (map[id.RoomID]*notifications.RoomCounts, error) {
+	counts, _, err := s.unreadCounts(ctx, &Request{User: user}, now)
+	return counts, err
+}

@@ -779,3 +779,56 @@ func TestSlidingSyncLaterRevision(t *testing.T) {
 		}
 	})
 }
+
+// TestSlidingSyncNotificationCounts: a message counts as unread in the
+// room's entry, and the user's read receipt brings the room back with
+// the count at zero, though no event came.
+func TestSlidingSyncNotificationCounts(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		srv := mxtest.Start(t, engine)
+		alice, bob := srv.Client("alice"), srv.Client("bob")
+		roomID := publicRoom(t, alice, "", bob)
+		var counts struct {
+			Pos   string `json:"pos"`
+			Rooms map[id.RoomID]struct {
+				NotificationCount *int `json:"notification_count"`
+			} `json:"rooms"`
+		}
+		u := func(pos string) string {
+			q := map[string]string{"timeout": "5000"}
+			if pos != "" {
+				q["pos"] = pos
+			}
+			return alice.BuildURLWithQuery(mautrix.ClientURLPath{"unstable", "org.matrix.simplified_msc3575", "sync"}, q)
+		}
+		body := map[string]any{"lists": map[string]any{"l": list([][]int{{0, 9}}, 1, nil, nil)}}
+		if _, err := alice.MakeRequest(ctx, http.MethodPost, u(""), body, &counts); err != nil {
+			t.Fatal(err)
+		}
+		sent, err := bob.SendText(ctx, roomID, "unread")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// poll follows the connection until the room's count is want.
+		poll := func(what string, want int) {
+			t.Helper()
+			for range 10 {
+				pos := counts.Pos
+				counts.Rooms = nil
+				if _, err := alice.MakeRequest(ctx, http.MethodPost, u(pos), body, &counts); err != nil {
+					t.Fatal(err)
+				}
+				if c := counts.Rooms[roomID].NotificationCount; c != nil && *c == want {
+					return
+				}
+			}
+			t.Fatalf("%s: the room's notification_count never became %d", what, want)
+		}
+		poll("after bob's message", 1)
+		if err := alice.SendReceipt(ctx, roomID, sent.EventID, event.ReceiptTypeRead, nil); err != nil {
+			t.Fatal(err)
+		}
+		poll("after alice read it", 0)
+	})
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/myelin-chat/myelin/internal/accountdata"
 	"github.com/myelin-chat/myelin/internal/clientsync"
+	"github.com/myelin-chat/myelin/internal/notifications"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
@@ -34,7 +35,9 @@ type build struct {
 	changed     notifier.Kind
 	memberships []room.Membership
 	ignored     map[id.UserID]bool
-	viewer      room.Viewer
+	// unread holds the user's notification counts by room.
+	unread map[id.RoomID]*notifications.RoomCounts
+	viewer room.Viewer
 
 	allAccountData *[]accountdata.Entry
 	facts          facts
@@ -138,6 +141,9 @@ func (s *Service) build(ctx context.Context, r Request, base *connState, wake cl
 		return nil, nil, false, err
 	}
 	if b.ignored, err = s.sync.IgnoredUsers(ctx, r.User, wake); err != nil {
+		return nil, nil, false, err
+	}
+	if b.unread, err = s.sync.UnreadCounts(ctx, r.User, now); err != nil {
 		return nil, nil, false, err
 	}
 	cands, err := s.candidates(ctx, b)

@@ -48,8 +48,9 @@ type RoomResp struct {
 	BumpStamp                *int64                     `json:"bump_stamp,omitempty"`
 	JoinedCount              *int                       `json:"joined_count,omitempty"`
 	InvitedCount             *int                       `json:"invited_count,omitempty"`
-	// The counts of unread notifications come from push rule evaluation,
-	// which does not count them yet: 0 until it does.
+	// The counts of unread notifications, from push rule evaluation
+	// (internal/notifications, as /sync): sent with a room's first entry
+	// and whenever they change.
 	NotificationCount *int `json:"notification_count,omitempty"`
 	HighlightCount    *int `json:"highlight_count,omitempty"`
 }

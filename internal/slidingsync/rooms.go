@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/clientsync"
+	"github.com/myelin-chat/myelin/internal/notifications"
 	"github.com/myelin-chat/myelin/internal/notifier"
 	"github.com/myelin-chat/myelin/internal/room"
 )
@@ -56,10 +57,18 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 	// A larger timeline limit resends the latest events up to it, at once
 	// (MSC4186 "Changes to timeline_limit").
 	expanded := !fresh && w.limit > sent.limit
+	// The counts changed after the client got the room (a read receipt
+	// clears them without any event).
+	rc := b.unread[m.RoomID]
+	countsChanged := !fresh && rc != nil && rc.StreamPos > sent.pos && rc.StreamPos <= b.now
 	if !fresh && !cfgChanged && !expanded {
 		if latest, ok := b.latest[m.RoomID]; !ok || latest <= sent.pos || sent.pos >= upto {
-			if dmChanged {
-				return &RoomResp{IsDM: entry.dm, Membership: m.Membership, Lists: w.lists}, entry, nil
+			if dmChanged || countsChanged {
+				rr := &RoomResp{IsDM: entry.dm, Membership: m.Membership, Lists: w.lists}
+				if countsChanged {
+					setCounts(rr, rc)
+				}
+				return rr, entry, nil
 			}
 			return nil, entry, nil
 		}
@@ -171,12 +180,23 @@ func (s *Service) room(ctx context.Context, b *build, w *wanted) (*RoomResp, sen
 			return nil, entry, err
 		}
 	}
-	if fresh {
-		zero := 0
-		rr.NotificationCount, rr.HighlightCount = &zero, &zero
+	if fresh || countsChanged || (rc != nil && rc.StreamPos > sent.pos) {
+		setCounts(rr, rc)
 	}
 	rr.IsDM = entry.dm
 	return rr, entry, nil
+}
+
+// setCounts sets the room's unread notification counts (over the main
+// timeline and every thread, as /sync's unread_notifications without
+// unread_thread_notifications); nil counts are zeros.
+func setCounts(rr *RoomResp, rc *notifications.RoomCounts) {
+	var n, h int
+	if rc != nil {
+		t := rc.Total()
+		n, h = int(t.Notifications), int(t.Highlights)
+	}
+	rr.NotificationCount, rr.HighlightCount = &n, &h
 }
 
 // maxSentMembers bounds the member events remembered per room; past it

@@ -9,8 +9,9 @@
 // to which position, so that later responses carry only deltas), the
 // pos tokens, and the bump index (room_bumps, written through room.Indexer
 // in the event's transaction), which orders rooms without loading their
-// timelines. It reads rooms, memberships, account data, receipts, typing
-// and keys through room, clientsync (the parts of /sync it shares),
+// timelines. It reads rooms, memberships, unread counts, account data,
+// receipts, typing and keys through room, clientsync (the parts of /sync
+// it shares),
 // accountdata, receipts, typing and e2ee, and waits on the notifier like
 // /sync. It must not import clientapi or homeserver, and never writes
 // events.
