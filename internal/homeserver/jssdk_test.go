@@ -201,3 +201,79 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// TestJSSDKSlidingSync: matrix-js-sdk's SlidingSync, the client side of
+// simplified sliding sync that Element Web uses, gets the most recent
+// rooms first, sees a room move into its window on a new message, and
+// fills a subscribed room's timeline.
+func TestJSSDKSlidingSync(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		hs := mxtest.Start(t, engine)
+		alice, bob := hs.Client("jsss"), hs.Client("jsssb")
+		const n = 25
+		rooms := make([]id.RoomID, n) // most recent first
+		names := map[id.RoomID]string{}
+		for i := range n {
+			name := "room " + strconv.Itoa(i)
+			created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bob.JoinRoom(ctx, created.RoomID.String(), nil); err != nil {
+				t.Fatal(err)
+			}
+			for j := range 3 {
+				if _, err := alice.SendText(ctx, created.RoomID, name+" message "+strconv.Itoa(j)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rooms[n-1-i], names[created.RoomID] = created.RoomID, name
+		}
+		var res struct {
+			First     []id.RoomID          `json:"first"`
+			Count     int                  `json:"count"`
+			Names     map[id.RoomID]string `json:"names"`
+			Oldest    id.RoomID            `json:"oldest"`
+			AfterBump []struct {
+				Rooms []id.RoomID `json:"rooms"`
+			} `json:"after_bump"`
+			Sub         id.RoomID `json:"sub"`
+			SubTimeline []string  `json:"sub_timeline"`
+			Errors      []any     `json:"errors"`
+		}
+		runJSSDK(t, "slidingsync.mjs", map[string]any{"accounts": []jsAccount{jsAccountOf(hs, alice), jsAccountOf(hs, bob)}, "rooms": rooms}, &res)
+		if !slices.Equal(sortedRooms(res.First), sortedRooms(rooms[:10])) {
+			t.Errorf("the first window: %v; want the 10 most recent rooms %v", res.First, rooms[:10])
+		}
+		if res.Count != n {
+			t.Errorf("the list's count: %d, want %d", res.Count, n)
+		}
+		for _, r := range res.First {
+			if res.Names[r] != names[r] {
+				t.Errorf("room %s is named %q in the sdk, want %q", r, res.Names[r], names[r])
+			}
+		}
+		var bumped bool
+		for _, resp := range res.AfterBump {
+			bumped = bumped || slices.Contains(resp.Rooms, res.Oldest)
+		}
+		if !bumped {
+			t.Errorf("the oldest room did not come down after its new message: %+v", res.AfterBump)
+		}
+		subName := names[res.Sub]
+		want := []string{subName + " message 0", subName + " message 1", subName + " message 2"}
+		if !slices.Equal(res.SubTimeline, want) {
+			t.Errorf("the subscribed room's timeline: %v, want %v", res.SubTimeline, want)
+		}
+		if len(res.Errors) != 0 {
+			t.Errorf("sliding sync errors: %v", res.Errors)
+		}
+	})
+}
+
+func sortedRooms(rs []id.RoomID) []id.RoomID {
+	out := slices.Clone(rs)
+	slices.Sort(out)
+	return out
+}
