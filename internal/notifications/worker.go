@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
@@ -356,8 +357,12 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 	if len(incr) == 0 && len(recount) == 0 {
 		return changes{}, nil
 	}
+	batchFrom := int64(math.MaxInt64)
+	for i := range ps {
+		batchFrom = min(batchFrom, ps[i].ev.StreamPos)
+	}
 	for pr := range recount {
-		if err := writeRecount(ctx, tx, pr.user, pr.room, at[pr]); err != nil {
+		if err := writeRecount(ctx, tx, pr.user, pr.room, at[pr], batchFrom); err != nil {
 			return changes{}, err
 		}
 	}
@@ -508,10 +513,24 @@ func markRead(ctx context.Context, tx *storage.Tx, m mark) (int64, error) {
 }
 
 // writeRecount sets the user's counts in the room from their unread
-// notifications there, as of stream position pos.
-func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, pos int64) error {
+// notifications there, as of stream position pos. Unread notifications
+// are counted, so none is older than the oldest first_unread of the
+// room's counts, or than notBefore for those not counted yet (the rows of
+// the batch being written; math.MaxInt64 for none): the recount reads
+// the rows from there, not the user's whole history in the room, which
+// every message of theirs (an implicit read) would otherwise cost.
+func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, pos, notBefore int64) error {
+	var counted sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT MIN(first_unread) FROM notification_counts
+		WHERE user_id = $1 AND room_id = $2 AND notification_count > 0`, user.String(), roomID.String()).Scan(&counted); err != nil {
+		return fmt.Errorf("finding the oldest unread notification of %s in %s: %w", user, roomID, err)
+	}
+	from := notBefore
+	if counted.Valid {
+		from = min(from, counted.Int64)
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0), MIN(stream_pos) FROM notifications
-		WHERE user_id = $1 AND room_id = $2 AND unread = 1 GROUP BY thread_id`, user.String(), roomID.String())
+		WHERE user_id = $1 AND room_id = $2 AND stream_pos >= $3 AND unread = 1 GROUP BY thread_id`, user.String(), roomID.String(), from)
 	if err != nil {
 		return fmt.Errorf("recounting the notifications of %s in %s: %w", user, roomID, err)
 	}
@@ -572,7 +591,7 @@ func (s *Service) ReceiptStored(ctx context.Context, tx *storage.Tx, r receipts.
 		return err
 	}
 	// The receipt's own position orders the count change for /sync.
-	if err := writeRecount(ctx, tx, r.User, r.RoomID, r.StreamPos); err != nil {
+	if err := writeRecount(ctx, tx, r.User, r.RoomID, r.StreamPos, math.MaxInt64); err != nil {
 		return err
 	}
 	// The cached counts go now, and none are cached until the commit is
