@@ -1,0 +1,56 @@
+-- +goose Up
+-- event_search is the full-text index of server-side search (spec:
+-- client-server API, "Server Side Search"), written by internal/search in
+-- the transaction that stores each accepted timeline event: content.body
+-- of m.room.message, content.name of m.room.name, content.topic (and the
+-- text/plain m.topic) of m.room.topic. Its key is the event's event_nid;
+-- which key of the spec a row holds follows from the event's type. A
+-- redacted event loses its row. Each engine keeps the index in its own
+-- full-text facility (see storage.FullText).
+-- +myelin dialect sqlite
+CREATE VIRTUAL TABLE event_search USING fts5(
+    document,
+    content = '',
+    contentless_delete = 1,
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+-- Events stored before this migration.
+INSERT INTO event_search (rowid, document)
+SELECT event_nid, json_extract(json, '$.content.body') FROM events
+WHERE type = 'm.room.message' AND state_key IS NULL AND outlier = 0 AND rejected = 0 AND soft_failed = 0
+    AND redacted_by IS NULL AND json_type(json, '$.content.body') = 'text';
+INSERT INTO event_search (rowid, document)
+SELECT event_nid, json_extract(json, '$.content.name') FROM events
+WHERE type = 'm.room.name' AND state_key = '' AND outlier = 0 AND rejected = 0 AND soft_failed = 0
+    AND redacted_by IS NULL AND json_type(json, '$.content.name') = 'text';
+INSERT INTO event_search (rowid, document)
+SELECT event_nid, json_extract(json, '$.content.topic') FROM events
+WHERE type = 'm.room.topic' AND state_key = '' AND outlier = 0 AND rejected = 0 AND soft_failed = 0
+    AND redacted_by IS NULL AND json_type(json, '$.content.topic') = 'text';
+-- +myelin dialect postgres
+CREATE TABLE event_search (
+    event_nid BIGINT PRIMARY KEY,
+    vector    TSVECTOR NOT NULL
+);
+-- Events stored before this migration. jsonb refuses \u0000, which no
+-- indexed text may hold anyway.
+INSERT INTO event_search (event_nid, vector)
+SELECT event_nid, to_tsvector('english', (json::jsonb) -> 'content' ->> 'body') FROM events
+WHERE type = 'm.room.message' AND state_key IS NULL AND outlier = 0 AND rejected = 0 AND soft_failed = 0
+    AND redacted_by IS NULL AND strpos(json, '\u0000') = 0
+    AND jsonb_typeof((json::jsonb) -> 'content' -> 'body') = 'string';
+INSERT INTO event_search (event_nid, vector)
+SELECT event_nid, to_tsvector('english', (json::jsonb) -> 'content' ->> 'name') FROM events
+WHERE type = 'm.room.name' AND state_key = '' AND outlier = 0 AND rejected = 0 AND soft_failed = 0
+    AND redacted_by IS NULL AND strpos(json, '\u0000') = 0
+    AND jsonb_typeof((json::jsonb) -> 'content' -> 'name') = 'string';
+INSERT INTO event_search (event_nid, vector)
+SELECT event_nid, to_tsvector('english', (json::jsonb) -> 'content' ->> 'topic') FROM events
+WHERE type = 'm.room.topic' AND state_key = '' AND outlier = 0 AND rejected = 0 AND soft_failed = 0
+    AND redacted_by IS NULL AND strpos(json, '\u0000') = 0
+    AND jsonb_typeof((json::jsonb) -> 'content' -> 'topic') = 'string';
+CREATE INDEX event_search_vector ON event_search USING GIN (vector);
+-- +myelin dialect end
+
+-- +goose Down
+DROP TABLE event_search;
