@@ -77,7 +77,9 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) error {
 	return httpx.OK(w, map[string]any{"search_categories": map[string]any{"room_events": a.renderSearch(r, res)}})
 }
 
-func isNull(raw json.RawMessage) bool { return len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
 
 // searchQuery checks the criteria and makes the query of them.
 func searchQuery(c *roomEventsCriteria) (search.Query, error) {

@@ -163,12 +163,18 @@ func TestSearchRoomEvents(t *testing.T) {
 			SearchCategories struct {
 				RoomEvents struct {
 					Results []struct {
-						Result  struct{ EventID id.EventID `json:"event_id"` } `json:"result"`
+						Result struct {
+							EventID id.EventID `json:"event_id"`
+						} `json:"result"`
 						Context struct {
 							Start, End   string
-							EventsBefore []struct{ EventID id.EventID `json:"event_id"` } `json:"events_before"`
-							EventsAfter  []struct{ EventID id.EventID `json:"event_id"` } `json:"events_after"`
-							ProfileInfo  map[id.UserID]struct {
+							EventsBefore []struct {
+								EventID id.EventID `json:"event_id"`
+							} `json:"events_before"`
+							EventsAfter []struct {
+								EventID id.EventID `json:"event_id"`
+							} `json:"events_after"`
+							ProfileInfo map[id.UserID]struct {
 								DisplayName string `json:"displayname"`
 							} `json:"profile_info"`
 						} `json:"context"`
