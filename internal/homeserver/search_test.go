@@ -365,3 +365,39 @@ func sameSet(a, b []id.EventID) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// TestSearchTermSyntax: search terms take phrases, exclusions and "or",
+// as Synapse's (and websearch_to_tsquery's) syntax has them, and stemmed
+// words match, the same on both engines.
+func TestSearchTermSyntax(t *testing.T) {
+	mxtest.Engines(t, func(t *testing.T, engine string) {
+		srv := mxtest.Start(t, engine)
+		alice := srv.Client("alice")
+		roomID := publicRoom(t, alice, "")
+		pie := sendText(t, alice, roomID, "red apple pie")
+		green := sendText(t, alice, roomID, "green apples")
+		cherry := sendText(t, alice, roomID, "red cherry")
+		for _, tc := range []struct {
+			term string
+			want []id.EventID
+		}{
+			{"apple", []id.EventID{pie, green}},
+			{"APPLES", []id.EventID{pie, green}},
+			{"red apple", []id.EventID{pie}},
+			{`"apple pie"`, []id.EventID{pie}},
+			{`"pie apple"`, nil},
+			{"apple -green", []id.EventID{pie}},
+			{`red -"apple pie"`, []id.EventID{cherry}},
+			{"cherry or green", []id.EventID{green, cherry}},
+			{"cherry OR green OR", []id.EventID{green, cherry}},
+			{"-green", nil},
+			{"the apple", []id.EventID{pie, green}},
+			{"red, cherry!", []id.EventID{cherry}},
+		} {
+			got := searchIDs(doSearch(t, alice, &mautrix.ReqSearch{SearchTerm: tc.term}))
+			if !sameSet(got, tc.want) {
+				t.Errorf("search %q: %v, want %v", tc.term, got, tc.want)
+			}
+		}
+	})
+}

@@ -79,8 +79,8 @@ func (ix *Index) EventRedacted(ctx context.Context, tx *storage.Tx, target id.Ev
 // content.name of m.room.name, and content.topic of m.room.topic with the
 // text/plain body of its m.topic when that differs (spec: "room_events").
 // Name and topic count only as room state (empty state key); a message
-// only as a timeline event. NULs are dropped: PostgreSQL text cannot
-// hold them.
+// only as a timeline event. NULs become spaces (as in Synapse):
+// PostgreSQL text cannot hold them.
 func Text(evType string, stateKey *string, content []byte) string {
 	var parts []string
 	switch evType {
@@ -106,7 +106,7 @@ func Text(evType string, stateKey *string, content []byte) string {
 			}
 		}
 	}
-	return strings.ReplaceAll(strings.TrimSpace(strings.Join(parts, " ")), "\x00", "")
+	return strings.TrimSpace(strings.ReplaceAll(strings.Join(parts, " "), "\x00", " "))
 }
 
 // stringAt returns content's top-level string field, or "".
