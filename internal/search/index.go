@@ -32,9 +32,6 @@ const (
 	KeyTopic = "content.topic"
 )
 
-// keyTypes maps each key to the event type that holds it.
-var keyTypes = map[string]string{KeyBody: "m.room.message", KeyName: "m.room.name", KeyTopic: "m.room.topic"}
-
 // Keys lists the keys searched when a request names none.
 var Keys = []string{KeyBody, KeyName, KeyTopic}
 
@@ -46,7 +43,7 @@ type Index struct {
 
 // NewIndex returns the index over db.
 func NewIndex(db *storage.DB) *Index {
-	return &Index{db: db, ft: db.FullText("event_search", "event_nid")}
+	return &Index{db: db, ft: db.FullText("event_search", "event_nid", "room_id", "field")}
 }
 
 var _ room.Indexer = (*Index)(nil)
@@ -54,12 +51,12 @@ var _ room.Indexer = (*Index)(nil)
 // EventStored indexes the searchable text of st, if it has any. Encrypted
 // events (m.room.encrypted) have none the server can read.
 func (ix *Index) EventStored(ctx context.Context, tx *storage.Tx, st *room.Stored) error {
-	text := Text(st.Type, st.StateKey, st.Content)
+	field, text := Text(st.Type, st.StateKey, st.Content)
 	if text == "" {
 		return nil
 	}
 	// Queued: persist pipelines its statements on PostgreSQL.
-	if err := tx.Queue(ctx, ix.ft.Insert(), st.NID, text); err != nil {
+	if err := tx.Queue(ctx, ix.ft.Insert(), st.NID, text, st.RoomID().String(), field); err != nil {
 		return fmt.Errorf("indexing text of %s: %w", st.ID, err)
 	}
 	return nil
@@ -75,25 +72,27 @@ func (ix *Index) EventRedacted(ctx context.Context, tx *storage.Tx, target id.Ev
 	return nil
 }
 
-// Text is the searchable text of an event: content.body of m.room.message,
+// Text is the searchable text of an event and the key it is found under:
+// content.body of m.room.message,
 // content.name of m.room.name, and content.topic of m.room.topic with the
 // text/plain body of its m.topic when that differs (spec: "room_events").
 // Name and topic count only as room state (empty state key); a message
 // only as a timeline event. NULs become spaces (as in Synapse):
 // PostgreSQL text cannot hold them.
-func Text(evType string, stateKey *string, content []byte) string {
+func Text(evType string, stateKey *string, content []byte) (field, text string) {
 	var parts []string
 	switch evType {
 	case "m.room.message":
 		if stateKey == nil {
-			parts = append(parts, stringAt(content, "body"))
+			field, parts = KeyBody, append(parts, stringAt(content, "body"))
 		}
 	case "m.room.name":
 		if stateKey != nil && *stateKey == "" {
-			parts = append(parts, stringAt(content, "name"))
+			field, parts = KeyName, append(parts, stringAt(content, "name"))
 		}
 	case "m.room.topic":
 		if stateKey != nil && *stateKey == "" {
+			field = KeyTopic
 			topic := stringAt(content, "topic")
 			parts = append(parts, topic)
 			for _, r := range gjson.GetBytes(content, `m\.topic.m\.text`).Array() {
@@ -106,7 +105,7 @@ func Text(evType string, stateKey *string, content []byte) string {
 			}
 		}
 	}
-	return strings.TrimSpace(strings.ReplaceAll(strings.Join(parts, " "), "\x00", " "))
+	return field, strings.TrimSpace(strings.ReplaceAll(strings.Join(parts, " "), "\x00", " "))
 }
 
 // stringAt returns content's top-level string field, or "".

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -27,9 +28,6 @@ const (
 	// are mostly hidden from the user, the page ends short with a
 	// next_batch to go on from.
 	maxRounds = 5
-	// maxOffset bounds how deep rank order pages (each page re-ranks
-	// everything before it).
-	maxOffset = 10000
 	// maxHighlights bounds the highlights of one page.
 	maxHighlights = 50
 )
@@ -56,8 +54,9 @@ type Query struct {
 	Term string
 	// Keys are the spec keys to search; empty means all.
 	Keys []string
-	// Recent orders the newest first; otherwise the most relevant first
-	// (rank), ties going to the newest.
+	// Recent orders the newest first (in the order the server stored
+	// them); otherwise the most relevant first (rank) among the newest
+	// matches (see rankWindow), ties going to the newest.
 	Recent bool
 	// Rooms (nil: all) and NotRooms narrow the rooms searched; Match, if
 	// set, is the rest of the filter, applied to each event found.
@@ -130,9 +129,10 @@ type batch struct {
 	Recent bool   `json:"r,omitempty"`
 	Group  string `json:"g,omitempty"`
 	Value  string `json:"v,omitempty"`
-	TS     int64  `json:"t,omitempty"`
-	NID    int64  `json:"n,omitempty"`
-	Offset int    `json:"o,omitempty"`
+	// NID, in recent order, is the event_nid the next page lies below.
+	NID int64 `json:"n,omitempty"`
+	// Offset, in rank order, is how many ranked matches came before.
+	Offset int `json:"o,omitempty"`
 }
 
 func (b batch) String() string {
@@ -149,7 +149,7 @@ func parseBatch(s string, recent bool) (batch, error) {
 		return batch{}, errBadBatch
 	}
 	var b batch
-	if err := json.Unmarshal(raw, &b); err != nil || b.Recent != recent || b.Offset < 0 || b.Offset > maxOffset {
+	if err := json.Unmarshal(raw, &b); err != nil || b.Recent != recent || b.Offset < 0 || b.Offset >= rankWindow || b.NID < 0 {
 		return batch{}, errBadBatch
 	}
 	switch b.Group {
@@ -185,17 +185,20 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 	if len(bounds) == 0 || rendered == "" {
 		return res, nil
 	}
-	keys := q.Keys
-	if len(keys) == 0 {
-		keys = Keys
-	}
 	f := find{query: rendered, recent: q.Recent}
-	for _, k := range keys {
-		f.types = appendNew(f.types, keyTypes[k])
+	if len(q.Keys) > 0 {
+		for _, k := range Keys {
+			if slices.Contains(q.Keys, k) {
+				f.fields = append(f.fields, k)
+			}
+		}
+		if len(f.fields) == len(Keys) {
+			f.fields = nil // all: no condition to check per match
+		}
 	}
 	if len(bounds) <= maxRoomsInQuery {
 		for r, until := range bounds {
-			f.rooms = append(f.rooms, roomBound{room: r, until: until})
+			f.rooms = append(f.rooms, roomBound{room: r, untilNID: until.nid})
 		}
 		// A stable statement text for the statement cache.
 		slices.SortFunc(f.rooms, func(a, b roomBound) int { return strings.Compare(string(a.room), string(b.room)) })
@@ -203,30 +206,21 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 	if b.Group == GroupSender {
 		f.sender = id.UserID(b.Value)
 	}
-	counts, err := s.ix.count(ctx, f)
-	if err != nil {
+	if res.Count, err = s.ix.count(ctx, f, func(r id.RoomID, nid int64) bool {
+		until, ok := bounds[r]
+		return ok && (until.nid == 0 || nid <= until.nid)
+	}); err != nil {
 		return nil, err
-	}
-	for r, n := range counts {
-		if _, ok := bounds[r]; ok {
-			res.Count += n
-		}
 	}
 
 	limit := q.Limit
-	if b.TS != 0 || b.NID != 0 {
-		f.after = &cursor{ts: b.TS, nid: b.NID}
-	}
-	f.offset = b.Offset
+	f.before, f.offset = b.NID, b.Offset
 	f.limit = max(2*limit, 20)
 	var next *batch
 	for round := 0; len(res.Hits) < limit; round++ {
 		if round == maxRounds {
 			// Go on from here next time.
-			next = &batch{Recent: q.Recent, Offset: f.offset}
-			if f.after != nil {
-				next.TS, next.NID = f.after.ts, f.after.nid
-			}
+			next = &batch{Recent: q.Recent, NID: f.before, Offset: f.offset}
 			break
 		}
 		rows, err := s.ix.find(ctx, f)
@@ -245,7 +239,7 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 			res.Hits = append(res.Hits, h)
 			if len(res.Hits) == limit {
 				if i < len(rows)-1 || len(rows) == f.limit {
-					next = &batch{Recent: q.Recent, TS: row.cur.ts, NID: row.cur.nid}
+					next = &batch{Recent: true, NID: row.nid}
 					if !q.Recent {
 						next = &batch{Offset: f.offset + i + 1}
 					}
@@ -256,11 +250,10 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 		if len(res.Hits) == limit || len(rows) < f.limit {
 			break
 		}
-		last := rows[len(rows)-1]
-		f.after = &cursor{ts: last.cur.ts, nid: last.cur.nid}
+		f.before = rows[len(rows)-1].nid
 		f.offset += len(rows)
 	}
-	if next != nil && next.Offset <= maxOffset {
+	if next != nil && next.Offset < rankWindow {
 		next.Group, next.Value = b.Group, b.Value
 		res.NextBatch = next.String()
 	}
@@ -268,7 +261,7 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 	res.Highlights = highlights(p.terms, res.Hits)
 	if q.Context != nil {
 		for i := range res.Hits {
-			c, err := s.context(ctx, user, res.Hits[i].Event, bounds[res.Hits[i].Event.RoomID()], *q.Context)
+			c, err := s.context(ctx, user, res.Hits[i].Event, bounds[res.Hits[i].Event.RoomID()].pos, *q.Context)
 			if err != nil {
 				return nil, err
 			}
@@ -284,16 +277,24 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 	return res, nil
 }
 
+// bound is the last event a user may see in a room they left: its stream
+// position, and its event_nid, which the index query bounds the room's
+// matches by. A room's events take nids in the order of their positions,
+// since one room's events are stored one at a time, except backfilled
+// history, which has low positions but new nids: that is left out of a
+// room the user left before it was fetched. The zero bound means none.
+type bound struct{ pos, nid int64 }
+
 // searchable returns the rooms q searches for user, with the last
-// position they may see in each (0: no bound): the rooms they are joined
-// to, and those they left or were banned from, up to their departure.
+// event they may see in each: the rooms they are joined to, and those
+// they left or were banned from, up to their departure.
 // Forgotten rooms are not searched (LocalMemberships leaves them out).
-func (s *Service) searchable(ctx context.Context, user id.UserID, q Query, b batch) (map[id.RoomID]int64, error) {
+func (s *Service) searchable(ctx context.Context, user id.UserID, q Query, b batch) (map[id.RoomID]bound, error) {
 	ms, err := s.rooms.LocalMemberships(ctx, user, 0)
 	if err != nil {
 		return nil, err
 	}
-	out := map[id.RoomID]int64{}
+	out := map[id.RoomID]bound{}
 	for _, m := range ms {
 		if q.Rooms != nil && !slices.Contains(*q.Rooms, m.RoomID) || slices.Contains(q.NotRooms, m.RoomID) {
 			continue
@@ -303,11 +304,15 @@ func (s *Service) searchable(ctx context.Context, user id.UserID, q Query, b bat
 		}
 		switch m.Membership {
 		case "join":
-			out[m.RoomID] = 0
+			out[m.RoomID] = bound{}
 		case "leave", "ban":
 			// A room left after an invite alone shows nothing: history
 			// visibility decides each event.
-			out[m.RoomID] = m.StreamPos
+			leave, err := s.rooms.Event(ctx, m.EventID)
+			if err != nil {
+				return nil, err
+			}
+			out[m.RoomID] = bound{pos: m.StreamPos, nid: leave.NID}
 		}
 	}
 	return out, nil
@@ -315,7 +320,7 @@ func (s *Service) searchable(ctx context.Context, user id.UserID, q Query, b bat
 
 // visibleHits loads the events of rows and keeps those the user may see
 // and the filter matches.
-func (s *Service) visibleHits(ctx context.Context, user id.UserID, rows []hitRow, bounds map[id.RoomID]int64, match func(*room.Stored) bool) (map[id.EventID]Hit, error) {
+func (s *Service) visibleHits(ctx context.Context, user id.UserID, rows []hitRow, bounds map[id.RoomID]bound, match func(*room.Stored) bool) (map[id.EventID]Hit, error) {
 	ids := make([]id.EventID, len(rows))
 	rank := make(map[id.EventID]float64, len(rows))
 	for i, r := range rows {
@@ -329,7 +334,7 @@ func (s *Service) visibleHits(ctx context.Context, user id.UserID, rows []hitRow
 	kept := evs[:0:0]
 	for _, ev := range evs {
 		until, ok := bounds[ev.RoomID()]
-		if !ok || (until != 0 && ev.StreamPos > until) || ev.RedactedBy != "" || ev.Rejected || ev.SoftFailed || ev.Outlier {
+		if !ok || (until.pos != 0 && ev.StreamPos > until.pos) || ev.RedactedBy != "" || ev.Rejected || ev.SoftFailed || ev.Outlier {
 			continue
 		}
 		if match != nil && !match(ev) {
@@ -358,7 +363,8 @@ func highlights(terms []string, hits []Hit) []string {
 		out = []string{}
 	}
 	for _, h := range hits {
-		for _, w := range words(Text(h.Event.Type, h.Event.StateKey, h.Event.Content)) {
+		_, text := Text(h.Event.Type, h.Event.StateKey, h.Event.Content)
+		for _, w := range words(text) {
 			w = strings.ToLower(strings.Trim(w, "-"))
 			for _, t := range terms {
 				if len(out) < maxHighlights && strings.HasPrefix(w, t) {
@@ -476,7 +482,7 @@ func (s *Service) state(ctx context.Context, user id.UserID, hits []Hit) (map[id
 			return nil, err
 		}
 		// A stable order: state is a set.
-		slices.SortFunc(evs, func(a, b *room.Stored) int { return int(a.StreamPos - b.StreamPos) })
+		slices.SortFunc(evs, func(a, b *room.Stored) int { return cmp.Compare(a.StreamPos, b.StreamPos) })
 		if out[roomID], err = s.rooms.Visible(ctx, user, evs); err != nil {
 			return nil, err
 		}
@@ -502,7 +508,7 @@ func groups(keys []string, hits []Hit, next *batch) map[string]map[string]*Group
 			g := gs[v]
 			if g == nil {
 				g = &Group{Order: i + 1, Results: []id.EventID{}}
-				if next != nil && next.Offset <= maxOffset {
+				if next != nil && next.Offset < rankWindow {
 					nb := *next
 					nb.Group, nb.Value = k, v
 					g.NextBatch = nb.String()

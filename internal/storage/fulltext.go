@@ -1,31 +1,42 @@
 package storage
 
 import (
+	"context"
+	"database/sql"
+	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // FullText is a full-text index kept in the engine's own facility, created
 // by a migration's dialect sections:
 //
-//   - SQLite: an FTS5 table whose rowid is the document's key and whose one
-//     column, document, holds its text (contentless, so the text is not
-//     stored twice; contentless_delete=1, so rows can be deleted), with
-//     the porter stemmer over unicode61;
-//   - PostgreSQL: a table of (key BIGINT PRIMARY KEY, vector TSVECTOR)
-//     with a GIN index on vector, the text parsed with the english
-//     configuration.
+//   - SQLite: an FTS5 table whose rowid is the document's key, whose first
+//     column, document, holds its text, and whose other columns are
+//     UNINDEXED attributes of the document; contentless (the text is not
+//     stored twice) with contentless_unindexed=1 (the attributes are) and
+//     contentless_delete=1 (rows can be deleted), with the porter stemmer
+//     over unicode61;
+//   - PostgreSQL: a table of (key BIGINT PRIMARY KEY, the attributes,
+//     vector TSVECTOR) with a GIN index on vector, the text parsed with
+//     the english configuration.
+//
+// The attributes let a query filter and order the matches without a join
+// per match.
 //
 // Its methods write the statements and fragments that use the index, so a
 // domain package writes each query once and storage keeps the dialects.
 type FullText struct {
 	table, key string
+	attrs      []string
 	dialect    Dialect
 }
 
 // FullText describes the full-text index table; key is its key column on
-// PostgreSQL (SQLite's is the FTS5 rowid).
-func (db *DB) FullText(table, key string) FullText {
-	return FullText{table: table, key: key, dialect: db.dialect}
+// PostgreSQL (SQLite's is the FTS5 rowid), attrs its attribute columns.
+func (db *DB) FullText(table, key string, attrs ...string) FullText {
+	return FullText{table: table, key: key, attrs: attrs, dialect: db.dialect}
 }
 
 // Key is the key column, qualified by alias when alias is not empty.
@@ -40,15 +51,21 @@ func (f FullText) Key(alias string) string {
 	return alias + "." + col
 }
 
-// Insert is the statement that indexes document $2 under key $1. A key
+// Insert is the statement that indexes document $2 under key $1, with the
+// attributes in $3, $4, ... in the order FullText named them. A key
 // already indexed keeps its document.
 func (f FullText) Insert() string {
+	cols, vals := "", ""
+	for i, a := range f.attrs {
+		cols += ", " + a
+		vals += ", $" + strconv.Itoa(i+3)
+	}
 	if f.dialect == SQLite {
 		// FTS5 has no ON CONFLICT; its rowid lookup is an index probe.
-		return `INSERT INTO ` + f.table + ` (rowid, document) SELECT $1, $2
+		return `INSERT INTO ` + f.table + ` (rowid, document` + cols + `) SELECT $1, $2` + vals + `
 			WHERE NOT EXISTS (SELECT 1 FROM ` + f.table + ` WHERE rowid = $1)`
 	}
-	return `INSERT INTO ` + f.table + ` (` + f.key + `, vector) VALUES ($1, to_tsvector('english', $2)) ON CONFLICT DO NOTHING`
+	return `INSERT INTO ` + f.table + ` (` + f.key + `, vector` + cols + `) VALUES ($1, to_tsvector('english', $2)` + vals + `) ON CONFLICT DO NOTHING`
 }
 
 // Match is the condition that the index table, under alias, matches the
@@ -121,4 +138,19 @@ func (f FullText) Query(q TextQuery) string {
 	}
 	// websearch_to_tsquery binds AND tighter than or, as the groups need.
 	return strings.Join(groups, " or ")
+}
+
+// QueryPlanned runs a read query that PostgreSQL plans with its arguments'
+// values each time, rather than with a cached generic plan: the best plan
+// of a full-text query depends on how common its words are (walk the
+// newest rows and test each for a common word, read the index's matches
+// for a rare one), which a plan made without the values cannot know. On
+// SQLite it is QueryContext.
+func (db *DB) QueryPlanned(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if db.dialect == Postgres {
+		// The unnamed statement of the extended protocol is planned at
+		// bind time, with the values.
+		return db.read.QueryContext(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
+	}
+	return db.QueryContext(ctx, q, args...)
 }
