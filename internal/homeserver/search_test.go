@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -351,7 +352,7 @@ func TestSearchBadInput(t *testing.T) {
 			})
 		}
 		// Terms that are only operators or stop words find nothing, without error.
-		for _, term := range []string{"", "-", "or", "the", `""`, `"-"`, "AND OR NOT", "*", "NEAR(a b)", "a:b"} {
+		for _, term := range []string{"", "-", "or", "the", `""`, `"-"`, "AND OR NOT", "*", "NEAR(a b)", "a:b", "\u0301", `"\u0301 \u0301"`, "_", "a-", "--x", strings.Repeat("word ", 5000)} {
 			if _, err := alice.Search(ctx, &mautrix.ReqSearch{SearchTerm: term}); err != nil {
 				t.Errorf("search %q: %v", term, err)
 			}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -308,11 +310,15 @@ func (s *Service) searchable(ctx context.Context, user id.UserID, q Query, b bat
 		case "leave", "ban":
 			// A room left after an invite alone shows nothing: history
 			// visibility decides each event.
-			leave, err := s.rooms.Event(ctx, m.EventID)
-			if err != nil {
+			b := bound{pos: m.StreamPos, nid: math.MaxInt64}
+			if leave, err := s.rooms.Event(ctx, m.EventID); err == nil {
+				b.nid = leave.NID
+			} else if !errors.Is(err, mxerr.NotFound) {
 				return nil, err
 			}
-			out[m.RoomID] = bound{pos: m.StreamPos, nid: leave.NID}
+			// Without the event, the position alone bounds the room
+			// (checked on each match found).
+			out[m.RoomID] = b
 		}
 	}
 	return out, nil

@@ -2,7 +2,6 @@ package search
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,6 +25,10 @@ const rankWindow = 10000
 // which share of the matches lies in the rooms searched; count is exact
 // below it and an estimate above (which the spec allows).
 const countSample = 2000
+
+// countExactBelow is the planner's estimate of the matches under which
+// PostgreSQL counts them exactly.
+const countExactBelow = 5000
 
 // roomBound is a room the user may search and the event_nid of the last
 // event they may see there (0: no bound, they are still joined).
@@ -149,27 +152,21 @@ func (ix *Index) find(ctx context.Context, q find) ([]hitRow, error) {
 
 // count estimates how many events match q in the rooms searched, which
 // inRoom tells for each room and event_nid: the matches in all rooms
-// (which needs no column of each match), times the share of the newest
-// countSample matches that lies in those rooms. Below countSample
-// matches it is exact.
+// (storage.CountEstimate: exact on SQLite, where it needs no column of
+// each match, estimated by PostgreSQL's planner for common words), times
+// the share of the newest countSample matches that lies in those rooms.
+// Below countSample matches it is exact.
 func (ix *Index) count(ctx context.Context, q find, inRoom func(id.RoomID, int64) bool) (int, error) {
 	where, args := ix.where(q, false)
-	var total int
-	rows, err := ix.db.QueryPlanned(ctx, `SELECT COUNT(*) FROM event_search s WHERE `+where, args...)
+	total, err := ix.db.CountEstimate(ctx, `SELECT 1 FROM event_search s WHERE `+where, countExactBelow, args...)
 	if err != nil {
-		return 0, fmt.Errorf("counting search results: %w", err)
-	}
-	for rows.Next() {
-		err = rows.Scan(&total)
-	}
-	if err = errors.Join(err, rows.Close(), rows.Err()); err != nil {
 		return 0, fmt.Errorf("counting search results: %w", err)
 	}
 	if total == 0 {
 		return 0, nil
 	}
 	key := ix.ft.Key("s")
-	rows, err = ix.db.QueryPlanned(ctx, `SELECT s.room_id, `+key+` FROM event_search s WHERE `+where+`
+	rows, err := ix.db.QueryPlanned(ctx, `SELECT s.room_id, `+key+` FROM event_search s WHERE `+where+`
 		ORDER BY `+key+` DESC LIMIT `+strconv.Itoa(countSample), args...)
 	if err != nil {
 		return 0, fmt.Errorf("counting search results: %w", err)
@@ -190,8 +187,8 @@ func (ix *Index) count(ctx context.Context, q find, inRoom func(id.RoomID, int64
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("counting search results: %w", err)
 	}
-	if sampled >= total {
+	if int64(sampled) >= total || sampled < countSample {
 		return in, nil
 	}
-	return int(int64(total) * int64(in) / int64(sampled)), nil
+	return int(total * int64(in) / int64(sampled)), nil
 }

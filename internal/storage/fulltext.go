@@ -3,6 +3,9 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -153,4 +156,46 @@ func (db *DB) QueryPlanned(ctx context.Context, q string, args ...any) (*sql.Row
 		return db.read.QueryContext(ctx, q, append([]any{pgx.QueryExecModeExec}, args...)...)
 	}
 	return db.QueryContext(ctx, q, args...)
+}
+
+// CountEstimate returns how many rows the query q (a SELECT) returns:
+// exact on SQLite, where counting a full-text match reads only the index;
+// on PostgreSQL the planner's estimate (from the column statistics, which
+// know how common each word is) when that is at least exactBelow, and the
+// exact count below it. Counting a common word exactly there would read
+// every matching row from the heap.
+func (db *DB) CountEstimate(ctx context.Context, q string, exactBelow int64, args ...any) (int64, error) {
+	if db.dialect == Postgres {
+		rows, err := db.QueryPlanned(ctx, "EXPLAIN (FORMAT JSON) "+q, args...)
+		if err != nil {
+			return 0, err
+		}
+		var plan []byte
+		for rows.Next() {
+			err = rows.Scan(&plan)
+		}
+		if err = errors.Join(err, rows.Close(), rows.Err()); err != nil {
+			return 0, err
+		}
+		var explained []struct {
+			Plan struct {
+				Rows float64 `json:"Plan Rows"`
+			} `json:"Plan"`
+		}
+		if err := json.Unmarshal(plan, &explained); err != nil || len(explained) == 0 {
+			return 0, fmt.Errorf("reading the plan of a count: %w", err)
+		}
+		if n := int64(explained[0].Plan.Rows); n >= exactBelow {
+			return n, nil
+		}
+	}
+	var n int64
+	rows, err := db.QueryPlanned(ctx, "SELECT COUNT(*) FROM ("+q+") counted", args...)
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		err = rows.Scan(&n)
+	}
+	return n, errors.Join(err, rows.Close(), rows.Err())
 }
