@@ -202,7 +202,13 @@ func TestMeasureRelations(t *testing.T) {
 	if os.Getenv("MYELIN_MEASURE") == "" {
 		t.Skip("set MYELIN_MEASURE=1 to measure")
 	}
-	const replies, runs = 10000, 50
+	replies, runs := 10000, 50
+	if v := os.Getenv("MYELIN_MEASURE_REPLIES"); v != "" {
+		replies, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("MYELIN_MEASURE_RUNS"); v != "" {
+		runs, _ = strconv.Atoi(v)
+	}
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
 			ctx := context.Background()
@@ -224,7 +230,17 @@ func TestMeasureRelations(t *testing.T) {
 			}
 			t.Logf("%s: %d thread replies sent in %v", engine, replies, time.Since(t0).Round(time.Second))
 			// The middle of the thread, as a token.
-			mid := getPage(t, alice, map[string]string{"limit": strconv.Itoa(replies / 2)}, "v1", "rooms", created.RoomID, "relations", root.EventID).NextBatch
+			// (pages of at most 1,000, the server's cap).
+			mid := ""
+			for seen := 0; seen < replies/2; {
+				q := map[string]string{"limit": strconv.Itoa(min(1000, replies/2-seen))}
+				if mid != "" {
+					q["from"] = mid
+				}
+				p := getPage(t, alice, q, "v1", "rooms", created.RoomID, "relations", root.EventID)
+				seen += len(p.Chunk)
+				mid = p.NextBatch
+			}
 			for _, tc := range []struct {
 				name  string
 				query map[string]string
