@@ -218,11 +218,19 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 	limit := q.Limit
 	f.before, f.offset = b.NID, b.Offset
 	f.limit = max(2*limit, 20)
+	// resume is where a next page starts: below an event_nid in recent
+	// order, after a number of ranked matches in rank order.
+	resume := func(nid int64, offset int) *batch {
+		if q.Recent {
+			return &batch{Recent: true, NID: nid}
+		}
+		return &batch{Offset: offset}
+	}
 	var next *batch
 	for round := 0; len(res.Hits) < limit; round++ {
 		if round == maxRounds {
 			// Go on from here next time.
-			next = &batch{Recent: q.Recent, NID: f.before, Offset: f.offset}
+			next = resume(f.before, f.offset)
 			break
 		}
 		rows, err := s.ix.find(ctx, f)
@@ -241,10 +249,7 @@ func (s *Service) Search(ctx context.Context, user id.UserID, q Query) (*Result,
 			res.Hits = append(res.Hits, h)
 			if len(res.Hits) == limit {
 				if i < len(rows)-1 || len(rows) == f.limit {
-					next = &batch{Recent: true, NID: row.nid}
-					if !q.Recent {
-						next = &batch{Offset: f.offset + i + 1}
-					}
+					next = resume(row.nid, f.offset+i+1)
 				}
 				break
 			}
