@@ -36,6 +36,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/relations"
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/search"
 	"github.com/myelin-chat/myelin/internal/slidingsync"
 	"github.com/myelin-chat/myelin/internal/spaces"
 	"github.com/myelin-chat/myelin/internal/threepid"
@@ -99,6 +100,9 @@ type API struct {
 	// slidingSync serves simplified sliding sync (MSC4186); nil leaves
 	// its route out.
 	slidingSync *slidingsync.Service
+	// search answers server-side searches (search.yaml); nil leaves
+	// /search unrecognized.
+	searcher *search.Service
 }
 
 // EDUSender queues an EDU for other servers (sender.Sender).

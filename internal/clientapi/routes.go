@@ -91,6 +91,9 @@ func (a *API) Register(mux httpx.Router) {
 		// users.yaml
 		{"POST", "/user_directory/search", v3r0, a.authed(a.searchUserDirectory)},
 
+		// search.yaml
+		{"POST", "/search", v3r0, a.authed(a.search)},
+
 		// profile.yaml
 		{"GET", "/profile/{userId}", v3r0, a.getUserProfile},
 		{"GET", "/profile/{userId}/{keyName}", v3r0, a.getProfileField},

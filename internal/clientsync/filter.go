@@ -226,3 +226,22 @@ func (f *RoomEventFilter) FilterEvents(evs []*room.Stored) []*room.Stored {
 	}
 	return out
 }
+
+// ParseRoomEventFilter decodes and validates a RoomEventFilter given on
+// its own, as /search takes it in its body.
+func ParseRoomEventFilter(raw []byte) (*RoomEventFilter, error) {
+	var f Filter
+	if !json.Valid(raw) {
+		return nil, mxerr.NotJSON.With("filter is not valid JSON")
+	}
+	if err := json.Unmarshal(raw, &f.Room.Timeline); err != nil {
+		return nil, mxerr.BadJSON.With("invalid filter: %v", err)
+	}
+	if l := f.Room.Timeline.Limit; l != nil && *l < 0 {
+		return nil, mxerr.BadJSON.With("limits must not be negative")
+	}
+	if err := f.validateIDs(); err != nil {
+		return nil, err
+	}
+	return &f.Room.Timeline, nil
+}

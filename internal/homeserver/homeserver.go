@@ -42,6 +42,7 @@ import (
 	"github.com/myelin-chat/myelin/internal/remote"
 	"github.com/myelin-chat/myelin/internal/reports"
 	"github.com/myelin-chat/myelin/internal/room"
+	"github.com/myelin-chat/myelin/internal/search"
 	"github.com/myelin-chat/myelin/internal/sender"
 	"github.com/myelin-chat/myelin/internal/slidingsync"
 	"github.com/myelin-chat/myelin/internal/spaces"
@@ -148,8 +149,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.notifications = notifications.New(db, cfg.ServerName, pushRules, rels, n, log,
 		notifications.WithEvaluation(cfg.Notifications.EvaluatePushRules), notifications.WithSink(s.Pushers))
 	bumps := slidingsync.NewBumps(db)
+	textIndex := search.NewIndex(db)
 	s.Rooms = room.New(db, cfg.ServerName, key, n, log,
 		room.WithIndexer(rels), room.WithIndexer(bumps), room.WithDecorator(rels), room.WithIndexer(s.notifications),
+		room.WithIndexer(textIndex),
 		room.WithStateHook(s.notifications.RoomStateChanged),
 		room.WithRemote(remote.New(fed, checker)), room.WithOutbox(s.sender), room.WithKeys(ring),
 		room.WithPersistObserver(s.metrics.ObservePersist),
@@ -235,7 +238,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			clientapi.WithUserDirectory(dir), clientapi.WithThreePIDs(threepids), clientapi.WithPushers(s.Pushers),
 			clientapi.WithIdentityServers(fed), clientapi.WithSpaces(sp), clientapi.WithPresence(s.presence),
 			clientapi.WithUpgrades(upgrades), clientapi.WithNotifications(s.notifications),
-			clientapi.WithSlidingSync(sliding))...)
+			clientapi.WithSlidingSync(sliding), clientapi.WithSearch(search.New(textIndex, s.Rooms)))...)
 	client.Register(mux)
 	s.federationRoutes(mux,
 		federationapi.New(cfg.ServerName, log, db, s.Rooms, s.Users, checker, s.typing, rcpts, keys, cfg.Federation.AllowPublicRooms,

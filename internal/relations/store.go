@@ -80,13 +80,17 @@ func (s *Store) Children(ctx context.Context, roomID id.RoomID, parent id.EventI
 		}
 	}
 	// A recursive walk from the parent: the rows of one level are the
-	// children of the previous level's events, in the same room.
+	// children of the previous level's events, in the same room. The
+	// CROSS JOIN keeps t the outer loop on SQLite, so each row of t looks
+	// its children up by parent_id: joined the other way, SQLite walked
+	// the room's whole index for every row of t, and a page of a thread
+	// of 10,000 replies took 16 s.
 	q := `WITH RECURSIVE t (child_nid, child_id, rel_type, child_type, depth) AS (
 		SELECT child_nid, child_id, rel_type, child_type, 1 FROM event_relations WHERE room_id = $1 AND parent_id = $2
 		UNION ALL
 		SELECT r.child_nid, r.child_id, r.rel_type, r.child_type, t.depth + 1
-		FROM event_relations r JOIN t ON r.parent_id = t.child_id
-		WHERE r.room_id = $1 AND t.depth < $3)
+		FROM t CROSS JOIN event_relations r
+		WHERE t.depth < $3 AND r.parent_id = t.child_id AND r.room_id = $1)
 	SELECT DISTINCT t.child_id, e.stream_pos FROM t JOIN events e ON e.event_nid = t.child_nid
 	WHERE ` + strings.Join(where, " AND ") + `
 	ORDER BY e.stream_pos ` + order + ` LIMIT ` + arg(pg.Limit+1)
