@@ -186,6 +186,8 @@ type pair struct {
 type changes struct {
 	incr      map[threadKey]increment
 	recounted map[pair]bool
+	// recountedTo are the recounted pairs' new counts per thread.
+	recountedTo map[pair]map[string]Counts
 }
 
 type threadKey struct {
@@ -201,28 +203,50 @@ type increment struct {
 // s.mu is held.
 func (s *Service) applyLocked(ch changes) {
 	users := map[id.UserID]bool{}
+	updated := map[id.UserID]map[id.RoomID]*RoomCounts{}
+	// own copies the user's cached counts for a change (copy on write:
+	// syncs hold the maps they were given); nil when none are cached.
+	own := func(u id.UserID) map[id.RoomID]*RoomCounts {
+		if m := updated[u]; m != nil {
+			return m
+		}
+		cur, ok := s.counts[u]
+		if !ok {
+			return nil
+		}
+		m := make(map[id.RoomID]*RoomCounts, len(cur))
+		for r, rc := range cur {
+			m[r] = rc
+		}
+		updated[u] = m
+		return m
+	}
 	for pr := range ch.recounted {
 		users[pr.user] = true
-		delete(s.counts, pr.user)
+		// The recount's result replaces the room's cached counts, so a
+		// user's own message does not cost their next sync a reload.
+		if m := own(pr.user); m != nil {
+			threads, pos := ch.recountedTo[pr], int64(0)
+			for k, inc := range ch.incr {
+				if k.pair == pr {
+					pos = max(pos, inc.pos)
+				}
+			}
+			rc := &RoomCounts{Threads: map[string]Counts{}, StreamPos: pos}
+			for t, c := range threads {
+				rc.Threads[t] = c
+			}
+			m[pr.room] = rc
+		}
 	}
-	updated := map[id.UserID]map[id.RoomID]*RoomCounts{}
 	for k, inc := range ch.incr {
 		users[k.user] = true
 		if ch.recounted[k.pair] {
 			continue
 		}
-		cur, ok := s.counts[k.user]
-		if !ok {
-			continue
-		}
-		// Copy on write: syncs hold the maps they were given.
-		m := updated[k.user]
+		m := own(k.user)
 		if m == nil {
-			m = make(map[id.RoomID]*RoomCounts, len(cur))
-			for r, rc := range cur {
-				m[r] = rc
-			}
-			updated[k.user] = m
+			continue
 		}
 		old := m[k.room]
 		rc := &RoomCounts{Threads: map[string]Counts{}}
@@ -361,10 +385,13 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 	for i := range ps {
 		batchFrom = min(batchFrom, ps[i].ev.StreamPos)
 	}
+	recountedTo := map[pair]map[string]Counts{}
 	for pr := range recount {
-		if err := writeRecount(ctx, tx, pr.user, pr.room, at[pr], batchFrom); err != nil {
+		threads, err := writeRecount(ctx, tx, pr.user, pr.room, at[pr], batchFrom)
+		if err != nil {
 			return changes{}, err
 		}
+		recountedTo[pr] = threads
 	}
 	var cArgs []any
 	var cVals []string
@@ -406,9 +433,13 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 			return changes{}, err
 		}
 	}
-	ch := changes{incr: map[threadKey]increment{}, recounted: recount}
+	ch := changes{incr: map[threadKey]increment{}, recounted: recount, recountedTo: recountedTo}
 	for k, c := range incr {
 		ch.incr[k] = increment{notif: c[0], highlight: c[1], pos: at[k.pair]}
+	}
+	for pr := range recount {
+		// The recounted pairs change at at[pr], even with no increment.
+		ch.incr[threadKey{pr, ""}] = increment{pos: at[pr]}
 	}
 	return ch, nil
 }
@@ -416,6 +447,28 @@ func (s *Service) record(ctx context.Context, tx *storage.Tx, ps []pending, mark
 // deliver hands the unread notifications to the sink, each with the
 // user's unread count over all rooms once it is counted.
 func (s *Service) deliver(ctx context.Context, tx *storage.Tx, ps []pending) error {
+	var users []id.UserID
+	seen := map[id.UserID]bool{}
+	for _, p := range ps {
+		if !seen[p.user] {
+			seen[p.user] = true
+			users = append(users, p.user)
+		}
+	}
+	wanted, err := s.sink.WithPushers(ctx, tx, users)
+	if err != nil {
+		return err
+	}
+	if len(wanted) == 0 {
+		return nil
+	}
+	kept := ps[:0:0]
+	for _, p := range ps {
+		if wanted[p.user] {
+			kept = append(kept, p)
+		}
+	}
+	ps = kept
 	totals := map[id.UserID]int{}
 	for _, p := range ps {
 		if _, ok := totals[p.user]; ok {
@@ -519,11 +572,11 @@ func markRead(ctx context.Context, tx *storage.Tx, m mark) (int64, error) {
 // the batch being written; math.MaxInt64 for none): the recount reads
 // the rows from there, not the user's whole history in the room, which
 // every message of theirs (an implicit read) would otherwise cost.
-func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, pos, notBefore int64) error {
+func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id.RoomID, pos, notBefore int64) (map[string]Counts, error) {
 	var counted sql.NullInt64
 	if err := tx.QueryRowContext(ctx, `SELECT MIN(first_unread) FROM notification_counts
 		WHERE user_id = $1 AND room_id = $2 AND notification_count > 0`, user.String(), roomID.String()).Scan(&counted); err != nil {
-		return fmt.Errorf("finding the oldest unread notification of %s in %s: %w", user, roomID, err)
+		return nil, fmt.Errorf("finding the oldest unread notification of %s in %s: %w", user, roomID, err)
 	}
 	from := notBefore
 	if counted.Valid {
@@ -532,7 +585,7 @@ func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id
 	rows, err := tx.QueryContext(ctx, `SELECT thread_id, COUNT(*), COALESCE(SUM(highlight), 0), MIN(stream_pos) FROM notifications
 		WHERE user_id = $1 AND room_id = $2 AND stream_pos >= $3 AND unread = 1 GROUP BY thread_id`, user.String(), roomID.String(), from)
 	if err != nil {
-		return fmt.Errorf("recounting the notifications of %s in %s: %w", user, roomID, err)
+		return nil, fmt.Errorf("recounting the notifications of %s in %s: %w", user, roomID, err)
 	}
 	type count struct {
 		thread               string
@@ -543,17 +596,17 @@ func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id
 		var c count
 		if err := rows.Scan(&c.thread, &c.notif, &c.highlt, &c.first); err != nil {
 			rows.Close()
-			return err
+			return nil, err
 		}
 		counts = append(counts, c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE notification_counts SET notification_count = 0, highlight_count = 0, stream_pos = $3, first_unread = 0
 		WHERE user_id = $1 AND room_id = $2`, user.String(), roomID.String(), pos); err != nil {
-		return fmt.Errorf("clearing the counts of %s in %s: %w", user, roomID, err)
+		return nil, fmt.Errorf("clearing the counts of %s in %s: %w", user, roomID, err)
 	}
 	for _, c := range counts {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO notification_counts (user_id, room_id, thread_id, notification_count, highlight_count, stream_pos, first_unread)
@@ -561,10 +614,14 @@ func writeRecount(ctx context.Context, tx *storage.Tx, user id.UserID, roomID id
 			notification_count = excluded.notification_count, highlight_count = excluded.highlight_count, stream_pos = excluded.stream_pos,
 			first_unread = excluded.first_unread`,
 			user.String(), roomID.String(), c.thread, c.notif, c.highlt, pos, c.first); err != nil {
-			return fmt.Errorf("storing the counts of %s in %s: %w", user, roomID, err)
+			return nil, fmt.Errorf("storing the counts of %s in %s: %w", user, roomID, err)
 		}
 	}
-	return nil
+	out := make(map[string]Counts, len(counts))
+	for _, c := range counts {
+		out[c.thread] = Counts{Notifications: c.notif, Highlights: c.highlt}
+	}
+	return out, nil
 }
 
 // ReceiptStored marks the notifications a read receipt covers read and
@@ -591,7 +648,7 @@ func (s *Service) ReceiptStored(ctx context.Context, tx *storage.Tx, r receipts.
 		return err
 	}
 	// The receipt's own position orders the count change for /sync.
-	if err := writeRecount(ctx, tx, r.User, r.RoomID, r.StreamPos, math.MaxInt64); err != nil {
+	if _, err := writeRecount(ctx, tx, r.User, r.RoomID, r.StreamPos, math.MaxInt64); err != nil {
 		return err
 	}
 	// The cached counts go now, and none are cached until the commit is

@@ -35,5 +35,8 @@ type Notification struct {
 // that delivery to the user's pushers is queued if and only if the
 // notification is stored.
 type Sink interface {
+	// WithPushers returns which of users have anywhere to push to: the
+	// notifications of the others are neither prepared nor handed over.
+	WithPushers(ctx context.Context, tx *storage.Tx, users []id.UserID) (map[id.UserID]bool, error)
 	Notified(ctx context.Context, tx *storage.Tx, n Notification) error
 }

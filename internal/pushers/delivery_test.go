@@ -118,7 +118,10 @@ type scene struct {
 func newScene(t *testing.T, engine string, opts ...mxtest.Option) *scene {
 	t.Helper()
 	ctx := context.Background()
-	srv := mxtest.Start(t, engine, opts...)
+	// These tests hand notifications to the Sink themselves: rule
+	// evaluation, which would push bob's message as well, is off.
+	noEval := func(c *config.Config) { c.Notifications.EvaluatePushRules = false }
+	srv := mxtest.Start(t, engine, append([]mxtest.Option{noEval}, opts...)...)
 	alice, bob := srv.Client("alice"), srv.Client("bob")
 	if err := bob.SetDisplayName(ctx, "Major Tom"); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/myelin-chat/myelin/internal/push"
 	"github.com/myelin-chat/myelin/internal/storage"
 )
@@ -23,6 +25,38 @@ type queued struct {
 // tx commits. It implements push.Sink. Notifications whose actions do not
 // include "notify" are not pushed (Synapse's check); for a user without
 // pushers it costs one indexed query.
+// WithPushers is push.Sink's: one query for a whole batch of users.
+func (s *Service) WithPushers(ctx context.Context, tx *storage.Tx, users []id.UserID) (map[id.UserID]bool, error) {
+	out := map[id.UserID]bool{}
+	const chunk = 500
+	for start := 0; start < len(users); start += chunk {
+		part := users[start:min(start+chunk, len(users))]
+		args := make([]any, 0, len(part)+1)
+		args = append(args, KindHTTP)
+		for _, u := range part {
+			args = append(args, u.String())
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT user_id FROM pushers WHERE kind = $1 AND user_id IN (`+
+			storage.Placeholders(2, len(part))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("finding users with pushers: %w", err)
+		}
+		for rows.Next() {
+			var u string
+			if err := rows.Scan(&u); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("finding users with pushers: %w", err)
+			}
+			out[id.UserID(u)] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("finding users with pushers: %w", err)
+		}
+	}
+	return out, nil
+}
+
 func (s *Service) Notified(ctx context.Context, tx *storage.Tx, n push.Notification) error {
 	if !notifies(n.Actions) {
 		return nil
