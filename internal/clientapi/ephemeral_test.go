@@ -397,23 +397,41 @@ func TestReceipts(t *testing.T) {
 		aliceSince := ephSync(t, alice, "", 0).NextBatch
 		bobSince := ephSync(t, bob, "", 0).NextBatch
 
-		// bob's public receipt reaches alice through a waiting sync.
-		done := make(chan *mautrix.RespSync, 1)
+		// bob's public receipt reaches alice through a waiting sync. The
+		// receipt is bob's activity too, so a poll may first wake for his
+		// presence: alice polls on until the receipt is there.
+		type polled struct {
+			resp *mautrix.RespSync
+			err  error
+		}
+		done := make(chan polled, 1)
 		go func() {
-			resp, _ := alice.SyncRequest(ctx, 20000, aliceSince, "", false, "")
-			done <- resp
+			since, deadline := aliceSince, time.Now().Add(10*time.Second)
+			for {
+				resp, err := alice.SyncRequest(ctx, 20000, since, "", false, "")
+				if err != nil || time.Now().After(deadline) {
+					done <- polled{resp, err}
+					return
+				}
+				if _, ok := ephReceipts(t, resp, roomID)[evID]; ok {
+					done <- polled{resp, nil}
+					return
+				}
+				since = resp.NextBatch
+			}
 		}()
 		if err := bob.SendReceipt(ctx, roomID, evID, event.ReceiptTypeRead, nil); err != nil {
 			t.Fatalf("postReceipt: %v", err)
 		}
 		var resp *mautrix.RespSync
 		select {
-		case resp = <-done:
-		case <-time.After(10 * time.Second):
+		case p := <-done:
+			if p.err != nil || p.resp == nil {
+				t.Fatalf("long-poll sync failed: %v", p.err)
+			}
+			resp = p.resp
+		case <-time.After(15 * time.Second):
 			t.Fatal("alice's long-poll did not wake for bob's receipt within 10s")
-		}
-		if resp == nil {
-			t.Fatal("long-poll sync failed")
 		}
 		r := ephReceipts(t, resp, roomID)[evID][string(event.ReceiptTypeRead)][bob.UserID]
 		if r.TS == 0 || r.ThreadID != nil {
