@@ -17,6 +17,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/myelin-chat/myelin/internal/config"
 	"github.com/myelin-chat/myelin/internal/mxtest"
 )
 
@@ -25,7 +26,10 @@ import (
 func ephRoom(t *testing.T, engine string) (srv *mxtest.Server, alice, bob, carol *mautrix.Client, roomID id.RoomID) {
 	t.Helper()
 	ctx := context.Background()
-	srv = mxtest.Start(t, engine)
+	// Presence off: these tests wait for one change at a time, and each
+	// user's first sync (coming online) would be news to the others'
+	// long-polls. Presence has its own tests (internal/homeserver).
+	srv = mxtest.Start(t, engine, func(c *config.Config) { c.Presence.Enabled = false })
 	alice, bob, carol = srv.Client("alice"), srv.Client("bob"), srv.Client("carol")
 	created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
 	if err != nil {
