@@ -226,26 +226,44 @@ func mutate(t *testing.T, ev *pdu.Event, f func(m map[string]any)) json.RawMessa
 	return out
 }
 
+// evilRoom is a public room of alice's on the victim server that the
+// evil server's mallory has joined.
+type evilRoom struct {
+	victim  string
+	alice   *mautrix.Client
+	roomID  id.RoomID
+	evil    *evilServer
+	join    *pdu.Event
+	msgAuth []id.EventID // the auth events of a message of mallory's
+}
+
+func startEvilRoom(t *testing.T, engine string) evilRoom {
+	t.Helper()
+	hs := mxtest.Federation(t, engine, 1)
+	r := evilRoom{victim: hs[0].Config.ServerName, alice: hs[0].Client("alice")}
+	created, err := r.alice.CreateRoom(context.Background(), &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.roomID = created.RoomID
+	r.evil = startEvil(t, hs[0].TestCA)
+	var state []*pdu.Event
+	r.join, state = r.evil.join(t, r.victim, r.roomID)
+	var plID id.EventID
+	for _, s := range state {
+		if s.Type == "m.room.power_levels" {
+			plID = s.ID
+		}
+	}
+	r.msgAuth = []id.EventID{plID, r.join.ID}
+	return r
+}
+
 func TestMaliciousServerIsRefused(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
-		hs := mxtest.Federation(t, engine, 1)
-		victim := hs[0].Config.ServerName
-		alice := hs[0].Client("alice")
-		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		roomID := created.RoomID
-		evil := startEvil(t, hs[0].TestCA)
-		join, state := evil.join(t, victim, roomID)
-		var plID id.EventID
-		for _, s := range state {
-			if s.Type == "m.room.power_levels" {
-				plID = s.ID
-			}
-		}
-		msgAuth := []id.EventID{plID, join.ID}
+		r := startEvilRoom(t, engine)
+		victim, alice, roomID, evil, join, msgAuth := r.victim, r.alice, r.roomID, r.evil, r.join, r.msgAuth
 		plBefore := map[string]any{}
 		if err := alice.StateEvent(ctx, roomID, event.StatePowerLevels, "", &plBefore); err != nil {
 			t.Fatal(err)

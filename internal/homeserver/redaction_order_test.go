@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/myelin-chat/myelin/internal/mxtest"
 )
@@ -17,23 +16,8 @@ import (
 func TestRedactionBeforeItsTarget(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
-		hs := mxtest.Federation(t, engine, 1)
-		victim := hs[0].Config.ServerName
-		alice := hs[0].Client("alice")
-		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		roomID := created.RoomID
-		evil := startEvil(t, hs[0].TestCA)
-		join, state := evil.join(t, victim, roomID)
-		var plID id.EventID
-		for _, s := range state {
-			if s.Type == "m.room.power_levels" {
-				plID = s.ID
-			}
-		}
-		auth := []id.EventID{plID, join.ID}
+		r := startEvilRoom(t, engine)
+		victim, alice, roomID, evil, join, auth := r.victim, r.alice, r.roomID, r.evil, r.join, r.msgAuth
 		secret := evil.build(t, roomID, join, auth, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "the secret"})
 		redaction := evil.build(t, roomID, join, auth, "m.room.redaction", nil, map[string]any{"redacts": secret.ID})
 		if errText := evil.send(t, victim, redaction.JSON()); errText != "" {
