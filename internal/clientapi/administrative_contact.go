@@ -376,21 +376,34 @@ type threepidRemoveResp struct {
 	IDServerUnbindResult string `json:"id_server_unbind_result"`
 }
 
-func decodeThreepidRemove(r *http.Request) (threepidRemoveReq, error) {
+// threepidRemoval is a checked body of /3pid/delete or /3pid/unbind: an
+// e-mail address lower-cased as it is stored, idServer "" when absent.
+type threepidRemoval struct {
+	medium, address, idServer string
+}
+
+func decodeThreepidRemove(r *http.Request) (threepidRemoval, error) {
 	var req threepidRemoveReq
 	if err := httpx.DecodeJSON(r, &req); err != nil {
-		return req, err
+		return threepidRemoval{}, err
 	}
 	if req.Medium == nil {
-		return req, mxerr.MissingParam.With("medium is required")
+		return threepidRemoval{}, mxerr.MissingParam.With("medium is required")
 	}
 	if *req.Medium != "email" && *req.Medium != "msisdn" {
-		return req, mxerr.InvalidParam.With("medium must be email or msisdn")
+		return threepidRemoval{}, mxerr.InvalidParam.With("medium must be email or msisdn")
 	}
 	if req.Address == nil {
-		return req, mxerr.MissingParam.With("address is required")
+		return threepidRemoval{}, mxerr.MissingParam.With("address is required")
 	}
-	return req, nil
+	out := threepidRemoval{medium: *req.Medium, address: *req.Address}
+	if out.medium == threepid.MediumEmail {
+		out.address = strings.ToLower(out.address)
+	}
+	if req.IDServer != nil {
+		out.idServer = *req.IDServer
+	}
+	return out, nil
 }
 
 // delete3pidFromAccount serves POST /_matrix/client/v3/account/3pid/delete
@@ -403,20 +416,12 @@ func (a *API) delete3pidFromAccount(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	user := session(r).UserID
-	address := *req.Address
-	if *req.Medium == threepid.MediumEmail {
-		address = strings.ToLower(address)
-	}
-	idServer := ""
-	if req.IDServer != nil {
-		idServer = *req.IDServer
-	}
-	result, err := a.unbindIdentity(r.Context(), user, *req.Medium, address, idServer)
+	result, err := a.unbindIdentity(r.Context(), user, req.medium, req.address, req.idServer)
 	if err != nil {
 		return err
 	}
 	if a.threepids != nil {
-		if err := a.threepids.Unbind(r.Context(), user, *req.Medium, address); err != nil {
+		if err := a.threepids.Unbind(r.Context(), user, req.medium, req.address); err != nil {
 			return err
 		}
 	}
@@ -432,15 +437,7 @@ func (a *API) unbind3pidFromAccount(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	address := *req.Address
-	if *req.Medium == threepid.MediumEmail {
-		address = strings.ToLower(address)
-	}
-	idServer := ""
-	if req.IDServer != nil {
-		idServer = *req.IDServer
-	}
-	result, err := a.unbindIdentity(r.Context(), session(r).UserID, *req.Medium, address, idServer)
+	result, err := a.unbindIdentity(r.Context(), session(r).UserID, req.medium, req.address, req.idServer)
 	if err != nil {
 		return err
 	}

@@ -66,11 +66,8 @@ func (a *API) getProfileField(w http.ResponseWriter, r *http.Request) error {
 // are stored as given.
 func (a *API) setProfileField(w http.ResponseWriter, r *http.Request) error {
 	sess := session(r)
-	if id.UserID(r.PathValue("userId")) != sess.UserID {
-		return mxerr.Forbidden.With("you may only change your own profile")
-	}
-	key := r.PathValue("keyName")
-	if err := users.ValidateProfileKey(key); err != nil {
+	key, err := ownProfileKey(r)
+	if err != nil {
 		return err
 	}
 	var body map[string]json.RawMessage
@@ -105,16 +102,23 @@ func (a *API) setProfileField(w http.ResponseWriter, r *http.Request) error {
 	return a.changeProfile(w, r, key, value)
 }
 
+// ownProfileKey returns the path's profile field, which the requester
+// may change only in their own profile.
+func ownProfileKey(r *http.Request) (string, error) {
+	if id.UserID(r.PathValue("userId")) != session(r).UserID {
+		return "", mxerr.Forbidden.With("you may only change your own profile")
+	}
+	key := r.PathValue("keyName")
+	return key, users.ValidateProfileKey(key)
+}
+
 // deleteProfileField serves DELETE /_matrix/client/v3/profile/{userId}/{keyName}
 // (profile.yaml, spec v1.16). Deleting displayname or avatar_url clears it
 // in the user's member events too.
 func (a *API) deleteProfileField(w http.ResponseWriter, r *http.Request) error {
 	sess := session(r)
-	if id.UserID(r.PathValue("userId")) != sess.UserID {
-		return mxerr.Forbidden.With("you may only change your own profile")
-	}
-	key := r.PathValue("keyName")
-	if err := users.ValidateProfileKey(key); err != nil {
+	key, err := ownProfileKey(r)
+	if err != nil {
 		return err
 	}
 	if key == "displayname" || key == "avatar_url" {

@@ -226,14 +226,10 @@ func (s *Service) applyLocked(ch changes) {
 		// The recount's result replaces the room's cached counts, so a
 		// user's own message does not cost their next sync a reload.
 		if m := own(pr.user); m != nil {
-			threads, pos := ch.recountedTo[pr], int64(0)
-			for k, inc := range ch.incr {
-				if k.pair == pr {
-					pos = max(pos, inc.pos)
-				}
-			}
-			rc := &RoomCounts{Threads: map[string]Counts{}, StreamPos: pos}
-			for t, c := range threads {
+			// record gives every recounted pair an increment under the
+			// thread "" carrying the position of the change.
+			rc := &RoomCounts{Threads: map[string]Counts{}, StreamPos: ch.incr[threadKey{pr, ""}].pos}
+			for t, c := range ch.recountedTo[pr] {
 				rc.Threads[t] = c
 			}
 			m[pr.room] = rc

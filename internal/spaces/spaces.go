@@ -52,19 +52,10 @@ func New(rooms *room.Service, remote Remote, log *slog.Logger) *Service {
 // rooms chunk plus the room type, the rooms a restricted room allows, its
 // encryption and version.
 type Summary struct {
-	RoomID           id.RoomID    `json:"room_id"`
-	Name             string       `json:"name,omitempty"`
-	Topic            string       `json:"topic,omitempty"`
-	CanonicalAlias   id.RoomAlias `json:"canonical_alias,omitempty"`
-	AvatarURL        string       `json:"avatar_url,omitempty"`
-	NumJoinedMembers int          `json:"num_joined_members"`
-	WorldReadable    bool         `json:"world_readable"`
-	GuestCanJoin     bool         `json:"guest_can_join"`
-	JoinRule         string       `json:"join_rule,omitempty"`
-	RoomType         string       `json:"room_type,omitempty"`
-	AllowedRoomIDs   []id.RoomID  `json:"allowed_room_ids,omitempty"`
-	Encryption       string       `json:"encryption,omitempty"`
-	RoomVersion      string       `json:"room_version,omitempty"`
+	room.PublicRoom
+	AllowedRoomIDs []id.RoomID `json:"allowed_room_ids,omitempty"`
+	Encryption     string      `json:"encryption,omitempty"`
+	RoomVersion    string      `json:"room_version,omitempty"`
 }
 
 // ChildEvent is an m.space.child event in stripped form with its

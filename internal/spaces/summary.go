@@ -151,7 +151,7 @@ func (s *Service) loadLocal(ctx context.Context, roomID id.RoomID) (*local, erro
 	if err != nil {
 		return nil, err
 	}
-	l := &local{Summary: Summary{RoomID: roomID, RoomVersion: string(version)}, version: version, state: st}
+	l := &local{Summary: Summary{PublicRoom: room.PublicRoom{RoomID: roomID}, RoomVersion: string(version)}, version: version, state: st}
 	content := func(evType string) map[string]any {
 		ref, ok := st[room.StateKeyOf(evType, "")]
 		if !ok {
