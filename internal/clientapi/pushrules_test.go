@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/pushrules"
 
+	"github.com/myelin-chat/myelin/internal/config"
 	"github.com/myelin-chat/myelin/internal/mxtest"
 )
 
@@ -228,7 +229,9 @@ func TestPushRulesAPI(t *testing.T) {
 func TestPushRulesReachOtherDevices(t *testing.T) {
 	mxtest.Engines(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
-		srv := mxtest.Start(t, engine)
+		// Presence off: the laptop's first sync brings the user online,
+		// which could wake its waiting sync before the phone's change.
+		srv := mxtest.Start(t, engine, func(c *config.Config) { c.Presence.Enabled = false })
 		phone := srv.Register("pushy", "password-pushy")
 		laptop := srv.Login(phone.UserID, "password-pushy")
 		first, err := laptop.SyncRequest(ctx, 0, "", "", false, "")
